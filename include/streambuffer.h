@@ -1,0 +1,264 @@
+/*
+ * streambuffer.h - many threads, one byte stream, random access.
+ *
+ * A streambuffer ("sb") drains a one-pass byte source (a pipe, a socket, an
+ * HTTP body, an iterator of chunks) on a background producer thread into a
+ * spool: the first mem_limit bytes in one memory region that never moves, the
+ * rest in an unlinked temporary file that nobody else can see.  Any number of
+ * threads read it with positional reads, like pread(2), that block only until
+ * the bytes they asked for have arrived, the stream has ended, or it has
+ * failed.  Bytes that have arrived never change, so reading them takes no lock.
+ *
+ * Errors follow POSIX: a function returns -1 (or NULL) and sets errno.
+ *
+ * Example: share a pipe between worker threads.
+ *
+ *     sb *b = sb_open_fd(STDIN_FILENO, NULL);      // producer starts now
+ *     if (b == NULL)
+ *         err(1, "sb_open_fd");
+ *     // ... any thread, any offset, any order:
+ *     char hdr[512];
+ *     ssize_t n = sb_pread(b, hdr, sizeof hdr, 0); // waits for 512 bytes
+ *     if (n < 0)
+ *         warn("read");                            // errno: the stream's error
+ *     uint64_t len;
+ *     if (sb_wait_end(b, &len) == 0)               // the whole stream is in
+ *         printf("%llu bytes\n", (unsigned long long)len);
+ *     // ... stop and join the readers, then:
+ *     sb_close(b);
+ *
+ * Link with -lstreambuffer -lpthread.
+ */
+#ifndef STREAMBUFFER_H
+#define STREAMBUFFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h> /* ssize_t */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SB_VERSION_MAJOR 0
+#define SB_VERSION_MINOR 1
+#define SB_VERSION_PATCH 0
+
+/* A shared stream buffer.  Opaque; create with sb_open*, free with sb_close. */
+typedef struct sb sb;
+
+/*
+ * Where the bytes come from.  Set exactly one of read and next.
+ *
+ * The callbacks run on the producer thread only, one at a time, never
+ * concurrently with each other; they must not call back into the same sb.
+ */
+typedef struct sb_source {
+    /*
+     * Pull-style: copy up to cap bytes into buf.  Return the number of bytes
+     * copied (> 0), 0 at the end of the stream, or a negative errno value
+     * (-EIO, ...) to fail the stream with that error.  Returning more than cap
+     * fails the stream with EIO.  May block; see sb_cancel and sb_close.
+     */
+    ssize_t (*read)(void *ctx, void *buf, size_t cap);
+
+    /*
+     * Iterator-style: point *chunk and *len at the next chunk and return 1,
+     * return 0 at the end of the stream, or a negative errno value to fail it.
+     * The chunk must stay valid until the next call; the library copies it.
+     * Empty chunks (*len == 0) are allowed and skipped.  A NULL *chunk with a
+     * non-zero *len fails the stream with EIO.
+     */
+    int (*next)(void *ctx, const void **chunk, size_t *len);
+
+    /*
+     * Optional.  Called exactly once, from sb_close, after the producer thread
+     * has stopped, to release ctx.  Not called when sb_open fails.
+     */
+    void (*close)(void *ctx);
+
+    void *ctx; /* passed to every callback */
+} sb_source;
+
+/* Tuning.  A NULL pointer or an all-zero struct means the defaults. */
+typedef struct sb_options {
+    /* Bytes kept in memory: the stream's first mem_limit bytes.  Reserved as
+       address space at open; pages are committed only as bytes arrive.
+       0: 5 MiB. */
+    size_t mem_limit;
+    /* Hard cap on the stream's length.  A source that delivers more fails the
+       stream with EFBIG after the first max_size bytes, which stay readable.
+       0: no cap. */
+    uint64_t max_size;
+    /* Directory for the spill file, which is created only once the stream
+       outgrows mem_limit.  The string is copied.  NULL: $TMPDIR if set and
+       not empty, else "/tmp". */
+    const char *tmp_dir;
+    /* Most bytes the producer asks the source for at once.  0: 64 KiB. */
+    size_t chunk_size;
+    /* Expected total length, if known.  Only a hint: the stream ends where
+       the source ends.  0: unknown. */
+    uint64_t length_hint;
+} sb_options;
+
+/*
+ * sb_open - start buffering a stream from a source.
+ *
+ * Copies *src and *opts, starts the producer thread, which begins pulling
+ * from the source at once, and returns without blocking.
+ *
+ * Returns the new buffer, or NULL with errno:
+ *   EINVAL  src is NULL; both or neither of src->read and src->next are set;
+ *           opts->chunk_size or opts->mem_limit above SSIZE_MAX;
+ *           opts->tmp_dir is an empty string; opts->length_hint greater than
+ *           a non-zero opts->max_size.
+ *   ENOMEM  out of memory or address space for the memory region.
+ *   EAGAIN  the producer thread could not be created.
+ * On failure nothing is left behind and src->close is not called.
+ *
+ * Thread-safety: safe to call from any thread.
+ */
+sb *sb_open(const sb_source *src, const sb_options *opts);
+
+/*
+ * sb_open_fd - buffer everything read(2) returns from a file descriptor.
+ *
+ * Reads start at fd's current offset and advance it.  The fd stays the
+ * caller's: it is never closed, and must stay open until sb_close returns.
+ * A blocking read on a pipe or socket does not delay sb_cancel or sb_close:
+ * the producer waits in poll(2) and is woken by them.  EINTR is retried;
+ * EAGAIN from a non-blocking fd waits in poll(2).  Any other read error
+ * fails the stream with that errno.
+ *
+ * Returns the new buffer, or NULL with errno:
+ *   EINVAL  fd is negative, or opts is invalid (see sb_open).
+ *   EBADF   fd is not an open descriptor open for reading.
+ *   EMFILE, ENFILE  no descriptor left for the internal wake-up eventfd.
+ *   ENOMEM, EAGAIN  as for sb_open.
+ *
+ * Thread-safety: safe to call from any thread.
+ */
+sb *sb_open_fd(int fd, const sb_options *opts);
+
+/*
+ * sb_open_mem - a buffer over bytes already in memory.
+ *
+ * Copies nothing: readers read data itself, which must stay valid and
+ * unchanged until sb_close returns.  The stream has ended when this returns
+ * (sb_available is len at once) and no thread is started.  opts->mem_limit,
+ * tmp_dir and chunk_size are validated but have no effect; with a non-zero
+ * opts->max_size below len the stream is failed with EFBIG after its first
+ * max_size bytes, as for any source.
+ *
+ * Returns the new buffer, or NULL with errno:
+ *   EINVAL  data is NULL while len > 0, or opts is invalid (see sb_open).
+ *   ENOMEM  out of memory.
+ *
+ * Thread-safety: safe to call from any thread.
+ */
+sb *sb_open_mem(const void *data, size_t len, const sb_options *opts);
+
+/*
+ * sb_pread - read bytes [off, off + n) of the stream into buf.
+ *
+ * Blocks until the whole range has arrived, then copies it and returns n.
+ * If the stream ends inside the range, returns the bytes that exist (a short
+ * count); if off is at or past the end, returns 0.  If the stream has failed
+ * or was cancelled, the bytes that arrived before are still returned as
+ * above, and a read that can return none fails with the stream's error.
+ * A read of bytes that have already arrived takes no lock and never blocks.
+ *
+ * Returns the number of bytes copied, or -1 with errno:
+ *   EINVAL     b or buf is NULL, n > SSIZE_MAX, or off + n overflows.
+ *   ECANCELED  sb_cancel was called before the bytes arrived.
+ *   EFBIG      the stream passed opts->max_size, or the spill file hit the
+ *              file size limit.
+ *   ENOSPC, EIO, ...  the spill file could not be created or written
+ *              (the errno of open(2) or pwrite(2)), or the source failed
+ *              with that error; all of these fail the stream.
+ *   EIO, ...   pread(2) of the spill file failed for this read alone; the
+ *              stream is not failed and the read may be retried.
+ * n == 0 returns 0 at once (after the argument checks).
+ *
+ * Thread-safety: any number of threads may read at once, at any offsets.
+ */
+ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off);
+
+/*
+ * sb_pread_timed - sb_pread that waits at most timeout_ms milliseconds.
+ *
+ * As sb_pread, but the wait for missing bytes ends after timeout_ms (-1 waits
+ * forever, 0 never waits), measured on CLOCK_MONOTONIC.  On timeout no bytes
+ * are copied, even if part of the range had arrived.
+ *
+ * Returns as sb_pread, or -1 with errno:
+ *   ETIMEDOUT  the range had not arrived, nor the stream ended, in time.
+ *   EINVAL     as sb_pread, or timeout_ms < -1.
+ *
+ * Thread-safety: as sb_pread.
+ */
+ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
+                       int timeout_ms);
+
+/*
+ * sb_available - how many bytes have arrived, now.
+ *
+ * Never blocks, takes no lock.  The count only grows, so a read of
+ * [0, sb_available(b)) never blocks.
+ *
+ * Returns the count; 0 with errno EINVAL if b is NULL.
+ *
+ * Thread-safety: safe from any thread.
+ */
+uint64_t sb_available(sb *b);
+
+/*
+ * sb_wait_end - wait until the stream has ended, failed or been cancelled.
+ *
+ * Blocks until the source has been drained (or the stream fails).
+ *
+ * Returns 0 and stores the stream's total length in *length (if length is
+ * not NULL), or -1 with errno:
+ *   EINVAL  b is NULL.
+ *   ECANCELED, EFBIG, ENOSPC, EIO, ...  the stream's error (see sb_pread);
+ *           *length is not written.
+ *
+ * Thread-safety: safe from any thread, any number at once.
+ */
+int sb_wait_end(sb *b, uint64_t *length);
+
+/*
+ * sb_cancel - stop the stream now.
+ *
+ * If the stream has not ended or failed yet, it fails with ECANCELED: every
+ * reader waiting for bytes that have not arrived returns at once (ECANCELED,
+ * or a short count), and the producer stops at its next step.  It does not
+ * wait for a source callback in progress to return.  Bytes that arrived
+ * before stay readable.  On a stream that has already ended or failed it does
+ * nothing.  Never blocks for long (it takes the internal lock briefly).
+ * A NULL b is ignored.
+ *
+ * Thread-safety: safe from any thread at any time, any number of times.
+ */
+void sb_cancel(sb *b);
+
+/*
+ * sb_close - cancel, stop the producer, and free everything.
+ *
+ * Cancels the stream (see sb_cancel), waits for the producer thread to
+ * return (which waits for a source read or next callback in progress; the
+ * fd source of sb_open_fd is woken at once), calls the source's close, closes
+ * the spill file, which disappears with it, and frees the buffer.  A NULL b
+ * is ignored.
+ *
+ * Thread-safety: NOT safe concurrently with any other call on b.  The caller
+ * must make sure every other call on b has returned: cancel, join the
+ * readers, then close.
+ */
+void sb_close(sb *b);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STREAMBUFFER_H */

@@ -1,0 +1,286 @@
+/*
+ * sb.c - the buffer's lifecycle, options, and the public read calls.
+ *
+ * Lifecycle of one buffer:
+ *
+ *   state      entered by                     filled          readers
+ *   ---------  -----------------------------  --------------  ---------------------------
+ *   RUNNING    sb_open, sb_open_fd            grows, chunk    wait until off+n <= filled
+ *                                             by chunk
+ *   ENDED      source returned end            final = length  short count / 0 past it
+ *              (sb_open_mem: at once)
+ *   FAILED     source error, spill error,     final           bytes below filled; then
+ *              max_size (EFBIG), sb_cancel                    -1 with the stream's errno
+ *              (ECANCELED)
+ *   (freed)    sb_close: cancel, join the     -               none may remain
+ *              producer, source close, free
+ *
+ * RUNNING is left exactly once (sb__wait_finish), and every waiter is woken
+ * then.  The producer notices at its next step and returns; sb_close joins
+ * it before freeing anything it might touch.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Options after defaults, checked. */
+struct config {
+    size_t mem_limit;
+    size_t chunk_size;
+    uint64_t max_size;
+    uint64_t length_hint;
+    const char *tmp_dir;
+};
+
+static int resolve_options(const sb_options *o, struct config *c)
+{
+    static const sb_options defaults;
+    if (o == NULL)
+        o = &defaults;
+    if (o->mem_limit > SSIZE_MAX || o->chunk_size > SSIZE_MAX)
+        return -EINVAL;
+    if (o->tmp_dir != NULL && o->tmp_dir[0] == '\0')
+        return -EINVAL;
+    if (o->max_size != 0 && o->length_hint > o->max_size)
+        return -EINVAL;
+
+    c->mem_limit = o->mem_limit ? o->mem_limit : SB__DEFAULT_MEM_LIMIT;
+    c->chunk_size = o->chunk_size ? o->chunk_size : SB__DEFAULT_CHUNK_SIZE;
+    c->max_size = o->max_size ? o->max_size : UINT64_MAX;
+    c->length_hint = o->length_hint;
+    c->tmp_dir = o->tmp_dir;
+    if (c->tmp_dir == NULL) {
+        /* secure_getenv: a setuid program must not spill where its
+           caller's environment says. */
+        c->tmp_dir = secure_getenv("TMPDIR");
+        if (c->tmp_dir == NULL || c->tmp_dir[0] == '\0')
+            c->tmp_dir = "/tmp";
+    }
+    return 0;
+}
+
+/* A buffer with its wait state set up and nothing else.  Returns NULL with
+   errno set. */
+static sb *alloc_buffer(const struct config *c)
+{
+    sb *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    int rc = sb__wait_init(&b->wait);
+    if (rc < 0) {
+        free(b);
+        errno = -rc;
+        return NULL;
+    }
+    b->max_size = c->max_size;
+    b->length_hint = c->length_hint;
+    b->chunk_size = c->chunk_size;
+    return b;
+}
+
+static void free_buffer(sb *b)
+{
+    sb__spool_destroy(&b->spool);
+    sb__wait_destroy(&b->wait);
+    free(b->scratch);
+    free(b);
+}
+
+/* Open over a checked source; interrupt may be NULL.  On failure returns
+   NULL with errno set and leaves src untouched (its close is not called). */
+static sb *open_source(const sb_source *src, const struct config *c,
+                       void (*interrupt)(void *))
+{
+    sb *b = alloc_buffer(c);
+    if (b == NULL)
+        return NULL;
+    b->src = *src;
+    b->interrupt = interrupt;
+    int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir);
+    if (rc == 0) {
+        rc = sb__producer_start(b);
+        if (rc < 0)
+            sb__spool_destroy(&b->spool);
+    }
+    if (rc < 0) {
+        sb__wait_destroy(&b->wait);
+        free(b);
+        errno = -rc;
+        return NULL;
+    }
+    return b;
+}
+
+SB_API sb *sb_open(const sb_source *src, const sb_options *opts)
+{
+    struct config c;
+    if (src == NULL || (src->read == NULL) == (src->next == NULL)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int rc = resolve_options(opts, &c);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    return open_source(src, &c, NULL);
+}
+
+SB_API sb *sb_open_fd(int fd, const sb_options *opts)
+{
+    struct config c;
+    sb_source src;
+    void (*interrupt)(void *);
+
+    int rc = fd < 0 ? -EINVAL : resolve_options(opts, &c);
+    if (rc == 0)
+        rc = sb__fd_source(fd, &src, &interrupt);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    sb *b = open_source(&src, &c, interrupt);
+    if (b == NULL) {
+        int err = errno;
+        src.close(src.ctx);
+        errno = err;
+    }
+    return b;
+}
+
+SB_API sb *sb_open_mem(const void *data, size_t len, const sb_options *opts)
+{
+    struct config c;
+    int rc = data == NULL && len > 0 ? -EINVAL : resolve_options(opts, &c);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    sb *b = alloc_buffer(&c);
+    if (b == NULL)
+        return NULL;
+    sb__spool_init_borrowed(&b->spool, data, len);
+    /* The bytes are all there: publish them, with the same max_size rule
+       a producer would apply, and end the stream.  No thread needed. */
+    uint64_t n = len < b->max_size ? len : b->max_size;
+    sb__wait_publish(&b->wait, n);
+    sb__wait_finish(&b->wait, n < len ? EFBIG : 0);
+    return b;
+}
+
+/* Check a read's arguments.  Returns 0 or -EINVAL. */
+static int check_read(const sb *b, const void *buf, size_t n, uint64_t off)
+{
+    if (b == NULL || buf == NULL || n > SSIZE_MAX || off > UINT64_MAX - n)
+        return -EINVAL;
+    return 0;
+}
+
+/*
+ * The read path.  When [off, off+n) is already filled this is an acquire
+ * load, a compare and a copy: no lock, no shared write.  Otherwise wait,
+ * then settle how much of the range exists.
+ */
+static ssize_t read_range(sb *b, void *buf, size_t n, uint64_t off,
+                          int timeout_ms)
+{
+    int rc = check_read(b, buf, n, off);
+    if (rc < 0 || n == 0)
+        goto out;
+
+    uint64_t end = off + n;
+    uint64_t filled = sb__wait_filled(&b->wait);
+    if (end > filled) {
+        int err;
+        if (sb__wait_state(&b->wait, &err) == SB__RUNNING) {
+            rc = sb__wait_until(&b->wait, end, timeout_ms);
+            if (rc < 0)
+                goto out;
+        }
+        /* Either the range is complete, or the state is final (and so is
+           filled, stored before the state). */
+        sb__wait_state(&b->wait, &err);
+        filled = sb__wait_filled(&b->wait);
+        if (end > filled) {
+            if (off >= filled) {
+                rc = -err; /* 0 at the end of an ended stream */
+                n = 0;
+                goto out;
+            }
+            n = (size_t)(filled - off);
+        }
+    }
+    rc = sb__spool_read(&b->spool, buf, n, off);
+out:
+    if (rc < 0) {
+        errno = -rc;
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+SB_API ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off)
+{
+    return read_range(b, buf, n, off, -1);
+}
+
+SB_API ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
+                              int timeout_ms)
+{
+    if (timeout_ms < -1) {
+        errno = EINVAL;
+        return -1;
+    }
+    return read_range(b, buf, n, off, timeout_ms);
+}
+
+SB_API uint64_t sb_available(sb *b)
+{
+    if (b == NULL) {
+        errno = EINVAL;
+        return 0;
+    }
+    return sb__wait_filled(&b->wait);
+}
+
+SB_API int sb_wait_end(sb *b, uint64_t *length)
+{
+    int err;
+    if (b == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    sb__wait_until(&b->wait, UINT64_MAX, -1);
+    if (sb__wait_state(&b->wait, &err) != SB__ENDED) {
+        errno = err;
+        return -1;
+    }
+    if (length != NULL)
+        *length = sb__wait_filled(&b->wait);
+    return 0;
+}
+
+SB_API void sb_cancel(sb *b)
+{
+    if (b == NULL)
+        return;
+    /* Only the call that ends the stream interrupts the source; later ones
+       find the producer already on its way out. */
+    if (sb__wait_finish(&b->wait, ECANCELED) && b->interrupt != NULL)
+        b->interrupt(b->src.ctx);
+}
+
+SB_API void sb_close(sb *b)
+{
+    if (b == NULL)
+        return;
+    sb_cancel(b);
+    if (b->has_producer)
+        pthread_join(b->producer, NULL);
+    if (b->src.close != NULL)
+        b->src.close(b->src.ctx);
+    free_buffer(b);
+}

@@ -1,0 +1,161 @@
+/*
+ * spool.c - memory-then-file storage.  See spool.h for the contract.
+ *
+ * Why one fixed region rather than a growing buffer: readers copy published
+ * bytes without a lock, so the memory under them must never be moved or
+ * freed while the spool lives.  mmap reserves address space only; pages are
+ * committed as the writer first touches them, so a 5 MiB limit costs a small
+ * stream one page, not 5 MiB.
+ *
+ * Why nothing is copied on spill-over: the file holds only the bytes past
+ * mem_cap, at file offset (off - mem_cap), so the memory part stays where it
+ * is and readers of it are undisturbed.
+ */
+#include "spool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    size_t pg = page > 0 ? (size_t)page : 4096;
+    size_t map_len = (mem_cap + pg - 1) / pg * pg;
+
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    if (map_len < mem_cap)
+        return -ENOMEM; /* rounding overflowed */
+    s->tmp_dir = strdup(tmp_dir);
+    if (s->tmp_dir == NULL)
+        return -ENOMEM;
+    void *mem = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED) {
+        free(s->tmp_dir);
+        s->tmp_dir = NULL;
+        return -ENOMEM;
+    }
+    s->mem = mem;
+    s->mem_cap = mem_cap;
+    s->map_len = map_len;
+    return 0;
+}
+
+void sb__spool_init_borrowed(struct sb__spool *s, const void *data, size_t len)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+    /* Only ever read through: the writer never runs on a borrowed spool. */
+    s->mem = (unsigned char *)(uintptr_t)data;
+    s->mem_cap = len;
+}
+
+void sb__spool_destroy(struct sb__spool *s)
+{
+    if (s->map_len > 0)
+        munmap(s->mem, s->map_len);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s->tmp_dir);
+    memset(s, 0, sizeof *s);
+    s->fd = -1;
+}
+
+/*
+ * An anonymous file in tmp_dir.  O_TMPFILE never gives the file a name;
+ * where the filesystem lacks it, mkostemp's name lives only until the
+ * unlink right after, so a crash at any later point leaves nothing behind.
+ */
+static int spill_create(const char *dir)
+{
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        return fd;
+    if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+        return -errno;
+
+    size_t len = strlen(dir) + sizeof "/.streambuffer-XXXXXX";
+    char *path = malloc(len);
+    if (path == NULL)
+        return -ENOMEM;
+    snprintf(path, len, "%s/.streambuffer-XXXXXX", dir);
+    fd = mkostemp(path, O_CLOEXEC);
+    int err = errno;
+    if (fd >= 0 && unlink(path) != 0) {
+        err = errno;
+        close(fd);
+        fd = -1;
+    }
+    free(path);
+    return fd >= 0 ? fd : -err;
+}
+
+int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
+                    size_t len)
+{
+    const unsigned char *p = data;
+
+    if (off < s->mem_cap) {
+        size_t head = s->mem_cap - (size_t)off;
+        if (head > len)
+            head = len;
+        if (p != s->mem + off)
+            memcpy(s->mem + off, p, head);
+        p += head;
+        off += head;
+        len -= head;
+    }
+    if (len == 0)
+        return 0;
+    if (s->fd < 0) {
+        int fd = spill_create(s->tmp_dir);
+        if (fd < 0)
+            return fd;
+        s->fd = fd;
+    }
+    uint64_t foff = off - s->mem_cap;
+    while (len > 0) {
+        if (foff > (uint64_t)INT64_MAX - len)
+            return -EFBIG;
+        ssize_t w = pwrite(s->fd, p, len, (off_t)foff);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -EIO;
+        p += w;
+        foff += (uint64_t)w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int sb__spool_read_file(const struct sb__spool *s, void *buf, size_t n,
+                        uint64_t off)
+{
+    unsigned char *p = buf;
+    uint64_t foff = off - s->mem_cap;
+
+    while (n > 0) {
+        ssize_t r = pread(s->fd, p, n, (off_t)foff);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (r == 0)
+            return -EIO; /* published bytes missing from the file */
+        p += r;
+        foff += (uint64_t)r;
+        n -= (size_t)r;
+    }
+    return 0;
+}

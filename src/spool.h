@@ -1,0 +1,90 @@
+/*
+ * spool.h - memory-then-file storage for one stream.  Internal.
+ *
+ * Bytes [0, mem_cap) live in one memory region that is reserved once and
+ * never moves; bytes [mem_cap, ...) live in an unlinked temporary file at
+ * file offset (off - mem_cap), created on the first write that needs it.
+ *
+ * The spool knows nothing of threads.  Its callers guarantee:
+ *   - one writer at a time, appending in order (sb__spool_write);
+ *   - readers only read bytes the writer has finished writing and has
+ *     published with a release store that the reader observed with an
+ *     acquire load.  That publication is also what makes s->fd, set by the
+ *     writer before the bytes that live in the file, visible to readers.
+ */
+#ifndef SB_SPOOL_H
+#define SB_SPOOL_H
+
+#include <stdint.h>
+#include <string.h>
+#include <sys/types.h>
+
+struct sb__spool {
+    unsigned char *mem;  /* [0, mem_cap); never moves */
+    size_t mem_cap;      /* bytes the region holds: the memory/file boundary */
+    size_t map_len;      /* bytes mapped (mem_cap rounded up); 0: borrowed */
+    int fd;              /* spill file, -1 until the first byte past mem_cap */
+    char *tmp_dir;       /* where the spill file goes; owned */
+};
+
+/* Reserve the memory region.  Returns 0 or -errno (-ENOMEM). */
+int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir);
+
+/* A spool over caller-owned memory that is already complete: no copy, no
+   file.  Never fails. */
+void sb__spool_init_borrowed(struct sb__spool *s, const void *data, size_t len);
+
+/* Unmap the region and close the spill file. */
+void sb__spool_destroy(struct sb__spool *s);
+
+/*
+ * The writer's zero-copy path: where the bytes at offset off may be written
+ * directly, and how many fit (*room; 0 and NULL once off >= mem_cap).
+ */
+static inline unsigned char *sb__spool_window(const struct sb__spool *s,
+                                              uint64_t off, size_t *room)
+{
+    if (off >= s->mem_cap) {
+        *room = 0;
+        return NULL;
+    }
+    *room = s->mem_cap - (size_t)off;
+    return s->mem + off;
+}
+
+/*
+ * Store len bytes at offset off: the part below mem_cap into memory (a
+ * no-op where data already points there), the rest into the spill file,
+ * which is created on demand.  Returns 0 or -errno; on error the bytes are
+ * not stored and the spool is as it was, apart from a created file.
+ */
+int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
+                    size_t len);
+
+/* pread(2) the spilled part [off, off + n) with off >= mem_cap.
+   Returns 0 or -errno. */
+int sb__spool_read_file(const struct sb__spool *s, void *buf, size_t n,
+                        uint64_t off);
+
+/*
+ * Copy published bytes [off, off + n) into buf.  Inline because the
+ * in-memory case is the library's hot path: a compare and a memcpy.
+ * Returns 0 or -errno (from pread of the spill file only).
+ */
+static inline int sb__spool_read(const struct sb__spool *s, void *buf,
+                                 size_t n, uint64_t off)
+{
+    if (off + n <= s->mem_cap) {
+        memcpy(buf, s->mem + off, n);
+        return 0;
+    }
+    size_t head = 0;
+    if (off < s->mem_cap) {
+        head = s->mem_cap - (size_t)off;
+        memcpy(buf, s->mem + off, head);
+    }
+    return sb__spool_read_file(s, (unsigned char *)buf + head, n - head,
+                               off + head);
+}
+
+#endif /* SB_SPOOL_H */

@@ -1,0 +1,95 @@
+/*
+ * wait.h - the watermark, the end state, and the readers waiting on them.
+ * Internal.
+ *
+ * This is the only shared mutable state between the writer (the producer)
+ * and the readers.  It knows nothing of where the bytes are kept.
+ */
+#ifndef SB_WAIT_H
+#define SB_WAIT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+enum sb__state {
+    SB__RUNNING = 0, /* bytes may still arrive */
+    SB__ENDED,       /* the source ended; filled is the total length */
+    SB__FAILED,      /* failed or cancelled; err says why */
+};
+
+struct sb__waiter; /* private to wait.c; lives on a waiting reader's stack */
+
+struct sb__wait {
+    /*
+     * filled: bytes [0, filled) are published and immutable.  Only grows.
+     * Stored (release) by the writer with mu held; loaded (acquire) by
+     * anyone without it, which is the readers' lock-free fast path.
+     *
+     * state: enum sb__state.  Leaves SB__RUNNING once and for all, stored
+     * (release) with mu held after err and the final filled, so a reader
+     * that loads a final state (acquire) may read err and filled without
+     * the lock.
+     */
+    _Atomic uint64_t filled;
+    _Atomic int state;
+    int err;
+
+    /*
+     * mu protects: the stores to filled and state (so that a waiter that
+     * checked them under mu cannot miss the wake-up), the waiter queue,
+     * and the counters below.  Never held across I/O, a copy of stream
+     * bytes, or a source callback.  Helpers that need it held end in
+     * _locked and assert it in debug builds.
+     */
+    pthread_mutex_t mu;
+    pthread_condattr_t condattr;    /* CLOCK_MONOTONIC, for timed waits */
+    struct sb__waiter *queue;       /* sorted by ascending need */
+    uint64_t waiting;               /* readers in the queue now */
+    uint64_t wakeups;               /* returns from a condition wait */
+#ifndef NDEBUG
+    pthread_t holder;               /* who holds mu, for _locked asserts */
+    bool held;
+#endif
+};
+
+/* Returns 0 or -errno (pthread's: ENOMEM, EAGAIN). */
+int sb__wait_init(struct sb__wait *w);
+/* No thread may be waiting. */
+void sb__wait_destroy(struct sb__wait *w);
+
+static inline uint64_t sb__wait_filled(struct sb__wait *w)
+{
+    return atomic_load_explicit(&w->filled, memory_order_acquire);
+}
+
+/* The state, and in *err the stream's error when it is SB__FAILED. */
+static inline enum sb__state sb__wait_state(struct sb__wait *w, int *err)
+{
+    int s = atomic_load_explicit(&w->state, memory_order_acquire);
+    *err = s == SB__FAILED ? w->err : 0;
+    return (enum sb__state)s;
+}
+
+/*
+ * The writer publishes bytes [0, filled) and wakes exactly the readers whose
+ * range is now complete.  Returns false, publishing nothing, if the stream
+ * is no longer running (it was cancelled or failed).
+ */
+bool sb__wait_publish(struct sb__wait *w, uint64_t filled);
+
+/*
+ * Set the end state, once: err == 0 ends the stream at the current filled,
+ * otherwise fails it with err.  Wakes every waiter.  Returns true if this
+ * call set it, false if the state was already final (nothing changes).
+ */
+bool sb__wait_finish(struct sb__wait *w, int err);
+
+/*
+ * Block until filled >= need or the state is final, for at most timeout_ms
+ * (-1 forever, 0 not at all).  Returns 0, or -ETIMEDOUT.
+ */
+int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms);
+
+#endif /* SB_WAIT_H */
