@@ -58,7 +58,8 @@ typedef struct sb_source {
      * Pull-style: copy up to cap bytes into buf.  Return the number of bytes
      * copied (> 0), 0 at the end of the stream, or a negative errno value
      * (-EIO, ...) to fail the stream with that error.  Returning more than cap
-     * fails the stream with EIO.  May block; see sb_cancel and sb_close.
+     * fails the stream with EIO and discards that call's bytes.  May block;
+     * see sb_cancel and sb_close.
      */
     ssize_t (*read)(void *ctx, void *buf, size_t cap);
 
@@ -211,6 +212,39 @@ ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
  * Thread-safety: safe from any thread.
  */
 uint64_t sb_available(sb *b);
+
+/* The stream's state, as reported by sb_get_stats. */
+enum sb_state {
+    SB_RUNNING = 0, /* bytes may still arrive */
+    SB_ENDED = 1,   /* the source ended; filled is the total length */
+    SB_FAILED = 2,  /* failed or cancelled; error says why */
+};
+
+/* A snapshot for monitoring and benchmarks.  See sb_get_stats. */
+typedef struct sb_stats {
+    uint64_t filled;      /* bytes arrived: what sb_available returns */
+    uint64_t in_memory;   /* of those, bytes held in the memory region */
+    uint64_t spilled;     /* of those, bytes held in the spill file */
+    uint64_t publishes;   /* times the producer published new bytes */
+    uint64_t waiting;     /* readers blocked in sb_pread* or sb_wait_end */
+    uint64_t wakeups;     /* times a blocked reader woke up, so far: each
+                             targeted wake-up, timeout or spurious return */
+    int state;            /* enum sb_state */
+    int error;            /* the stream's errno when SB_FAILED, else 0 */
+} sb_stats;
+
+/*
+ * sb_get_stats - take a consistent snapshot of the buffer's counters.
+ *
+ * Never blocks for long (it takes the internal lock briefly).  The counters
+ * are consistent with each other at one instant; they may be stale by the
+ * time the call returns.
+ *
+ * Returns 0, or -1 with errno EINVAL if b or out is NULL.
+ *
+ * Thread-safety: safe from any thread.
+ */
+int sb_get_stats(sb *b, sb_stats *out);
 
 /*
  * sb_wait_end - wait until the stream has ended, failed or been cancelled.

@@ -53,7 +53,7 @@ static int source_errno(long r)
 static bool running(sb *b)
 {
     int err;
-    return sb__wait_state(&b->wait, &err) == SB__RUNNING;
+    return sb__wait_state(&b->wait, &err) == SB_RUNNING;
 }
 
 /* One read-style step.  Returns true to go on. */

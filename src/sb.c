@@ -195,7 +195,7 @@ static ssize_t read_range(sb *b, void *buf, size_t n, uint64_t off,
     uint64_t filled = sb__wait_filled(&b->wait);
     if (end > filled) {
         int err;
-        if (sb__wait_state(&b->wait, &err) == SB__RUNNING) {
+        if (sb__wait_state(&b->wait, &err) == SB_RUNNING) {
             rc = sb__wait_until(&b->wait, end, timeout_ms);
             if (rc < 0)
                 goto out;
@@ -254,12 +254,26 @@ SB_API int sb_wait_end(sb *b, uint64_t *length)
         return -1;
     }
     sb__wait_until(&b->wait, UINT64_MAX, -1);
-    if (sb__wait_state(&b->wait, &err) != SB__ENDED) {
+    if (sb__wait_state(&b->wait, &err) != SB_ENDED) {
         errno = err;
         return -1;
     }
     if (length != NULL)
         *length = sb__wait_filled(&b->wait);
+    return 0;
+}
+
+SB_API int sb_get_stats(sb *b, sb_stats *out)
+{
+    if (b == NULL || out == NULL) {
+        errno = EINVAL;
+        return -1;
+    }
+    memset(out, 0, sizeof *out);
+    sb__wait_stats(&b->wait, out);
+    uint64_t cap = b->spool.mem_cap;
+    out->in_memory = out->filled < cap ? out->filled : cap;
+    out->spilled = out->filled - out->in_memory;
     return 0;
 }
 

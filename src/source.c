@@ -90,8 +90,8 @@ int sb__fd_source(int fd, sb_source *src, void (**interrupt)(void *ctx))
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fstat(fd, &st) != 0)
         return -EBADF;
-    if ((fl & O_ACCMODE) == O_WRONLY)
-        return -EBADF;
+    if ((fl & O_ACCMODE) == O_WRONLY || (fl & O_PATH) != 0)
+        return -EBADF; /* read(2) could only fail, later and less clearly */
 
     struct fd_source *s = malloc(sizeof *s);
     if (s == NULL)

@@ -55,9 +55,10 @@ int sb__wait_init(struct sb__wait *w)
     int rc;
 
     atomic_init(&w->filled, 0);
-    atomic_init(&w->state, SB__RUNNING);
+    atomic_init(&w->state, SB_RUNNING);
     w->err = 0;
     w->queue = NULL;
+    w->publishes = 0;
     w->waiting = 0;
     w->wakeups = 0;
 #ifndef NDEBUG
@@ -123,10 +124,11 @@ bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
 {
     lock(w);
     bool running = atomic_load_explicit(&w->state, memory_order_relaxed)
-                   == SB__RUNNING;
+                   == SB_RUNNING;
     if (running) {
         assert(filled >= atomic_load_explicit(&w->filled, memory_order_relaxed));
         atomic_store_explicit(&w->filled, filled, memory_order_release);
+        w->publishes++;
         wake_locked(w, filled);
     }
     unlock(w);
@@ -137,10 +139,10 @@ bool sb__wait_finish(struct sb__wait *w, int err)
 {
     lock(w);
     bool first = atomic_load_explicit(&w->state, memory_order_relaxed)
-                 == SB__RUNNING;
+                 == SB_RUNNING;
     if (first) {
         w->err = err;
-        atomic_store_explicit(&w->state, err == 0 ? SB__ENDED : SB__FAILED,
+        atomic_store_explicit(&w->state, err == 0 ? SB_ENDED : SB_FAILED,
                               memory_order_release);
         wake_locked(w, UINT64_MAX);
     }
@@ -153,7 +155,7 @@ static bool ready_locked(struct sb__wait *w, uint64_t need)
     assert_locked(w);
     return atomic_load_explicit(&w->filled, memory_order_relaxed) >= need
            || atomic_load_explicit(&w->state, memory_order_relaxed)
-                  != SB__RUNNING;
+                  != SB_RUNNING;
 }
 
 static struct timespec deadline_after(int ms)
@@ -209,4 +211,16 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms)
     unlock(w);
     pthread_cond_destroy(&me.cond);
     return rc;
+}
+
+void sb__wait_stats(struct sb__wait *w, sb_stats *out)
+{
+    lock(w);
+    out->filled = atomic_load_explicit(&w->filled, memory_order_relaxed);
+    out->state = atomic_load_explicit(&w->state, memory_order_relaxed);
+    out->error = out->state == SB_FAILED ? w->err : 0;
+    out->publishes = w->publishes;
+    out->waiting = w->waiting;
+    out->wakeups = w->wakeups;
+    unlock(w);
 }

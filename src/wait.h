@@ -13,11 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum sb__state {
-    SB__RUNNING = 0, /* bytes may still arrive */
-    SB__ENDED,       /* the source ended; filled is the total length */
-    SB__FAILED,      /* failed or cancelled; err says why */
-};
+#include "streambuffer.h" /* enum sb_state, sb_stats */
 
 struct sb__waiter; /* private to wait.c; lives on a waiting reader's stack */
 
@@ -27,7 +23,7 @@ struct sb__wait {
      * Stored (release) by the writer with mu held; loaded (acquire) by
      * anyone without it, which is the readers' lock-free fast path.
      *
-     * state: enum sb__state.  Leaves SB__RUNNING once and for all, stored
+     * state: enum sb_state.  Leaves SB_RUNNING once and for all, stored
      * (release) with mu held after err and the final filled, so a reader
      * that loads a final state (acquire) may read err and filled without
      * the lock.
@@ -46,6 +42,7 @@ struct sb__wait {
     pthread_mutex_t mu;
     pthread_condattr_t condattr;    /* CLOCK_MONOTONIC, for timed waits */
     struct sb__waiter *queue;       /* sorted by ascending need */
+    uint64_t publishes;             /* calls that published bytes */
     uint64_t waiting;               /* readers in the queue now */
     uint64_t wakeups;               /* returns from a condition wait */
 #ifndef NDEBUG
@@ -64,12 +61,12 @@ static inline uint64_t sb__wait_filled(struct sb__wait *w)
     return atomic_load_explicit(&w->filled, memory_order_acquire);
 }
 
-/* The state, and in *err the stream's error when it is SB__FAILED. */
-static inline enum sb__state sb__wait_state(struct sb__wait *w, int *err)
+/* The state, and in *err the stream's error when it is SB_FAILED. */
+static inline enum sb_state sb__wait_state(struct sb__wait *w, int *err)
 {
     int s = atomic_load_explicit(&w->state, memory_order_acquire);
-    *err = s == SB__FAILED ? w->err : 0;
-    return (enum sb__state)s;
+    *err = s == SB_FAILED ? w->err : 0;
+    return (enum sb_state)s;
 }
 
 /*
@@ -91,5 +88,9 @@ bool sb__wait_finish(struct sb__wait *w, int err);
  * (-1 forever, 0 not at all).  Returns 0, or -ETIMEDOUT.
  */
 int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms);
+
+/* Fill filled, publishes, waiting, wakeups, state and error of *out, all
+   read at one instant. */
+void sb__wait_stats(struct sb__wait *w, sb_stats *out);
 
 #endif /* SB_WAIT_H */
