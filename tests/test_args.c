@@ -1,0 +1,375 @@
+/*
+ * test_args.c - argument checking: every EINVAL the header documents, and
+ * that a failed open leaves nothing behind (no fd, no thread, no close
+ * callback).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+/* Everything a failed open could leave behind. */
+typedef struct snapshot {
+    int fds;
+    int threads;
+} snapshot;
+
+static snapshot snap(void)
+{
+    snapshot s = {count_fds(), count_threads()};
+    return s;
+}
+
+static void assert_same(snapshot a)
+{
+    snapshot b = snap();
+    assert_int_equal(b.fds, a.fds);
+    assert_int_equal(b.threads, a.threads);
+}
+
+/* sb_open(src, o) fails with EINVAL, leaves nothing and calls nothing. */
+static void expect_open_einval(const sb_source *src, const sb_options *o)
+{
+    snapshot before = snap();
+    errno = 0;
+    sb *b = sb_open(src, o);
+    int err = errno;
+    sb_close(b); /* NULL unless the test is about to fail */
+    assert_null(b);
+    assert_int_equal(err, EINVAL);
+    assert_same(before);
+}
+
+/* ---- sb_open ---------------------------------------------------------------------- */
+
+static void test_open_null_src(void **state)
+{
+    (void)state;
+    expect_open_einval(NULL, NULL);
+    sb_options o = {.mem_limit = 4096};
+    expect_open_einval(NULL, &o);
+}
+
+static void test_open_both_read_and_next(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    iter_src it;
+    assert_int_equal(iter_init(&it, 100, NULL, 0), 0);
+    sb_source src = chunk_source(&s);
+    src.next = iter_source(&it).next;
+    expect_open_einval(&src, NULL);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_int_equal(atomic_load(&it.calls), 0);
+    iter_destroy(&it);
+}
+
+static void test_open_neither_read_nor_next(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    sb_source src = chunk_source(&s);
+    src.read = NULL;
+    expect_open_einval(&src, NULL);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    sb_source empty;
+    memset(&empty, 0, sizeof empty);
+    expect_open_einval(&empty, NULL);
+}
+
+static void test_open_bad_options(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    sb_source src = chunk_source(&s);
+
+    sb_options o = {.tmp_dir = ""};
+    expect_open_einval(&src, &o);
+
+    sb_options cs = {.chunk_size = (size_t)SSIZE_MAX + 1};
+    expect_open_einval(&src, &cs);
+    cs.chunk_size = SIZE_MAX;
+    expect_open_einval(&src, &cs);
+
+    sb_options ml = {.mem_limit = (size_t)SSIZE_MAX + 1};
+    expect_open_einval(&src, &ml);
+    ml.mem_limit = SIZE_MAX;
+    expect_open_einval(&src, &ml);
+
+    sb_options lh = {.max_size = 1000, .length_hint = 1001};
+    expect_open_einval(&src, &lh);
+
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(atomic_load(&s.closes), 0);
+}
+
+static void test_open_valid_option_edges(void **state)
+{
+    (void)state;
+    /* length_hint == max_size, and a hint with no max_size, are fine. */
+    static const sb_options ok[] = {
+        {.max_size = 1000, .length_hint = 1000},
+        {.length_hint = UINT64_MAX},
+        {.max_size = 1000, .length_hint = 0},
+        {.tmp_dir = "/tmp"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        chunk_src s;
+        chunk_init(&s, 1000, NULL, 0);
+        sb_source src = chunk_source(&s);
+        sb *b = sb_open(&src, &ok[i]);
+        assert_non_null(b);
+        assert_int_equal(check_stream(b, 1000), 0);
+        sb_close(b);
+    }
+    /* NULL and all-zero options mean the defaults. */
+    chunk_src s;
+    chunk_init(&s, 1000, NULL, 0);
+    sb_source src = chunk_source(&s);
+    sb_options zero;
+    memset(&zero, 0, sizeof zero);
+    sb *b = sb_open(&src, &zero);
+    assert_non_null(b);
+    assert_int_equal(check_stream(b, 1000), 0);
+    sb_close(b);
+}
+
+/* ---- sb_open_mem ------------------------------------------------------------------ */
+
+static void test_open_mem_args(void **state)
+{
+    (void)state;
+    snapshot before = snap();
+    errno = 0;
+    assert_null(sb_open_mem(NULL, 5, NULL));
+    assert_int_equal(errno, EINVAL);
+    unsigned char data[10];
+    gen_fill(data, sizeof data, 0);
+    sb_options bad[] = {
+        {.tmp_dir = ""},
+        {.chunk_size = (size_t)SSIZE_MAX + 1},
+        {.mem_limit = (size_t)SSIZE_MAX + 1},
+        {.max_size = 5, .length_hint = 6},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        sb *b = sb_open_mem(data, sizeof data, &bad[i]);
+        int err = errno;
+        sb_close(b);
+        assert_null(b);
+        assert_int_equal(err, EINVAL);
+    }
+    assert_same(before);
+}
+
+/* ---- no thread: EAGAIN ---------------------------------------------------------- */
+
+static void *noop_thread(void *arg)
+{
+    return arg;
+}
+
+static void test_open_without_thread_is_eagain(void **state)
+{
+    (void)state;
+    /* Make every new thread ask for a 1 TiB stack, which cannot be had. */
+    pthread_attr_t old, huge;
+    assert_int_equal(pthread_getattr_default_np(&old), 0);
+    assert_int_equal(pthread_attr_init(&huge), 0);
+    assert_int_equal(pthread_attr_setstacksize(&huge, (size_t)1 << 40), 0);
+    assert_int_equal(pthread_setattr_default_np(&huge), 0);
+    pthread_t t;
+    int probe = pthread_create(&t, NULL, noop_thread, NULL);
+    if (probe == 0) {
+        pthread_join(t, NULL);
+        pthread_setattr_default_np(&old);
+        fprintf(stderr, "a 1 TiB thread stack was granted: skipping\n");
+        skip();
+    }
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    snapshot before = snap();
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    sb_source src = chunk_source(&s);
+    errno = 0;
+    sb *b = sb_open(&src, NULL);
+    int err = errno;
+    errno = 0;
+    sb *bf = sb_open_fd(p[0], NULL);
+    int err_fd = errno;
+    snapshot after = snap();
+    /* sb_open_mem needs no thread, so it still works. */
+    unsigned char data[10];
+    gen_fill(data, sizeof data, 0);
+    sb *bm = sb_open_mem(data, sizeof data, NULL);
+    int mem_ok = bm != NULL && check_stream(bm, sizeof data) == 0;
+    sb_close(bm);
+    pthread_setattr_default_np(&old);
+    pthread_attr_destroy(&huge);
+    pthread_attr_destroy(&old);
+    sb_close(b);
+    sb_close(bf);
+    close(p[0]);
+    close(p[1]);
+
+    assert_int_equal(probe, EAGAIN);
+    assert_null(b);
+    assert_int_equal(err, EAGAIN);
+    assert_null(bf);
+    assert_int_equal(err_fd, EAGAIN);
+    assert_int_equal(after.fds, before.fds);
+    assert_int_equal(after.threads, before.threads);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_true(mem_ok);
+}
+
+/* ---- sb_pread / sb_pread_timed ------------------------------------------------------ */
+
+static void test_pread_null_args(void **state)
+{
+    (void)state;
+    unsigned char data[100];
+    gen_fill(data, sizeof data, 0);
+    sb *b = sb_open_mem(data, sizeof data, NULL);
+    assert_non_null(b);
+    unsigned char buf[10];
+    assert_fails_with(sb_pread(NULL, buf, 10, 0), EINVAL);
+    assert_fails_with(sb_pread(b, NULL, 10, 0), EINVAL);
+    assert_fails_with(sb_pread(NULL, NULL, 10, 0), EINVAL);
+    assert_fails_with(sb_pread_timed(NULL, buf, 10, 0, 0), EINVAL);
+    assert_fails_with(sb_pread_timed(b, NULL, 10, 0, -1), EINVAL);
+    /* "n == 0 returns 0 at once (after the argument checks)". */
+    assert_fails_with(sb_pread(b, NULL, 0, 0), EINVAL);
+    assert_fails_with(sb_pread(NULL, buf, 0, 0), EINVAL);
+    /* The valid call still works. */
+    assert_int_equal(sb_pread(b, buf, 10, 0), 10);
+    assert_int_equal(gen_mismatches(buf, 10, 0), 0);
+    sb_close(b);
+}
+
+static void test_pread_n_too_big(void **state)
+{
+    (void)state;
+    unsigned char data[100];
+    gen_fill(data, sizeof data, 0);
+    sb *b = sb_open_mem(data, sizeof data, NULL);
+    assert_non_null(b);
+    unsigned char buf[16];
+    memset(buf, 0x5A, sizeof buf);
+    /* buf is small, but n > SSIZE_MAX must be refused before any copy. */
+    assert_fails_with(sb_pread(b, buf, (size_t)SSIZE_MAX + 1, 0), EINVAL);
+    assert_fails_with(sb_pread(b, buf, SIZE_MAX, 0), EINVAL);
+    assert_fails_with(sb_pread_timed(b, buf, (size_t)SSIZE_MAX + 1, 0, 0),
+                      EINVAL);
+    for (size_t i = 0; i < sizeof buf; i++)
+        assert_int_equal(buf[i], 0x5A);
+    sb_close(b);
+}
+
+static void test_pread_offset_overflow(void **state)
+{
+    (void)state;
+    /* On a stream that is still open, so nothing else can answer first. */
+    gate_src g;
+    gate_init(&g);
+    sb_source src = gate_source(&g);
+    sb *b = sb_open(&src, NULL);
+    assert_non_null(b);
+    unsigned char buf[8];
+    assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 1), EINVAL);
+    assert_fails_with(sb_pread(b, buf, 1, UINT64_MAX), EINVAL);
+    assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 3), EINVAL);
+    assert_fails_with(sb_pread_timed(b, buf, 8, UINT64_MAX - 2, -1), EINVAL);
+    /* No overflow: off + n == UINT64_MAX; nothing is there yet. */
+    assert_fails_with(sb_pread_timed(b, buf, 4, UINT64_MAX - 4, 0), ETIMEDOUT);
+    gate_end(&g);
+    /* And after the end, the same overflowing reads still fail. */
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 1), EINVAL);
+    assert_int_equal(sb_pread(b, buf, 0, UINT64_MAX), 0);
+    assert_int_equal(sb_pread(b, buf, 4, UINT64_MAX - 4), 0);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+/* ---- sb_wait_end / sb_available -------------------------------------------------------- */
+
+static void test_wait_end_null(void **state)
+{
+    (void)state;
+    uint64_t len = 4242;
+    assert_fails_with(sb_wait_end(NULL, &len), EINVAL);
+    assert_int_equal(len, 4242);
+    assert_fails_with(sb_wait_end(NULL, NULL), EINVAL);
+}
+
+static void test_available_null(void **state)
+{
+    (void)state;
+    errno = 0;
+    assert_int_equal(sb_available(NULL), 0);
+    assert_int_equal(errno, EINVAL);
+}
+
+/* ---- a failed open leaves nothing behind ----------------------------------------------- */
+
+static void test_failed_opens_leave_nothing(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    snapshot before = snap();
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    sb_source src = chunk_source(&s);
+    sb_options bad = {.max_size = 1, .length_hint = 2};
+    for (int i = 0; i < 50; i++) {
+        assert_null(sb_open(NULL, NULL));
+        assert_null(sb_open(&src, &bad));
+        assert_null(sb_open_fd(-1, NULL));
+        assert_null(sb_open_fd(p[0], &bad));
+        assert_null(sb_open_fd(p[1], NULL));
+        assert_null(sb_open_mem(NULL, 1, NULL));
+    }
+    assert_same(before);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    close(p[0]);
+    close(p[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_null_src),
+        cmocka_unit_test(test_open_both_read_and_next),
+        cmocka_unit_test(test_open_neither_read_nor_next),
+        cmocka_unit_test(test_open_bad_options),
+        cmocka_unit_test(test_open_valid_option_edges),
+        cmocka_unit_test(test_open_mem_args),
+        cmocka_unit_test(test_open_without_thread_is_eagain),
+        cmocka_unit_test(test_pread_null_args),
+        cmocka_unit_test(test_pread_n_too_big),
+        cmocka_unit_test(test_pread_offset_overflow),
+        cmocka_unit_test(test_wait_end_null),
+        cmocka_unit_test(test_available_null),
+        cmocka_unit_test(test_failed_opens_leave_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,547 @@
+/*
+ * test_cancel.c - sb_cancel and sb_close: waking blocked readers (also while
+ * the producer is stuck in the source), what stays readable, idempotence,
+ * the source's close callback, and closing a busy or idle stream.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+static sb *open_chunk(chunk_src *s, const sb_options *o)
+{
+    sb_source src = chunk_source(s);
+    return sb_open(&src, o);
+}
+
+static sb *open_gate(gate_src *g, const sb_options *o)
+{
+    sb_source src = gate_source(g);
+    return sb_open(&src, o);
+}
+
+static void do_cancel(void *b)
+{
+    sb_cancel(b);
+}
+
+static void do_close(void *b)
+{
+    sb_close(b);
+}
+
+/* ---- cancel wakes readers ---------------------------------------------------------- */
+
+#define NPAST 8
+
+static void test_cancel_wakes_readers_while_source_stuck(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb_options o = {.mem_limit = 4096};
+    sb *b = open_gate(&g, &o);
+    assert_non_null(b);
+    gate_allow(&g, 1000);
+    assert_true(wait_available(b, 1000, WAIT_LONG_MS));
+    /* The producer is now stuck inside the source's read. */
+    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
+
+    reader past[NPAST], timed, straddle, w, wn;
+    for (int i = 0; i < NPAST; i++)
+        assert_int_equal(reader_start(&past[i], b, RD_PREAD,
+                                      1000 + (uint64_t)i * 777, 50, 0),
+                         0);
+    assert_int_equal(reader_start(&timed, b, RD_TIMED, 5000, 10, 60000), 0);
+    assert_int_equal(reader_start(&straddle, b, RD_PREAD, 900, 200, 0), 0);
+    assert_int_equal(reader_start(&w, b, RD_WAIT_END, 0, 0, 0), 0);
+    assert_int_equal(reader_start(&wn, b, RD_WAIT_END_NULL, 0, 0, 0), 0);
+    sleep_ms(SETTLE_MS);
+    int early = reader_done(&timed) + reader_done(&straddle) +
+                reader_done(&w) + reader_done(&wn);
+    for (int i = 0; i < NPAST; i++)
+        early += reader_done(&past[i]);
+
+    /* Cancel from another thread; it must not wait for the source. */
+    bg_call c;
+    assert_int_equal(bg_start(&c, do_cancel, b), 0);
+    int cancel_returned = bg_wait(&c, WAIT_LONG_MS);
+    int late = !reader_wait(&timed, WAIT_LONG_MS) +
+               !reader_wait(&straddle, WAIT_LONG_MS) +
+               !reader_wait(&w, WAIT_LONG_MS) + !reader_wait(&wn, WAIT_LONG_MS);
+    for (int i = 0; i < NPAST; i++)
+        late += !reader_wait(&past[i], WAIT_LONG_MS);
+    /* All of that happened while the source was still stuck. */
+    int still_stuck = gate_wait_blocked(&g, 0);
+
+    gate_end(&g); /* only now let the source return */
+    bg_join(&c);
+    for (int i = 0; i < NPAST; i++)
+        reader_join(&past[i]);
+    reader_join(&timed);
+    reader_join(&straddle);
+    reader_join(&w);
+    reader_join(&wn);
+
+    assert_int_equal(early, 0);
+    assert_true(cancel_returned);
+    assert_int_equal(late, 0);
+    assert_true(still_stuck);
+    for (int i = 0; i < NPAST; i++) {
+        assert_int_equal(past[i].ret, -1);
+        assert_int_equal(past[i].err, ECANCELED);
+    }
+    assert_int_equal(timed.ret, -1);
+    assert_int_equal(timed.err, ECANCELED);
+    assert_int_equal(straddle.ret, 100);
+    assert_int_equal(straddle.bad, 0);
+    assert_int_equal(w.ret, -1);
+    assert_int_equal(w.err, ECANCELED);
+    assert_int_equal(w.length, UINT64_MAX);
+    assert_int_equal(wn.ret, -1);
+    assert_int_equal(wn.err, ECANCELED);
+
+    sb_close(b);
+    assert_int_equal(atomic_load(&g.closes), 1);
+    gate_destroy(&g);
+}
+
+static void test_filled_bytes_readable_after_cancel(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb_options o = {.mem_limit = 4096};
+    sb *b = open_gate(&g, &o);
+    assert_non_null(b);
+    gate_allow(&g, 10000); /* memory and spill file */
+    assert_true(wait_available(b, 10000, WAIT_LONG_MS));
+    sb_cancel(b);
+    assert_true(sb_available(b) >= 10000);
+    assert_int_equal(check_read(b, 0, 10000, 10000), 0);
+    assert_int_equal(check_read(b, 4000, 200, 200), 0);
+    assert_int_equal(check_read(b, 9000, 1000, 1000), 0);
+    uint64_t len = 4242;
+    assert_fails_with(sb_wait_end(b, &len), ECANCELED);
+    assert_int_equal(len, 4242);
+    uint64_t avail = sb_available(b);
+    assert_int_equal(check_read(b, avail - 50, 100, 50), 0);
+    assert_int_equal(check_read_err(b, avail, 1, ECANCELED), 0);
+    assert_int_equal(check_read_err(b, avail + 100000, 1, ECANCELED), 0);
+    gate_end(&g);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+static void test_cancel_twice_and_concurrently(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb *b = open_gate(&g, NULL);
+    assert_non_null(b);
+    gate_allow(&g, 3000);
+    assert_true(wait_available(b, 3000, WAIT_LONG_MS));
+    reader r;
+    assert_int_equal(reader_start(&r, b, RD_PREAD, 3000, 10, 0), 0);
+    bg_call c[4];
+    int started = 0;
+    for (int i = 0; i < 4; i++)
+        started += bg_start(&c[i], do_cancel, b) == 0;
+    sb_cancel(b);
+    sb_cancel(b);
+    int ok = reader_wait(&r, WAIT_LONG_MS);
+    for (int i = 0; i < started; i++)
+        ok = bg_wait(&c[i], WAIT_LONG_MS) && ok;
+    gate_end(&g);
+    for (int i = 0; i < started; i++)
+        bg_join(&c[i]);
+    reader_join(&r);
+    assert_int_equal(started, 4);
+    assert_true(ok);
+    assert_int_equal(r.ret, -1);
+    assert_int_equal(r.err, ECANCELED);
+    sb_cancel(b);
+    assert_fails_with(sb_wait_end(b, NULL), ECANCELED);
+    assert_int_equal(check_read(b, 0, 3000, 3000), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&g.closes), 1);
+    gate_destroy(&g);
+}
+
+static void test_cancel_on_ended_stream_does_nothing(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 9000, NULL, 0);
+    sb_options o = {.mem_limit = 4096};
+    sb *b = open_chunk(&s, &o);
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    sb_cancel(b);
+    sb_cancel(b);
+    /* Still an ended stream: reads at the end give 0, not ECANCELED. */
+    assert_int_equal(check_stream(b, 9000), 0);
+    assert_int_equal(check_read(b, 9000, 10, 0), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 1);
+
+    /* The same for sb_open_mem. */
+    unsigned char data[500];
+    gen_fill(data, sizeof data, 0);
+    b = sb_open_mem(data, sizeof data, NULL);
+    assert_non_null(b);
+    sb_cancel(b);
+    assert_int_equal(check_stream(b, sizeof data), 0);
+    sb_close(b);
+}
+
+static void test_cancel_on_failed_stream_keeps_error(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100000, NULL, 0);
+    s.fail_at = 6000;
+    s.fail_err = EIO;
+    sb_options o = {.mem_limit = 4096};
+    sb *b = open_chunk(&s, &o);
+    assert_non_null(b);
+    assert_fails_with(sb_wait_end(b, NULL), EIO);
+    sb_cancel(b);
+    assert_fails_with(sb_wait_end(b, NULL), EIO);
+    assert_int_equal(check_read_err(b, 6000, 1, EIO), 0);
+    assert_int_equal(check_read(b, 0, 6000, 6000), 0);
+    sb_close(b);
+}
+
+static void test_null_is_ignored(void **state)
+{
+    (void)state;
+    sb_cancel(NULL);
+    sb_close(NULL);
+    /* And nothing was disturbed: a normal stream still works. */
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    sb *b = open_chunk(&s, NULL);
+    assert_non_null(b);
+    sb_cancel(NULL);
+    assert_int_equal(check_stream(b, 100), 0);
+    sb_close(b);
+}
+
+typedef struct canceler {
+    sb *b;
+    int delay_ms;
+} canceler;
+
+static void cancel_later(void *arg)
+{
+    canceler *c = arg;
+    sleep_ms(c->delay_ms);
+    sb_cancel(c->b);
+}
+
+static void test_cancel_from_other_thread_mid_stream(void **state)
+{
+    (void)state;
+    /* An endless, slowish source; readers all over; a thread cancels. */
+    static const size_t pat[] = {1000, 17};
+    chunk_src s;
+    chunk_init(&s, CHUNK_FOREVER, pat, 2);
+    s.delay_us = 100;
+    char *dir = scratch_new();
+    assert_non_null(dir);
+    sb_options o = {.mem_limit = 8192, .tmp_dir = dir};
+    sb *b = open_chunk(&s, &o);
+    assert_non_null(b);
+    enum { N = 8 };
+    reader r[N];
+    for (int i = 0; i < N; i++) {
+        uint64_t off = i == N - 1 ? (uint64_t)1 << 40 : (uint64_t)i * 4000;
+        assert_int_equal(reader_start(&r[i], b, RD_PREAD, off, 3000, 0), 0);
+    }
+    assert_true(wait_available(b, 3000, WAIT_LONG_MS));
+    canceler cc = {b, 50};
+    bg_call c;
+    assert_int_equal(bg_start(&c, cancel_later, &cc), 0);
+    int late = !bg_wait(&c, WAIT_LONG_MS);
+    for (int i = 0; i < N; i++)
+        late += !reader_wait(&r[i], WAIT_LONG_MS);
+    bg_join(&c);
+    for (int i = 0; i < N; i++)
+        reader_join(&r[i]);
+    assert_int_equal(late, 0);
+    /* Every reader got all its bytes, some of them (a short count), or
+       ECANCELED; the bytes it got are right. */
+    for (int i = 0; i < N; i++) {
+        if (r[i].ret == -1) {
+            assert_int_equal(r[i].err, ECANCELED);
+        } else {
+            assert_true(r[i].ret > 0 && r[i].ret <= 3000);
+            assert_int_equal(r[i].bad, 0);
+        }
+    }
+    assert_int_equal(r[0].ret, 3000);
+    assert_int_equal(r[N - 1].ret, -1);
+    assert_fails_with(sb_wait_end(b, NULL), ECANCELED);
+    sb_close(b);
+    assert_int_equal(count_dir_entries(dir), 0);
+    scratch_free(dir);
+}
+
+/* ---- sb_close -------------------------------------------------------------------------- */
+
+static void test_close_right_after_open(void **state)
+{
+    (void)state;
+    char *dir = scratch_new();
+    assert_non_null(dir);
+    int fds = count_fds();
+    sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
+
+    /* A fast endless source, spilling. */
+    chunk_src s;
+    chunk_init(&s, CHUNK_FOREVER, NULL, 0);
+    double t0 = now_ms();
+    sb *b = open_chunk(&s, &o);
+    assert_non_null(b);
+    sb_close(b);
+    double dt = now_ms() - t0;
+    assert_true(dt < 10000.0);
+    assert_int_equal(atomic_load(&s.closes), 1);
+    assert_int_equal(atomic_load(&s.calls_after_close), 0);
+    assert_int_equal(atomic_load(&s.close_during_call), 0);
+
+    /* A slow one, closed mid-stream. */
+    chunk_init(&s, CHUNK_FOREVER, NULL, 0);
+    s.delay_us = 2000;
+    b = open_chunk(&s, &o);
+    assert_non_null(b);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 1);
+    assert_int_equal(atomic_load(&s.calls_after_close), 0);
+    assert_int_equal(atomic_load(&s.close_during_call), 0);
+
+    /* An endless iterator. */
+    static const size_t pat[] = {5000, 0};
+    iter_src it;
+    assert_int_equal(iter_init(&it, CHUNK_FOREVER, pat, 2), 0);
+    sb_source src = iter_source(&it);
+    b = sb_open(&src, &o);
+    assert_non_null(b);
+    assert_true(wait_available(b, 10000, WAIT_LONG_MS));
+    sb_close(b);
+    assert_int_equal(atomic_load(&it.closes), 1);
+    iter_destroy(&it);
+
+    assert_int_equal(count_fds(), fds);
+    assert_int_equal(count_dir_entries(dir), 0);
+    scratch_free(dir);
+}
+
+static void test_close_calls_source_close_once(void **state)
+{
+    (void)state;
+    /* Ended normally: not before sb_close, once in it, on its thread,
+       after the producer stopped. */
+    chunk_src s;
+    chunk_init(&s, 5000, NULL, 0);
+    sb *b = open_chunk(&s, NULL);
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    sleep_ms(SETTLE_MS);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 1);
+    assert_true(pthread_equal(s.close_thread, pthread_self()));
+    assert_int_equal(atomic_load(&s.close_during_call), 0);
+
+    /* Failed. */
+    chunk_init(&s, 5000, NULL, 0);
+    s.fail_at = 100;
+    s.fail_err = EIO;
+    b = open_chunk(&s, NULL);
+    assert_non_null(b);
+    assert_fails_with(sb_wait_end(b, NULL), EIO);
+    sleep_ms(SETTLE_MS);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 1);
+
+    /* Cancelled, then closed. */
+    chunk_init(&s, CHUNK_FOREVER, NULL, 0);
+    s.delay_us = 500;
+    b = open_chunk(&s, NULL);
+    assert_non_null(b);
+    sb_cancel(b);
+    sleep_ms(SETTLE_MS);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 1);
+    assert_int_equal(atomic_load(&s.calls_after_close), 0);
+    assert_int_equal(atomic_load(&s.close_during_call), 0);
+
+    /* Without a close callback, nothing to call. */
+    chunk_init(&s, 100, NULL, 0);
+    sb_source src = chunk_source(&s);
+    src.close = NULL;
+    b = sb_open(&src, NULL);
+    assert_non_null(b);
+    assert_int_equal(check_stream(b, 100), 0);
+    sb_close(b);
+    assert_int_equal(atomic_load(&s.closes), 0);
+}
+
+static void test_close_not_called_when_open_fails(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100, NULL, 0);
+    iter_src it;
+    assert_int_equal(iter_init(&it, 100, NULL, 0), 0);
+    sb_source src = chunk_source(&s);
+    src.next = iter_source(&it).next; /* both set */
+    errno = 0;
+    assert_null(sb_open(&src, NULL));
+    assert_int_equal(errno, EINVAL);
+    sb_options bad = {.tmp_dir = ""};
+    src = chunk_source(&s);
+    errno = 0;
+    assert_null(sb_open(&src, &bad));
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_int_equal(atomic_load(&s.calls), 0);
+    assert_int_equal(atomic_load(&it.calls), 0);
+    iter_destroy(&it);
+}
+
+static void test_close_waits_for_callback_in_progress(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb *b = open_gate(&g, NULL);
+    assert_non_null(b);
+    gate_allow(&g, 100);
+    assert_true(wait_available(b, 100, WAIT_LONG_MS));
+    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
+    bg_call c;
+    assert_int_equal(bg_start(&c, do_close, b), 0);
+    sleep_ms(2 * SETTLE_MS);
+    /* The source's read is still running: close waits, and has not called
+       the source's close yet. */
+    int early = bg_wait(&c, 0);
+    int closes_early = atomic_load(&g.closes);
+    gate_end(&g);
+    int ok = bg_wait(&c, WAIT_LONG_MS);
+    bg_join(&c);
+    assert_false(early);
+    assert_int_equal(closes_early, 0);
+    assert_true(ok);
+    assert_int_equal(atomic_load(&g.closes), 1);
+    gate_destroy(&g);
+}
+
+static void test_close_fd_pipe_idle_writer(void **state)
+{
+    (void)state;
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    int fds = count_fds();
+    sb *b = sb_open_fd(p[0], NULL);
+    assert_non_null(b);
+    /* Readers blocked on a pipe nobody writes: cancel wakes them. */
+    reader r, w;
+    assert_int_equal(reader_start(&r, b, RD_PREAD, 0, 10, 0), 0);
+    assert_int_equal(reader_start(&w, b, RD_WAIT_END, 0, 0, 0), 0);
+    sleep_ms(SETTLE_MS);
+    int early = reader_done(&r) || reader_done(&w);
+    sb_cancel(b);
+    int ok = reader_wait(&r, WAIT_LONG_MS) && reader_wait(&w, WAIT_LONG_MS);
+    if (!ok) {
+        /* Unblock a buggy library so the test can finish. */
+        close(p[1]);
+        p[1] = -1;
+    }
+    reader_join(&r);
+    reader_join(&w);
+    assert_false(early);
+    assert_true(ok);
+    assert_int_equal(r.ret, -1);
+    assert_int_equal(r.err, ECANCELED);
+    assert_int_equal(w.ret, -1);
+    assert_int_equal(w.err, ECANCELED);
+
+    /* Close returns promptly although the writer never writes nor closes. */
+    bg_call c;
+    double t0 = now_ms();
+    assert_int_equal(bg_start(&c, do_close, b), 0);
+    int closed = bg_wait(&c, 10000);
+    double dt = now_ms() - t0;
+    if (!closed && p[1] >= 0) {
+        close(p[1]);
+        p[1] = -1;
+    }
+    bg_join(&c);
+    assert_true(closed);
+    assert_true(dt < 10000.0);
+    /* The fd is still the caller's. */
+    assert_true(fcntl(p[0], F_GETFD) != -1);
+    assert_int_equal(count_fds(), fds);
+    close(p[0]);
+    if (p[1] >= 0)
+        close(p[1]);
+}
+
+static void test_close_fd_pipe_without_cancel(void **state)
+{
+    (void)state;
+    /* sb_close alone (no prior cancel) on an idle pipe. */
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    sb *b = sb_open_fd(p[0], NULL);
+    assert_non_null(b);
+    sleep_ms(SETTLE_MS); /* let the producer block in poll */
+    bg_call c;
+    assert_int_equal(bg_start(&c, do_close, b), 0);
+    int closed = bg_wait(&c, 10000);
+    if (!closed)
+        close(p[1]);
+    bg_join(&c);
+    assert_true(closed);
+    assert_true(fcntl(p[0], F_GETFD) != -1);
+    if (closed)
+        close(p[1]);
+    close(p[0]);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cancel_wakes_readers_while_source_stuck),
+        cmocka_unit_test(test_filled_bytes_readable_after_cancel),
+        cmocka_unit_test(test_cancel_twice_and_concurrently),
+        cmocka_unit_test(test_cancel_on_ended_stream_does_nothing),
+        cmocka_unit_test(test_cancel_on_failed_stream_keeps_error),
+        cmocka_unit_test(test_null_is_ignored),
+        cmocka_unit_test(test_cancel_from_other_thread_mid_stream),
+        cmocka_unit_test(test_close_right_after_open),
+        cmocka_unit_test(test_close_calls_source_close_once),
+        cmocka_unit_test(test_close_not_called_when_open_fails),
+        cmocka_unit_test(test_close_waits_for_callback_in_progress),
+        cmocka_unit_test(test_close_fd_pipe_idle_writer),
+        cmocka_unit_test(test_close_fd_pipe_without_cancel),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

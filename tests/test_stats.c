@@ -1,0 +1,353 @@
+/*
+ * test_stats.c - sb_get_stats: the counters and the state it reports, and
+ * what they show about waiting (blocked readers are counted; a publish wakes
+ * only the readers whose range is complete).
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static sb *open_gate(gate_src *g, const sb_options *o)
+{
+    sb_source src = gate_source(g);
+    return sb_open(&src, o);
+}
+
+static sb *open_chunk(chunk_src *s, const sb_options *o)
+{
+    sb_source src = chunk_source(s);
+    return sb_open(&src, o);
+}
+
+static sb_stats stats(sb *b)
+{
+    sb_stats st;
+    memset(&st, 0xEE, sizeof st);
+    if (sb_get_stats(b, &st) != 0)
+        memset(&st, 0xEE, sizeof st);
+    return st;
+}
+
+/* Poll until `waiting` reaches n.  1 on success. */
+static int wait_waiting(sb *b, uint64_t n, int timeout_ms)
+{
+    double end = now_ms() + timeout_ms;
+    while (stats(b).waiting != n) {
+        if (now_ms() > end)
+            return 0;
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+static void test_stats_null_args(void **state)
+{
+    (void)state;
+    sb_stats st;
+    assert_fails_with(sb_get_stats(NULL, &st), EINVAL);
+    unsigned char data[10];
+    gen_fill(data, sizeof data, 0);
+    sb *b = sb_open_mem(data, sizeof data, NULL);
+    assert_non_null(b);
+    assert_fails_with(sb_get_stats(b, NULL), EINVAL);
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    sb_close(b);
+}
+
+static void test_stats_running_then_ended(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb_options o = {.mem_limit = 4096};
+    sb *b = open_gate(&g, &o);
+    assert_non_null(b);
+
+    sb_stats st = stats(b);
+    assert_int_equal(st.state, SB_RUNNING);
+    assert_int_equal(st.error, 0);
+    assert_int_equal(st.filled, 0);
+    assert_int_equal(st.in_memory, 0);
+    assert_int_equal(st.spilled, 0);
+    assert_int_equal(st.waiting, 0);
+
+    gate_allow(&g, 3000);
+    assert_true(wait_available(b, 3000, WAIT_LONG_MS));
+    st = stats(b);
+    assert_int_equal(st.state, SB_RUNNING);
+    assert_int_equal(st.filled, 3000);
+    assert_int_equal(st.in_memory, 3000);
+    assert_int_equal(st.spilled, 0);
+    assert_true(st.publishes >= 1 && st.publishes <= 3000);
+    uint64_t pub1 = st.publishes;
+
+    gate_allow(&g, 10000);
+    assert_true(wait_available(b, 10000, WAIT_LONG_MS));
+    st = stats(b);
+    assert_int_equal(st.filled, 10000);
+    assert_int_equal(st.in_memory, 4096);
+    assert_int_equal(st.spilled, 10000 - 4096);
+    assert_true(st.publishes > pub1 && st.publishes <= 10000);
+
+    gate_end(&g);
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    st = stats(b);
+    assert_int_equal(st.state, SB_ENDED);
+    assert_int_equal(st.error, 0);
+    assert_int_equal(st.filled, 10000);
+    assert_int_equal(st.waiting, 0);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+static void test_stats_failed_and_cancelled(void **state)
+{
+    (void)state;
+    chunk_src s;
+    chunk_init(&s, 100000, NULL, 0);
+    s.fail_at = 5000;
+    s.fail_err = EIO;
+    sb *b = open_chunk(&s, NULL);
+    assert_non_null(b);
+    assert_fails_with(sb_wait_end(b, NULL), EIO);
+    sb_stats st = stats(b);
+    assert_int_equal(st.state, SB_FAILED);
+    assert_int_equal(st.error, EIO);
+    assert_int_equal(st.filled, 5000);
+    sb_close(b);
+
+    gate_src g;
+    gate_init(&g);
+    b = open_gate(&g, NULL);
+    assert_non_null(b);
+    gate_allow(&g, 100);
+    assert_true(wait_available(b, 100, WAIT_LONG_MS));
+    sb_cancel(b);
+    st = stats(b);
+    assert_int_equal(st.state, SB_FAILED);
+    assert_int_equal(st.error, ECANCELED);
+    assert_true(st.filled >= 100);
+    gate_end(&g);
+    sb_close(b);
+    gate_destroy(&g);
+
+    unsigned char data[1000];
+    gen_fill(data, sizeof data, 0);
+    sb_options o = {.max_size = 600};
+    b = sb_open_mem(data, sizeof data, &o);
+    assert_non_null(b);
+    st = stats(b);
+    assert_int_equal(st.state, SB_FAILED);
+    assert_int_equal(st.error, EFBIG);
+    assert_int_equal(st.filled, 600);
+    sb_close(b);
+}
+
+static void test_stats_open_mem(void **state)
+{
+    (void)state;
+    unsigned char data[5000];
+    gen_fill(data, sizeof data, 0);
+    sb_options o = {.mem_limit = 1000}; /* no effect on sb_open_mem */
+    sb *b = sb_open_mem(data, sizeof data, &o);
+    assert_non_null(b);
+    sb_stats st = stats(b);
+    assert_int_equal(st.state, SB_ENDED);
+    assert_int_equal(st.error, 0);
+    assert_int_equal(st.filled, 5000);
+    assert_int_equal(st.in_memory + st.spilled, 5000);
+    assert_int_equal(st.spilled, 0); /* there is no spill file */
+    assert_int_equal(st.waiting, 0);
+    sb_close(b);
+}
+
+static void test_stats_count_blocked_readers(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb *b = open_gate(&g, NULL);
+    assert_non_null(b);
+    gate_allow(&g, 1000);
+    assert_true(wait_available(b, 1000, WAIT_LONG_MS));
+    reader filled, r[3], w[2];
+    /* A read of arrived bytes never waits, so it is never counted. */
+    assert_int_equal(reader_start(&filled, b, RD_PREAD, 0, 1000, 0), 0);
+    int filled_ok = reader_wait(&filled, WAIT_LONG_MS);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(reader_start(&r[i], b, RD_PREAD,
+                                      1000 + (uint64_t)i * 1000, 100, 0),
+                         0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(reader_start(&w[i], b, RD_WAIT_END, 0, 0, 0), 0);
+    int five = wait_waiting(b, 5, WAIT_LONG_MS);
+    /* Complete two of the three ranges: exactly those two stop waiting. */
+    gate_allow(&g, 2100);
+    int got01 = reader_wait(&r[0], WAIT_LONG_MS) &&
+                reader_wait(&r[1], WAIT_LONG_MS);
+    int three = wait_waiting(b, 3, WAIT_LONG_MS);
+    sleep_ms(SETTLE_MS);
+    int r2_early = reader_done(&r[2]);
+    gate_end(&g);
+    int rest = reader_wait(&r[2], WAIT_LONG_MS) &&
+               reader_wait(&w[0], WAIT_LONG_MS) &&
+               reader_wait(&w[1], WAIT_LONG_MS);
+    sb_stats end = stats(b);
+    reader_join(&filled);
+    for (int i = 0; i < 3; i++)
+        reader_join(&r[i]);
+    for (int i = 0; i < 2; i++)
+        reader_join(&w[i]);
+
+    assert_true(filled_ok);
+    assert_int_equal(filled.ret, 1000);
+    assert_int_equal(filled.bad, 0);
+    assert_true(five);
+    assert_true(got01);
+    assert_true(three);
+    assert_false(r2_early);
+    assert_true(rest);
+    assert_int_equal(end.waiting, 0);
+    assert_int_equal(r[0].ret, 100);
+    assert_int_equal(r[0].bad, 0);
+    assert_int_equal(r[1].ret, 100);
+    assert_int_equal(r[1].bad, 0);
+    assert_int_equal(r[2].ret, 0); /* [3000, 3100) is past the end */
+    assert_int_equal(w[0].ret, 0);
+    assert_int_equal(w[0].length, 2100);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+static void test_stats_wakeups_count_timeouts(void **state)
+{
+    (void)state;
+    gate_src g;
+    gate_init(&g);
+    sb *b = open_gate(&g, NULL);
+    assert_non_null(b);
+    uint64_t w0 = stats(b).wakeups;
+    unsigned char buf[10];
+    assert_fails_with(sb_pread_timed(b, buf, 10, 0, 50), ETIMEDOUT);
+    sb_stats st = stats(b);
+    assert_true(st.wakeups >= w0 + 1);
+    assert_int_equal(st.waiting, 0); /* the timed-out reader left */
+    gate_end(&g);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+static void test_publish_wakes_only_completed_readers(void **state)
+{
+    (void)state;
+    /* Readers far ahead are not woken by each publish on the way (no
+       thundering herd): 4 readers, 100 publishes, only a handful of
+       wake-ups. */
+    gate_src g;
+    gate_init(&g);
+    sb_options o = {.mem_limit = 1u << 20};
+    sb *b = open_gate(&g, &o);
+    assert_non_null(b);
+    reader r[4];
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(reader_start(&r[i], b, RD_PREAD, 100000, 10, 0), 0);
+    int four = wait_waiting(b, 4, WAIT_LONG_MS);
+    sb_stats st0 = stats(b);
+    int steps_ok = 1;
+    for (uint64_t upto = 500; upto <= 50000; upto += 500) {
+        gate_allow(&g, upto);
+        steps_ok = wait_available(b, upto, WAIT_LONG_MS) && steps_ok;
+    }
+    sb_stats st1 = stats(b);
+    gate_allow(&g, 100010);
+    int ok = 1;
+    for (int i = 0; i < 4; i++)
+        ok = reader_wait(&r[i], WAIT_LONG_MS) && ok;
+    for (int i = 0; i < 4; i++)
+        reader_join(&r[i]);
+    assert_true(four);
+    assert_true(steps_ok);
+    assert_true(ok);
+    assert_true(st1.publishes >= st0.publishes + 100);
+    assert_int_equal(st1.waiting, 4);
+    assert_true(st1.wakeups - st0.wakeups < 40); /* a herd gives >= 400 */
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(r[i].ret, 10);
+        assert_int_equal(r[i].bad, 0);
+    }
+    gate_end(&g);
+    sb_close(b);
+    gate_destroy(&g);
+}
+
+static void test_stats_consistent_while_producing(void **state)
+{
+    (void)state;
+    const size_t mem = 50000;
+    static const size_t pat[] = {999, 1, 3000};
+    chunk_src s;
+    chunk_init(&s, 400000, pat, 3);
+    s.delay_us = 20;
+    char *dir = scratch_new();
+    assert_non_null(dir);
+    sb_options o = {.mem_limit = mem, .tmp_dir = dir};
+    sb *b = open_chunk(&s, &o);
+    assert_non_null(b);
+    uint64_t last_filled = 0, last_pub = 0;
+    int bad_sum = 0, bad_split = 0, went_back = 0, behind = 0, n = 0;
+    double end = now_ms() + WAIT_LONG_MS;
+    for (;;) {
+        uint64_t a = sb_available(b);
+        sb_stats st = stats(b);
+        n++;
+        if (st.in_memory + st.spilled != st.filled)
+            bad_sum++;
+        if (st.in_memory != (st.filled < mem ? st.filled : mem))
+            bad_split++;
+        if (st.filled < last_filled || st.publishes < last_pub)
+            went_back++;
+        if (st.filled < a)
+            behind++;
+        last_filled = st.filled;
+        last_pub = st.publishes;
+        if (st.state != SB_RUNNING || now_ms() > end)
+            break;
+    }
+    uint64_t len = 0;
+    assert_int_equal(sb_wait_end(b, &len), 0);
+    sb_stats fin = stats(b);
+    sb_close(b);
+    scratch_free(dir);
+    assert_true(n > 1);
+    assert_int_equal(bad_sum, 0);
+    assert_int_equal(bad_split, 0);
+    assert_int_equal(went_back, 0);
+    assert_int_equal(behind, 0);
+    assert_int_equal(len, 400000);
+    assert_int_equal(fin.filled, 400000);
+    assert_int_equal(fin.in_memory, mem);
+    assert_int_equal(fin.spilled, 400000 - mem);
+    assert_int_equal(fin.state, SB_ENDED);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_stats_null_args),
+        cmocka_unit_test(test_stats_running_then_ended),
+        cmocka_unit_test(test_stats_failed_and_cancelled),
+        cmocka_unit_test(test_stats_open_mem),
+        cmocka_unit_test(test_stats_count_blocked_readers),
+        cmocka_unit_test(test_stats_wakeups_count_timeouts),
+        cmocka_unit_test(test_publish_wakes_only_completed_readers),
+        cmocka_unit_test(test_stats_consistent_while_producing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
