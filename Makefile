@@ -5,6 +5,7 @@
 #   make check         the suite in this build variant only
 #   make tsan          the suite under ThreadSanitizer only
 #   make demo          build and run examples/fanout
+#   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make examples      build the examples
 #   make clean
 #
@@ -38,10 +39,13 @@ TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_LIB := $(wildcard tests/helpers.c)
 
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BUILD)/bench/sbbench
+
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
-.PHONY: all lib test check tsan deps examples demo clean
+.PHONY: all lib test check tsan deps examples demo bench clean
 .DELETE_ON_ERROR:
 
 all: lib
@@ -74,6 +78,16 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
 examples: $(EXAMPLE_BIN)
+
+# The harness uses the public API only, plus the baselines it measures
+# against in the same run.
+$(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $(BENCH_SRC) $(STATIC) \
+		$(LDLIBS) -lm
+
+bench: $(BENCH_BIN)
+	$(BENCH_BIN) $(BENCH_ARGS)
 
 demo: $(BUILD)/examples/fanout
 	$(BUILD)/examples/fanout

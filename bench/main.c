@@ -1,0 +1,525 @@
+/*
+ * main.c - sbbench: options, the case list, the results table and CSV.
+ *
+ *   sbbench [--case NAME[,NAME...]] [--threads N|LIST] [--size BYTES]
+ *           [--mem-limit BYTES] [--read-size LIST] [--seconds S] [--reps N]
+ *           [--csv FILE] [--strict] ...        (sbbench --help for all)
+ *
+ * Every row is printed as soon as it is measured: our median, the
+ * baseline's median (the physical limit, measured in the same run,
+ * interleaved with ours), their ratio, the target and PASS/MISS.
+ */
+#include "bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+struct opts opt;
+
+/* ---- the cases ------------------------------------------------------------------ */
+
+static const struct bench_case {
+    enum case_id id;
+    const char *name;
+    void (*run)(void);
+    const char *what;
+} cases[CASE_COUNT] = {
+    { CASE_RAND_MEM, "rand-mem", case_rand_mem,
+      "random 64 B and 4 KiB reads of filled in-memory bytes, 1..N threads\n"
+      "                   vs memcpy from a plain array at the same offsets" },
+    { CASE_LARGE, "large", case_large,
+      "random 1 MiB reads of in-memory bytes vs memcpy" },
+    { CASE_RAND_SPILL, "rand-spill", case_rand_spill,
+      "random 4 KiB reads of spilled bytes, 1..N threads\n"
+      "                   vs pread of a page-cached temp file of the same bytes" },
+    { CASE_FILL, "fill", case_fill,
+      "sb_open..sb_wait_end of a stream copied from memory, in memory and\n"
+      "                   spilling, vs memcpy into fresh pages (+ pwrite past the limit)" },
+    { CASE_FOLLOW, "follow", case_follow,
+      "4 readers follow the stream while the producer fills it\n"
+      "                   vs write it once, then 4 threads read it back" },
+    { CASE_WAKEUP, "wakeup", case_wakeup,
+      "latency from a slow source's hand-over to the waiting reader's return\n"
+      "                   vs a bare mutex + condition variable hand-off" },
+    { CASE_WAITERS, "waiters", case_waiters,
+      "64 readers blocked at different offsets: wake-ups per satisfied wait" },
+    { CASE_RSS, "rss", case_rss,
+      "peak RSS of a 1 GiB stream with a 4 MiB limit (--rss-size,\n"
+      "                   --mem-limit), one reader following, in a child process" },
+    { CASE_SEED, "seed", NULL,
+      "the seed's design (one lock across pull and copy, the reader pulls)\n"
+      "                   on rand-mem, rand-spill and follow: its ratio in column seed/base" },
+};
+
+/* ---- options ---------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+"usage: sbbench [options]\n"
+"\n"
+"Benchmarks streambuffer against the physical limits measured in the same run\n"
+"(memcpy, pread, pwrite, a bare condition variable), interleaving the two\n"
+"(ours, base, ours, base, ...) and reporting medians and their ratio.\n"
+"\n"
+"Cases (all by default):\n");
+    for (int i = 0; i < CASE_COUNT; i++)
+        fprintf(f, "  %d %-14s %s\n", i + 1, cases[i].name, cases[i].what);
+    fprintf(f,
+"\n"
+"Options (BYTES take K, M, G suffixes, binary; LISTs are comma-separated):\n"
+"  --case NAME[,NAME]    run only these cases (names or numbers); `seed` alone\n"
+"                        runs rand-mem, rand-spill and follow with the seed\n"
+"  --threads N|LIST      thread counts: N means 1, 2, 4, ... N (default: 1..CPUs,\n"
+"                        at least 1,2, at most 16); or an exact list, e.g. 1,3,8\n"
+"  --size BYTES          stream size of cases 1-5 (default 256M)\n"
+"  --mem-limit BYTES     memory limit of the spilling variants and of rss\n"
+"                        (default 4M)\n"
+"  --read-size LIST      random read sizes of rand-mem and rand-spill\n"
+"                        (default: 64,4K and 4K)\n"
+"  --follow-read BYTES   read size of the follow readers (default 256K)\n"
+"  --rss-size BYTES      stream size of the rss case (default 1G)\n"
+"  --seconds S           least duration of one timed measurement of the read\n"
+"                        cases (default 0.1); fill and follow time one whole\n"
+"                        stream of --size per measurement\n"
+"  --reps N              measurements per side and row, median reported\n"
+"                        (default 9; fewer than 5 only for quick checks)\n"
+"  --csv FILE            also write the rows to FILE as CSV:\n"
+"                        case,variant,threads,ours,base,unit,ratio,target,pass\n"
+"  --tmp-dir DIR         where temp files go (default $TMPDIR, else /tmp)\n"
+"  --strict              exit 1 if any target is missed (default: always 0)\n"
+"  -v, --verbose         print every measurement (per rep, per side) to stderr\n"
+"  -h, --help            this text\n"
+"\n"
+"ratio is ours/baseline.  For throughput (Mop/s, GiB/s) higher is better and\n"
+"the target is a minimum; for latency (us), wake-ups and RSS (MiB) lower is\n"
+"better and the target is a maximum.  Targets are information: the exit\n"
+"status is 0 unless --strict is given.\n");
+}
+
+static NORETURN void bad_usage(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "sbbench: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n(sbbench --help for the options)\n");
+    exit(2);
+}
+
+/* "4096", "4K", "4KiB", "256M", "1G". */
+static size_t parse_size(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || end == s || s[0] == '-')
+        bad_usage("not a size: %s", s);
+    int shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    default: break;
+    }
+    if (shift != 0 && *end == 'i')
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end != '\0' || (shift != 0 && v > (~0ull >> shift)))
+        bad_usage("not a size: %s", s);
+    return (size_t)(v << shift);
+}
+
+/* Split a comma list; calls fn on each item. */
+static void each_item(const char *list, void (*fn)(const char *item, void *arg),
+                      void *arg)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (copy == NULL)
+        die("out of memory");
+    for (char *t = strtok_r(copy, ",", &save); t != NULL;
+         t = strtok_r(NULL, ",", &save))
+        fn(t, arg);
+    free(copy);
+}
+
+static void add_case(const char *item, void *arg)
+{
+    bool *want = arg;
+    for (int i = 0; i < CASE_COUNT; i++) {
+        char num[8];
+        snprintf(num, sizeof num, "%d", i + 1);
+        if (strcmp(item, cases[i].name) == 0 || strcmp(item, num) == 0) {
+            want[i] = true;
+            return;
+        }
+    }
+    bad_usage("no such case: %s", item);
+}
+
+static void add_read_size(const char *item, void *arg)
+{
+    (void)arg;
+    if (opt.nread_sizes == MAX_LIST)
+        bad_usage("too many read sizes: %s", item);
+    size_t n = parse_size(item);
+    if (n == 0)
+        bad_usage("read size must be positive: %s", item);
+    opt.read_sizes[opt.nread_sizes++] = n;
+}
+
+static void add_threads(const char *item, void *arg)
+{
+    (void)arg;
+    char *end;
+    long n = strtol(item, &end, 10);
+    if (*end != '\0' || n < 1 || n > MAX_THREADS)
+        bad_usage("thread count must be 1..64: %s", item);
+    if (opt.nthreads == MAX_LIST)
+        bad_usage("too many thread counts: %s", item);
+    opt.threads[opt.nthreads++] = (int)n;
+}
+
+/* 1, 2, 4, ... up to n, and n itself. */
+static void threads_up_to(int n)
+{
+    opt.nthreads = 0;
+    for (int t = 1; t < n && opt.nthreads < MAX_LIST - 1; t *= 2)
+        opt.threads[opt.nthreads++] = t;
+    opt.threads[opt.nthreads++] = n;
+}
+
+static void parse_options(int argc, char **argv)
+{
+    enum { O_CASE = 256, O_THREADS, O_SIZE, O_MEM, O_READ, O_FOLLOW, O_RSS,
+           O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
+    static const struct option longopts[] = {
+        { "case", required_argument, NULL, O_CASE },
+        { "threads", required_argument, NULL, O_THREADS },
+        { "size", required_argument, NULL, O_SIZE },
+        { "mem-limit", required_argument, NULL, O_MEM },
+        { "read-size", required_argument, NULL, O_READ },
+        { "follow-read", required_argument, NULL, O_FOLLOW },
+        { "rss-size", required_argument, NULL, O_RSS },
+        { "seconds", required_argument, NULL, O_SECONDS },
+        { "reps", required_argument, NULL, O_REPS },
+        { "csv", required_argument, NULL, O_CSV },
+        { "tmp-dir", required_argument, NULL, O_TMP },
+        { "strict", no_argument, NULL, O_STRICT },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    bool any_case = false;
+    char *end;
+
+    opt.size = 256 * MiB;
+    opt.mem_limit = 4 * MiB;
+    opt.follow_read = 256 * KiB;
+    opt.rss_size = GiB;
+    opt.seconds = 0.1;
+    opt.reps = 9;
+    opt.tmp_dir = getenv("TMPDIR");
+    if (opt.tmp_dir == NULL || opt.tmp_dir[0] == '\0')
+        opt.tmp_dir = "/tmp";
+    threads_up_to(ncpu < 2 ? 2 : ncpu > 16 ? 16 : (int)ncpu);
+
+    int c;
+    while ((c = getopt_long(argc, argv, "hv", longopts, NULL)) != -1) {
+        switch (c) {
+        case O_CASE:
+            each_item(optarg, add_case, opt.want);
+            any_case = true;
+            break;
+        case O_THREADS:
+            if (strchr(optarg, ',') != NULL) {
+                opt.nthreads = 0;
+                each_item(optarg, add_threads, NULL);
+            } else {
+                long n = strtol(optarg, &end, 10);
+                if (*end != '\0' || n < 1 || n > MAX_THREADS)
+                    bad_usage("thread count must be 1..64: %s", optarg);
+                threads_up_to((int)n);
+            }
+            break;
+        case O_SIZE: opt.size = parse_size(optarg); break;
+        case O_MEM: opt.mem_limit = parse_size(optarg); break;
+        case O_READ:
+            opt.nread_sizes = 0;
+            each_item(optarg, add_read_size, NULL);
+            break;
+        case O_FOLLOW: opt.follow_read = parse_size(optarg); break;
+        case O_RSS: opt.rss_size = parse_size(optarg); break;
+        case O_SECONDS:
+            opt.seconds = strtod(optarg, &end);
+            if (*end != '\0' || !(opt.seconds > 0) || opt.seconds > 60)
+                bad_usage("--seconds must be in (0, 60]: %s", optarg);
+            break;
+        case O_REPS: {
+            long n = strtol(optarg, &end, 10);
+            if (*end != '\0' || n < 1 || n > MAX_REPS)
+                bad_usage("--reps must be 1..101: %s", optarg);
+            opt.reps = (int)n;
+            break;
+        }
+        case O_CSV: opt.csv = optarg; break;
+        case O_TMP: opt.tmp_dir = optarg; break;
+        case O_STRICT: opt.strict = true; break;
+        case 'v': opt.verbose = true; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); exit(2);
+        }
+    }
+    if (optind < argc)
+        bad_usage("unexpected argument: %s", argv[optind]);
+    if (!any_case)
+        for (int i = 0; i < CASE_COUNT; i++)
+            opt.want[i] = true;
+    /* The seed is measured inside the cases it is compared on. */
+    bool host = opt.want[CASE_RAND_MEM] || opt.want[CASE_RAND_SPILL]
+                || opt.want[CASE_FOLLOW];
+    if (opt.want[CASE_SEED] && !host)
+        opt.want[CASE_RAND_MEM] = opt.want[CASE_RAND_SPILL]
+            = opt.want[CASE_FOLLOW] = true;
+    if (opt.size < 2 * MiB)
+        bad_usage("--size must be at least 2M%s", "");
+    if (opt.mem_limit == 0 || opt.rss_size == 0 || opt.follow_read == 0)
+        bad_usage("--mem-limit, --rss-size and --follow-read must be"
+                  " positive%s", "");
+    if (opt.mem_limit >= opt.size
+        && (opt.want[CASE_RAND_SPILL] || opt.want[CASE_FILL]
+            || opt.want[CASE_FOLLOW]))
+        bad_usage("--mem-limit must be below --size for the spilling"
+                  " cases%s", "");
+    for (int i = 0; i < opt.nread_sizes; i++)
+        if (opt.read_sizes[i] > opt.size - (opt.want[CASE_RAND_SPILL]
+                                            ? opt.mem_limit : 0))
+            bad_usage("--read-size too large for --size%s", "");
+}
+
+/* ---- the table ----------------------------------------------------------------------- */
+
+static FILE *csv;
+static int n_pass, n_miss;
+static char missed[1024];
+
+struct row row_init(const char *name, int threads, const char *unit,
+                    enum better better)
+{
+    struct row r = { .name = name, .threads = threads, .unit = unit,
+                     .better = better, .target = NAN, .seed = NAN };
+    return r;
+}
+
+/* A figure with its unit, 3 significant digits or so. */
+static const char *fmt_val(double v, const char *unit, char *out, size_t cap)
+{
+    double a = fabs(v);
+    int prec = a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : 3;
+    snprintf(out, cap, "%.*f %s", prec, v, unit);
+    return out;
+}
+
+static const char *fmt_target(const struct row *r, char *out, size_t cap)
+{
+    if (isnan(r->target))
+        snprintf(out, cap, "-");
+    else
+        snprintf(out, cap, "%s%.2f", r->better == HIGHER ? ">=" : "<=",
+                 r->target);
+    return out;
+}
+
+/* PASS, MISS, or "-" without a target. */
+static const char *verdict(const struct row *r, double ratio)
+{
+    if (isnan(r->target))
+        return "-";
+    bool ok = r->better == HIGHER ? ratio >= r->target : ratio <= r->target;
+    return ok ? "PASS" : "MISS";
+}
+
+static void csv_field(const char *s)
+{
+    if (strpbrk(s, ",\"\n") == NULL) {
+        fputs(s, csv);
+        return;
+    }
+    fputc('"', csv);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', csv);
+        fputc(*s, csv);
+    }
+    fputc('"', csv);
+}
+
+static void csv_row(const char *name, const char *variant, int threads,
+                    double ours, double base, const char *unit, double ratio,
+                    const char *target, const char *pass)
+{
+    if (csv == NULL)
+        return;
+    csv_field(name);
+    fputc(',', csv);
+    csv_field(variant);
+    fprintf(csv, ",%d,%.6g,%.6g,", threads, ours, base);
+    csv_field(unit);
+    fprintf(csv, ",%.4f,%s,%s\n", ratio, strcmp(target, "-") ? target : "",
+            strcmp(pass, "-") ? pass : "");
+    fflush(csv);
+}
+
+void report(const struct row *r)
+{
+    char ours[32], base[32], target[16], thr[16], seed[16];
+    double ratio = r->ours / r->base;
+    const char *v = verdict(r, ratio);
+
+    if (r->threads > 0)
+        snprintf(thr, sizeof thr, "%d", r->threads);
+    else
+        snprintf(thr, sizeof thr, "-");
+    if (isnan(r->seed))
+        seed[0] = '\0';
+    else
+        snprintf(seed, sizeof seed, "%.3f", r->seed / r->base);
+    printf("%-10s %-22s %3s %15s %15s %9.3f %7s %-4s %9s\n", r->name,
+           r->variant, thr, fmt_val(r->ours, r->unit, ours, sizeof ours),
+           fmt_val(r->base, r->unit, base, sizeof base), ratio,
+           fmt_target(r, target, sizeof target), v, seed);
+    fflush(stdout);
+
+    if (strcmp(v, "PASS") == 0) {
+        n_pass++;
+    } else if (strcmp(v, "MISS") == 0) {
+        n_miss++;
+        size_t used = strlen(missed);
+        snprintf(missed + used, sizeof missed - used, "%s  %s %s, %s thr",
+                 used ? "\n" : "", r->name, r->variant, thr);
+    }
+    csv_row(r->name, r->variant, r->threads, r->ours, r->base, r->unit, ratio,
+            target, v);
+    if (!isnan(r->seed)) {
+        char sv[64];
+        snprintf(sv, sizeof sv, "%s %s", r->name, r->variant);
+        csv_row("seed", sv, r->threads, r->seed, r->base, r->unit,
+                r->seed / r->base, "-", "-");
+    }
+}
+
+static void header(void)
+{
+    struct utsname u;
+    char model[128] = "?", line[256], sz[32], ml[32];
+    double load[3] = { 0, 0, 0 };
+    FILE *f = fopen("/proc/cpuinfo", "r");
+
+    if (f != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            char *colon = strchr(line, ':');
+            if (strncmp(line, "model name", 10) == 0 && colon != NULL) {
+                snprintf(model, sizeof model, "%s", colon + 2);
+                model[strcspn(model, "\n")] = '\0';
+                break;
+            }
+        }
+        fclose(f);
+    }
+    if (uname(&u) != 0)
+        snprintf(u.release, sizeof u.release, "?");
+    if (getloadavg(load, 3) < 0)
+        load[0] = NAN;
+
+    printf("sbbench: streambuffer %d.%d.%d | %ld CPUs online (%s) | Linux %s"
+           " | load %.2f\n",
+           SB_VERSION_MAJOR, SB_VERSION_MINOR, SB_VERSION_PATCH,
+           sysconf(_SC_NPROCESSORS_ONLN), model, u.release, load[0]);
+    printf("size %s, mem-limit %s, threads", fmt_size(opt.size, sz, sizeof sz),
+           fmt_size(opt.mem_limit, ml, sizeof ml));
+    for (int i = 0; i < opt.nthreads; i++)
+        printf("%c%d", i ? ',' : ' ', opt.threads[i]);
+    printf(", %d reps x >= %.3g s each (median; ours and base interleaved)"
+           ", tmp %s\n", opt.reps, opt.seconds, opt.tmp_dir);
+    if (opt.reps < 5)
+        printf("(fewer than 5 reps: a quick check, not a measurement)\n");
+    printf("\n");
+    printf("%-10s %-22s %3s %15s %15s %9s %7s %-4s %9s\n", "case", "variant",
+           "thr", "ours", "baseline", "ours/base", "target", "res",
+           "seed/base");
+    fflush(stdout);
+}
+
+/* CPU time of all CPUs from /proc/stat: total and stolen by the host (in
+   a virtual machine), in ticks.  Returns false if unreadable. */
+static bool cpu_ticks(unsigned long long *total, unsigned long long *steal)
+{
+    unsigned long long v[8] = { 0 };
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return false;
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                   &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose(f);
+    if (n < 8)
+        return false;
+    *total = 0;
+    for (int i = 0; i < 8; i++)
+        *total += v[i];
+    *steal = v[7];
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    parse_options(argc, argv);
+    if (opt.csv != NULL) {
+        csv = fopen(opt.csv, "w");
+        if (csv == NULL)
+            die_errno("%s", opt.csv);
+        fprintf(csv, "case,variant,threads,ours,base,unit,ratio,target,pass\n");
+    }
+
+    unsigned long long tot0 = 0, st0 = 0, tot1 = 0, st1 = 0;
+    bool ticks = cpu_ticks(&tot0, &st0);
+    double t0 = now();
+    header();
+    for (int i = 0; i < CASE_COUNT; i++) {
+        if (!opt.want[i] || cases[i].run == NULL)
+            continue;
+        /* rss forks: give it a lean parent. */
+        if (cases[i].id == CASE_RSS)
+            stream_bytes_free();
+        double tc = now();
+        cases[i].run();
+        if (opt.verbose)
+            fprintf(stderr, "    (%s: %.1f s)\n", cases[i].name, now() - tc);
+    }
+    stream_bytes_free();
+
+    printf("\n"
+"ratio = ours/baseline.  Throughput (Mop/s, GiB/s): higher is better, the\n"
+"target is a minimum; latency (us), wake-ups and RSS: lower is better, the\n"
+"target is a maximum.  seed/base: the seed's design (one lock across pull and\n"
+"copy) against the same baseline.  follow: stream bytes per second, 4 readers.\n"
+"waiters: baseline = the ideal, 1 wake-up per satisfied wait; the max row is\n"
+"an upper bound on any one reader's wake-ups for one range.  rss: peak RSS\n"
+"above the child's baseline; baseline = the limit, mem-limit + 8 MiB.\n");
+    printf("\n%d targets: %d PASS, %d MISS  (%.0f s", n_pass + n_miss,
+           n_pass, n_miss, now() - t0);
+    if (ticks && cpu_ticks(&tot1, &st1) && tot1 > tot0)
+        printf("; CPU time stolen by the host: %.1f%%",
+               100.0 * (double)(st1 - st0) / (double)(tot1 - tot0));
+    printf(")\n");
+    if (n_miss > 0)
+        printf("missed:\n%s\n", missed);
+    if (csv != NULL && fclose(csv) != 0)
+        die_errno("%s", opt.csv);
+    return opt.strict && n_miss > 0 ? 1 : 0;
+}
