@@ -1,9 +1,13 @@
 # streambuffer - plain Makefile.
 #
 #   make               build/libstreambuffer.a and build/libstreambuffer.so
-#   make test          the cmocka suite, normally and under ThreadSanitizer
+#   make test          the cmocka suite normally, under ThreadSanitizer, and
+#                      under AddressSanitizer + UBSan
 #   make check         the suite in this build variant only
 #   make tsan          the suite under ThreadSanitizer only
+#   make asan          the suite under AddressSanitizer + UBSan only
+#   make valgrind      the suite under valgrind memcheck, leaks checked
+#   make fuzz          the libFuzzer target for FUZZ_SECONDS (default 60)
 #   make demo          build and run examples/fanout
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make examples      build the examples
@@ -25,7 +29,8 @@ TIMEOUT ?= 300
 WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion
 CPPFLAGS += -D_GNU_SOURCE -Iinclude
 CFLAGS   ?= -O2 -g
-SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer)
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer \
+              -fno-sanitize-recover=all)
 LIBFLAGS := -fPIC -fvisibility=hidden
 LDLIBS   := -lpthread
 
@@ -45,7 +50,7 @@ BENCH_BIN := $(BUILD)/bench/sbbench
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
-.PHONY: all lib test check tsan deps examples demo bench clean
+.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench clean
 .DELETE_ON_ERROR:
 
 all: lib
@@ -102,9 +107,38 @@ check: deps $(TEST_BIN)
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread check
 
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined check
+
+# memcheck over the plain build; SB_VALGRIND=1 tells tests that depend on
+# timing or on resource limits valgrind changes to say so and skip.
+valgrind: deps $(TEST_BIN)
+	@SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
+	RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
+		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
+	./tests/run.sh valgrind $(TEST_BIN)
+
 test:
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory tsan
+	@$(MAKE) --no-print-directory asan
+
+# The fuzz target builds the library's sources itself with clang's
+# libFuzzer, ASan and UBSan; new inputs go to build/fuzz/corpus, the seeds
+# kept in the repo to tests/fuzz/corpus.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BIN     := build/fuzz/fuzz_sb
+$(FUZZ_BIN): tests/fuzz/fuzz_sb.c $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -Isrc -std=c11 -g -O1 \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		-o $@ tests/fuzz/fuzz_sb.c $(LIB_SRC) $(LDLIBS)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p build/fuzz/corpus
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+		build/fuzz/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf build

@@ -16,6 +16,7 @@
  * and sb__wait_publish refuses to publish once the stream is over.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -64,7 +65,7 @@ static bool running(sb *b)
 static unsigned char *scratch_alloc(size_t cap)
 {
     const size_t page = 4096;
-    return aligned_alloc(page, (cap + page - 1) / page * page);
+    return sb__aligned_alloc(page, (cap + page - 1) / page * page);
 }
 
 /* One read-style step.  Returns true to go on. */
@@ -132,7 +133,9 @@ int sb__producer_start(sb *b)
        EFBIG instead of the death of the process. */
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&b->producer, NULL, producer_main, b);
+    int rc = sb__fault(SB__FAULT_THREAD);
+    if (rc == 0)
+        rc = pthread_create(&b->producer, NULL, producer_main, b);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0)
         return -rc;

@@ -20,6 +20,7 @@
  * it before freeing anything it might touch.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -66,7 +67,7 @@ static int resolve_options(const sb_options *o, struct config *c)
    errno set. */
 static sb *alloc_buffer(const struct config *c)
 {
-    sb *b = calloc(1, sizeof *b);
+    sb *b = sb__calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     int rc = sb__wait_init(&b->wait);

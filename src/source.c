@@ -8,6 +8,7 @@
  * and block devices never block that way and skip the extra poll.
  */
 #include "internal.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -93,7 +94,7 @@ int sb__fd_source(int fd, sb_source *src, void (**interrupt)(void *ctx))
     if ((fl & O_ACCMODE) == O_WRONLY || (fl & O_PATH) != 0)
         return -EBADF; /* read(2) could only fail, later and less clearly */
 
-    struct fd_source *s = malloc(sizeof *s);
+    struct fd_source *s = sb__malloc(sizeof *s);
     if (s == NULL)
         return -ENOMEM;
     s->fd = fd;

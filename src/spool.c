@@ -12,6 +12,7 @@
  * is and readers of it are undisturbed.
  */
 #include "spool.h"
+#include "fault.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,11 +32,13 @@ int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir)
     s->fd = -1;
     if (map_len < mem_cap)
         return -ENOMEM; /* rounding overflowed */
-    s->tmp_dir = strdup(tmp_dir);
+    s->tmp_dir = sb__strdup(tmp_dir);
     if (s->tmp_dir == NULL)
         return -ENOMEM;
-    void *mem = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *mem = sb__fault(SB__FAULT_ALLOC)
+                    ? MAP_FAILED
+                    : mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (mem == MAP_FAILED) {
         free(s->tmp_dir);
         s->tmp_dir = NULL;
@@ -74,6 +77,9 @@ void sb__spool_destroy(struct sb__spool *s)
  */
 static int spill_create(const char *dir)
 {
+    int err = sb__fault(SB__FAULT_SPILL_CREATE);
+    if (err != 0)
+        return -err;
     int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0)
         return fd;
@@ -81,12 +87,12 @@ static int spill_create(const char *dir)
         return -errno;
 
     size_t len = strlen(dir) + sizeof "/.streambuffer-XXXXXX";
-    char *path = malloc(len);
+    char *path = sb__malloc(len);
     if (path == NULL)
         return -ENOMEM;
     snprintf(path, len, "%s/.streambuffer-XXXXXX", dir);
     fd = mkostemp(path, O_CLOEXEC);
-    int err = errno;
+    err = errno;
     if (fd >= 0 && unlink(path) != 0) {
         err = errno;
         close(fd);
@@ -123,6 +129,9 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
     while (len > 0) {
         if (foff > (uint64_t)INT64_MAX - len)
             return -EFBIG;
+        int err = sb__fault(SB__FAULT_SPILL_WRITE);
+        if (err != 0)
+            return -err;
         ssize_t w = pwrite(s->fd, p, len, (off_t)foff);
         if (w < 0) {
             if (errno == EINTR)
@@ -145,6 +154,9 @@ int sb__spool_read_file(const struct sb__spool *s, void *buf, size_t n,
     uint64_t foff = off - s->mem_cap;
 
     while (n > 0) {
+        int err = sb__fault(SB__FAULT_SPILL_READ);
+        if (err != 0)
+            return -err;
         ssize_t r = pread(s->fd, p, n, (off_t)foff);
         if (r < 0) {
             if (errno == EINTR)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Run each test binary under a timeout and add up cmocka's counts.
-# usage: run.sh VARIANT BINARY...   (TIMEOUT seconds per binary, default 300)
+# usage: run.sh VARIANT BINARY...   (TIMEOUT seconds per binary, default 300;
+#        RUNNER, if set, is a command each binary runs under, e.g. valgrind)
 # A hang, a crash or a sanitizer report is a failure of that binary.
 variant=$1; shift
 timeout=${TIMEOUT:-300}
@@ -13,7 +14,8 @@ export ASAN_OPTIONS="detect_leaks=1 abort_on_error=1 ${ASAN_OPTIONS:-}"
 export UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1 ${UBSAN_OPTIONS:-}"
 for t in "$@"; do
     name=$(basename "$t")
-    timeout -k 10 "$timeout" "$t" >"$log" 2>&1
+    # shellcheck disable=SC2086 # RUNNER is a command line
+    timeout -k 10 "$timeout" $RUNNER "$t" >"$log" 2>&1
     rc=$?
     p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
     f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n 1)
