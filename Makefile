@@ -11,15 +11,23 @@
 #   make demo          build and run examples/fanout
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make examples      build the examples
+#   make install       PREFIX=/usr/local, DESTDIR= for staging; make uninstall
 #   make clean
 #
 # Build variants live in their own directories (BUILD=...), so a sanitizer
 # build never mixes objects with the normal one.
 
-VERSION_MAJOR := 0
-VERSION_MINOR := 1
-VERSION_PATCH := 0
+# The version lives in the header only.
+version_of = $(shell sed -n 's/^\#define SB_VERSION_$(1) \([0-9]*\)$$/\1/p' include/streambuffer.h)
+VERSION_MAJOR := $(call version_of,MAJOR)
+VERSION_MINOR := $(call version_of,MINOR)
+VERSION_PATCH := $(call version_of,PATCH)
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(LIBDIR)/pkgconfig
 
 CC      ?= cc
 BUILD   ?= build
@@ -50,7 +58,8 @@ BENCH_BIN := $(BUILD)/bench/sbbench
 EXAMPLE_SRC := $(wildcard examples/*.c)
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
-.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench clean
+.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench \
+	install uninstall clean
 .DELETE_ON_ERROR:
 
 all: lib
@@ -70,6 +79,30 @@ $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH): $(LIB_OBJ)
 $(SHARED): $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH)
 	ln -sf $(notdir $<) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $@
+
+$(BUILD)/streambuffer.pc: Makefile include/streambuffer.h
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+		'includedir=$(INCLUDEDIR)' '' 'Name: streambuffer' \
+		'Description: many threads, one byte stream, random access' \
+		'Version: $(VERSION)' 'Libs: -L$${libdir} -lstreambuffer' \
+		'Libs.private: -lpthread' 'Cflags: -I$${includedir}' > $@
+
+install: lib $(BUILD)/streambuffer.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/streambuffer.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so
+	install -m 644 $(BUILD)/streambuffer.pc $(DESTDIR)$(PCDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/streambuffer.h \
+		$(DESTDIR)$(LIBDIR)/libstreambuffer.a \
+		$(DESTDIR)$(LIBDIR)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) \
+		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so \
+		$(DESTDIR)$(PCDIR)/streambuffer.pc
 
 # Tests link the static library, so they exercise exactly the objects built
 # here, and may use the internal seams declared in src/*.h.

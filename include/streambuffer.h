@@ -27,22 +27,32 @@
  *     // ... stop and join the readers, then:
  *     sb_close(b);
  *
- * Link with -lstreambuffer -lpthread.
+ * Push mode: with sb_open_writer the caller is the producer (sb_write,
+ * sb_finish), for sources that call back with their data (libcurl, a
+ * decoder).  sb_fopen gives any reader its own FILE * over the stream.
+ *
+ * Link with -lstreambuffer -lpthread, or: pkg-config --cflags --libs
+ * streambuffer.
  */
 #ifndef STREAMBUFFER_H
 #define STREAMBUFFER_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>     /* FILE, for sb_fopen */
 #include <sys/types.h> /* ssize_t */
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* The version of this header.  sb_version() gives the library's. */
 #define SB_VERSION_MAJOR 0
-#define SB_VERSION_MINOR 1
+#define SB_VERSION_MINOR 2
 #define SB_VERSION_PATCH 0
+#define SB_VERSION "0.2.0"
+#define SB_VERSION_NUMBER \
+    (SB_VERSION_MAJOR * 10000 + SB_VERSION_MINOR * 100 + SB_VERSION_PATCH)
 
 /* A shared stream buffer.  Opaque; create with sb_open*, free with sb_close. */
 typedef struct sb sb;
@@ -160,6 +170,61 @@ sb *sb_open_fd(int fd, const sb_options *opts);
 sb *sb_open_mem(const void *data, size_t len, const sb_options *opts);
 
 /*
+ * sb_open_writer - a buffer that the caller fills: push mode.
+ *
+ * No producer thread: the bytes come from sb_write, and sb_finish ends the
+ * stream.  Readers see no difference.  opts as for sb_open.
+ *
+ * Returns the new buffer, or NULL with errno:
+ *   EINVAL  opts is invalid (see sb_open).
+ *   ENOMEM  out of memory or address space for the memory region.
+ *
+ * Thread-safety: safe to call from any thread.
+ */
+sb *sb_open_writer(const sb_options *opts);
+
+/*
+ * sb_write - append len bytes to a writer buffer's stream.
+ *
+ * Copies data into the spool (memory, then the spill file) and wakes the
+ * readers whose range is complete; a large write is published chunk_size
+ * bytes at a time.  Blocks only for the copy and the spill file's write;
+ * never waits for readers.
+ *
+ * Returns len, or -1 with errno:
+ *   EINVAL     b is NULL or not from sb_open_writer; data is NULL while
+ *              len > 0; len > SSIZE_MAX.
+ *   EPIPE      sb_finish was called.
+ *   ECANCELED  sb_cancel was called.
+ *   EFBIG      the stream would pass opts->max_size: the bytes up to it are
+ *              stored and the stream fails with EFBIG.
+ *   ENOSPC, EIO, ...  the spill file could not be created or written; the
+ *              stream fails with that error (bytes before stay readable).
+ *   After a failure, later calls fail with the stream's error.
+ *
+ * Thread-safety: calls from several threads take turns; each call's bytes
+ * are contiguous in the stream.
+ */
+ssize_t sb_write(sb *b, const void *data, size_t len);
+
+/*
+ * sb_finish - end a writer buffer's stream.
+ *
+ * err == 0 ends it normally at the bytes written so far; a positive errno
+ * value fails it with that error, as a source error would.  Wakes every
+ * waiting reader.
+ *
+ * Returns 0, or -1 with errno:
+ *   EINVAL     b is NULL or not from sb_open_writer, or err < 0.
+ *   EPIPE      sb_finish was already called.
+ *   ECANCELED, ENOSPC, ...  the stream had already been cancelled or had
+ *              failed; its error stays.
+ *
+ * Thread-safety: safe from any thread; takes turns with sb_write.
+ */
+int sb_finish(sb *b, int err);
+
+/*
  * sb_pread - read bytes [off, off + n) of the stream into buf.
  *
  * Blocks until the whole range has arrived, then copies it and returns n.
@@ -212,6 +277,30 @@ ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
  * Thread-safety: safe from any thread.
  */
 uint64_t sb_available(sb *b);
+
+/*
+ * sb_fopen - a standard read-only FILE * over the stream.
+ *
+ * The FILE has its own position, starting at 0.  Its reads behave like
+ * read(2) on a pipe: they block until at least one byte has arrived, so
+ * fgets and getc return as soon as their bytes are there, and fread waits
+ * until it has all it asked for or the stream ends; the end of the
+ * stream is EOF; a failed or cancelled stream sets the error indicator
+ * (ferror) with errno set as sb_pread sets it.  fseek and ftell work
+ * (glibc's fopencookie): SEEK_END uses the total length, waiting for the
+ * end, unless the stream is still running and opts->length_hint was given,
+ * in which case the hint is used.  Writing fails.  Any number of FILEs may
+ * be open on one buffer, each used by its own thread.  fclose it before
+ * sb_close; fclose does not close the buffer.  glibc only.
+ *
+ * Returns the FILE, or NULL with errno:
+ *   EINVAL  b is NULL.
+ *   ENOMEM  out of memory.
+ *
+ * Thread-safety: safe to call from any thread.  One FILE is as thread-safe
+ * as any FILE (stdio locks it).
+ */
+FILE *sb_fopen(sb *b);
 
 /* The stream's state, as reported by sb_get_stats. */
 enum sb_state {
@@ -290,6 +379,14 @@ void sb_cancel(sb *b);
  * readers, then close.
  */
 void sb_close(sb *b);
+
+/*
+ * sb_version - the library's version, "MAJOR.MINOR.PATCH".
+ *
+ * Compare with SB_VERSION to catch a program running against another
+ * library than the header it was built with.  Never fails; thread-safe.
+ */
+const char *sb_version(void);
 
 #ifdef __cplusplus
 }

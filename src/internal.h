@@ -35,6 +35,17 @@ struct sb {
     unsigned char *scratch;   /* chunk_size bytes, for reads past mem_cap */
     pthread_t producer;
     bool has_producer;
+
+    /*
+     * Push mode (sb_open_writer): the caller is the producer.  write_mu
+     * makes concurrent sb_write/sb_finish calls take turns, so each call's
+     * bytes stay contiguous and sb__append keeps its single writer.  Only
+     * writers take it, and it is held across the spool write: readers never
+     * wait for it.  finished is set by sb_finish, under write_mu.
+     */
+    bool is_writer;
+    bool finished;
+    pthread_mutex_t write_mu;
 };
 
 /*
@@ -45,6 +56,14 @@ struct sb {
  * stream has failed or been cancelled (the stream's state says which).
  */
 int sb__append(sb *b, const void *data, size_t len);
+
+/*
+ * sb_pread's engine: wait until `least` (1..n) bytes from off have arrived
+ * or the stream is over, then copy as much of [off, off + n) as exists.
+ * least == n is sb_pread; least == 1 is read(2)-like (sb_fopen).
+ */
+ssize_t sb__read(sb *b, void *buf, size_t n, uint64_t off, size_t least,
+                 int timeout_ms);
 
 /* Start the producer thread with every signal blocked.  Returns 0 or -errno. */
 int sb__producer_start(sb *b);

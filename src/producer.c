@@ -36,8 +36,11 @@ int sb__append(sb *b, const void *data, size_t len)
         sb__wait_finish(&b->wait, -rc);
         return rc;
     }
-    if (!sb__wait_publish(&b->wait, off + len))
-        return -ECANCELED;
+    if (!sb__wait_publish(&b->wait, off + len)) {
+        int err;
+        sb__wait_state(&b->wait, &err);
+        return -err;
+    }
     if (over) {
         sb__wait_finish(&b->wait, over);
         return -over;

@@ -5,13 +5,14 @@
  *
  *   state      entered by                     filled          readers
  *   ---------  -----------------------------  --------------  ---------------------------
- *   RUNNING    sb_open, sb_open_fd            grows, chunk    wait until off+n <= filled
- *                                             by chunk
- *   ENDED      source returned end            final = length  short count / 0 past it
+ *   RUNNING    sb_open, sb_open_fd,           grows, chunk    wait until off+n <= filled
+ *              sb_open_writer                 by chunk
+ *   ENDED      source returned end,           final = length  short count / 0 past it
+ *              sb_finish(b, 0)
  *              (sb_open_mem: at once)
  *   FAILED     source error, spill error,     final           bytes below filled; then
  *              max_size (EFBIG), sb_cancel                    -1 with the stream's errno
- *              (ECANCELED)
+ *              (ECANCELED), sb_finish(b, E)
  *   (freed)    sb_close: cancel, join the     -               none may remain
  *              producer, source close, free
  *
@@ -63,8 +64,8 @@ static int resolve_options(const sb_options *o, struct config *c)
     return 0;
 }
 
-/* A buffer with its wait state set up and nothing else.  Returns NULL with
-   errno set. */
+/* A buffer with its wait state set up and an empty spool, which
+   free_buffer can free.  Returns NULL with errno set. */
 static sb *alloc_buffer(const struct config *c)
 {
     sb *b = sb__calloc(1, sizeof *b);
@@ -76,6 +77,7 @@ static sb *alloc_buffer(const struct config *c)
         errno = -rc;
         return NULL;
     }
+    sb__spool_init_borrowed(&b->spool, NULL, 0);
     b->max_size = c->max_size;
     b->length_hint = c->length_hint;
     b->chunk_size = c->chunk_size;
@@ -84,10 +86,27 @@ static sb *alloc_buffer(const struct config *c)
 
 static void free_buffer(sb *b)
 {
+    if (b->is_writer)
+        pthread_mutex_destroy(&b->write_mu);
     sb__spool_destroy(&b->spool);
     sb__wait_destroy(&b->wait);
     free(b->scratch);
     free(b);
+}
+
+/* A buffer with a spool that can take bytes.  Returns NULL with errno. */
+static sb *alloc_spooled(const struct config *c)
+{
+    sb *b = alloc_buffer(c);
+    if (b == NULL)
+        return NULL;
+    int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir);
+    if (rc < 0) {
+        free_buffer(b);
+        errno = -rc;
+        return NULL;
+    }
+    return b;
 }
 
 /* Open over a checked source; interrupt may be NULL.  On failure returns
@@ -95,20 +114,14 @@ static void free_buffer(sb *b)
 static sb *open_source(const sb_source *src, const struct config *c,
                        void (*interrupt)(void *))
 {
-    sb *b = alloc_buffer(c);
+    sb *b = alloc_spooled(c);
     if (b == NULL)
         return NULL;
     b->src = *src;
     b->interrupt = interrupt;
-    int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir);
-    if (rc == 0) {
-        rc = sb__producer_start(b);
-        if (rc < 0)
-            sb__spool_destroy(&b->spool);
-    }
+    int rc = sb__producer_start(b);
     if (rc < 0) {
-        sb__wait_destroy(&b->wait);
-        free(b);
+        free_buffer(b);
         errno = -rc;
         return NULL;
     }
@@ -172,6 +185,27 @@ SB_API sb *sb_open_mem(const void *data, size_t len, const sb_options *opts)
     return b;
 }
 
+SB_API sb *sb_open_writer(const sb_options *opts)
+{
+    struct config c;
+    int rc = resolve_options(opts, &c);
+    if (rc < 0) {
+        errno = -rc;
+        return NULL;
+    }
+    sb *b = alloc_spooled(&c);
+    if (b == NULL)
+        return NULL;
+    rc = pthread_mutex_init(&b->write_mu, NULL);
+    if (rc != 0) {
+        free_buffer(b);
+        errno = rc;
+        return NULL;
+    }
+    b->is_writer = true;
+    return b;
+}
+
 /* Check a read's arguments.  Returns 0 or -EINVAL. */
 static int check_read(const sb *b, const void *buf, size_t n, uint64_t off)
 {
@@ -181,38 +215,38 @@ static int check_read(const sb *b, const void *buf, size_t n, uint64_t off)
 }
 
 /*
- * The read path.  When [off, off+n) is already filled this is an acquire
- * load, a compare and a copy: no lock, no shared write.  Otherwise wait,
- * then settle how much of the range exists.
+ * The read path.  When the bytes are already filled this is an acquire
+ * load, a compare and a copy: no lock, no shared write.  Otherwise wait
+ * until `least` bytes from off are there or the stream is over, then copy
+ * as much of [off, off + n) as exists.
  */
-static ssize_t read_range(sb *b, void *buf, size_t n, uint64_t off,
-                          int timeout_ms)
+ssize_t sb__read(sb *b, void *buf, size_t n, uint64_t off, size_t least,
+                 int timeout_ms)
 {
     int rc = check_read(b, buf, n, off);
     if (rc < 0 || n == 0)
         goto out;
 
-    uint64_t end = off + n;
     uint64_t filled = sb__wait_filled(&b->wait);
-    if (end > filled) {
+    if (off + n > filled) {
         int err;
-        if (sb__wait_state(&b->wait, &err) == SB_RUNNING) {
-            rc = sb__wait_until(&b->wait, end, timeout_ms);
+        if (off + least > filled
+            && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
+            rc = sb__wait_until(&b->wait, off + least, timeout_ms);
             if (rc < 0)
                 goto out;
         }
-        /* Either the range is complete, or the state is final (and so is
+        /* Either enough is there, or the state is final (and so is
            filled, stored before the state). */
         sb__wait_state(&b->wait, &err);
         filled = sb__wait_filled(&b->wait);
-        if (end > filled) {
-            if (off >= filled) {
-                rc = -err; /* 0 at the end of an ended stream */
-                n = 0;
-                goto out;
-            }
-            n = (size_t)(filled - off);
+        if (off >= filled) {
+            rc = -err; /* 0 at the end of an ended stream */
+            n = 0;
+            goto out;
         }
+        if (off + n > filled)
+            n = (size_t)(filled - off);
     }
     rc = sb__spool_read(&b->spool, buf, n, off);
 out:
@@ -225,7 +259,7 @@ out:
 
 SB_API ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off)
 {
-    return read_range(b, buf, n, off, -1);
+    return sb__read(b, buf, n, off, n, -1);
 }
 
 SB_API ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
@@ -235,7 +269,7 @@ SB_API ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
         errno = EINVAL;
         return -1;
     }
-    return read_range(b, buf, n, off, timeout_ms);
+    return sb__read(b, buf, n, off, n, timeout_ms);
 }
 
 SB_API uint64_t sb_available(sb *b)
@@ -276,6 +310,11 @@ SB_API int sb_get_stats(sb *b, sb_stats *out)
     out->in_memory = out->filled < cap ? out->filled : cap;
     out->spilled = out->filled - out->in_memory;
     return 0;
+}
+
+SB_API const char *sb_version(void)
+{
+    return SB_VERSION;
 }
 
 SB_API void sb_cancel(sb *b)
