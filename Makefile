@@ -2,7 +2,8 @@
 #
 #   make               build/libstreambuffer.a and build/libstreambuffer.so
 #   make test          the cmocka suite normally, under ThreadSanitizer, and
-#                      under AddressSanitizer + UBSan
+#                      under AddressSanitizer + UBSan; then install-test and
+#                      examples-test
 #   make check         the suite in this build variant only
 #   make tsan          the suite under ThreadSanitizer only
 #   make asan          the suite under AddressSanitizer + UBSan only
@@ -55,11 +56,17 @@ TEST_LIB := $(wildcard tests/helpers.c)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BUILD)/bench/sbbench
 
+# http_tail needs libcurl; without it the other examples still build.
+CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
+CURL_LIBS   := $(shell pkg-config --libs libcurl 2>/dev/null)
 EXAMPLE_SRC := $(wildcard examples/*.c)
+ifeq ($(CURL_LIBS),)
+EXAMPLE_SRC := $(filter-out examples/http_tail.c,$(EXAMPLE_SRC))
+endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench \
-	install uninstall clean
+	install uninstall install-test examples-test clean FORCE
 .DELETE_ON_ERROR:
 
 all: lib
@@ -80,7 +87,8 @@ $(SHARED): $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH)
 	ln -sf $(notdir $<) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $@
 
-$(BUILD)/streambuffer.pc: Makefile include/streambuffer.h
+# Always regenerated: it records PREFIX, which may differ from the last run.
+$(BUILD)/streambuffer.pc: FORCE
 	@mkdir -p $(@D)
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
 		'includedir=$(INCLUDEDIR)' '' 'Name: streambuffer' \
@@ -114,6 +122,11 @@ $(BUILD)/tests/%: tests/%.c $(TEST_LIB) tests/helpers.h $(STATIC)
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
+$(BUILD)/examples/http_tail: examples/http_tail.c $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< \
+		$(STATIC) $(CURL_LIBS) $(LDLIBS)
 
 examples: $(EXAMPLE_BIN)
 
@@ -151,10 +164,20 @@ valgrind: deps $(TEST_BIN)
 		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
 	./tests/run.sh valgrind $(TEST_BIN)
 
+# Installs into a scratch DESTDIR and builds programs with pkg-config only.
+install-test:
+	@sh ./tests/test_install.sh
+
+# http_tail against a local HTTP server; skips without libcurl.
+examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
+	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
+
 test:
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory install-test
+	@$(MAKE) --no-print-directory examples-test
 
 # The fuzz target builds the library's sources itself with clang's
 # libFuzzer, ASan and UBSan; new inputs go to build/fuzz/corpus, the seeds

@@ -194,13 +194,15 @@ sb *sb_open_writer(const sb_options *opts);
  * Returns len, or -1 with errno:
  *   EINVAL     b is NULL or not from sb_open_writer; data is NULL while
  *              len > 0; len > SSIZE_MAX.
- *   EPIPE      sb_finish was called.
+ *   EPIPE      sb_finish was called, with or without an error.
  *   ECANCELED  sb_cancel was called.
  *   EFBIG      the stream would pass opts->max_size: the bytes up to it are
  *              stored and the stream fails with EFBIG.
  *   ENOSPC, EIO, ...  the spill file could not be created or written; the
  *              stream fails with that error (bytes before stay readable).
- *   After a failure, later calls fail with the stream's error.
+ *   After a failure, later calls fail with the stream's error, even with
+ *   len == 0.  A call that fails may have published part of its bytes (a
+ *   chunk_size piece at a time); sb_available tells how many arrived.
  *
  * Thread-safety: calls from several threads take turns; each call's bytes
  * are contiguous in the stream.
@@ -289,7 +291,8 @@ uint64_t sb_available(sb *b);
  * (ferror) with errno set as sb_pread sets it.  fseek and ftell work
  * (glibc's fopencookie): SEEK_END uses the total length, waiting for the
  * end, unless the stream is still running and opts->length_hint was given,
- * in which case the hint is used.  Writing fails.  Any number of FILEs may
+ * in which case the hint is used; on a failed or cancelled stream it fails
+ * with the stream's error.  Writing fails.  Any number of FILEs may
  * be open on one buffer, each used by its own thread.  fclose it before
  * sb_close; fclose does not close the buffer.  glibc only.
  *

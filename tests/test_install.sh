@@ -1,0 +1,467 @@
+#!/bin/sh
+# test_install.sh - install like a system library, then use it like a user.
+#
+# Builds the library in a scratch directory, runs `make install` into a
+# scratch DESTDIR (PREFIX=/usr/local), and checks what landed there: the
+# header, the static archive, the shared library with its soname and
+# symlinks, streambuffer.pc, the exported symbols, and the version in all
+# of them.  Then it compiles small C and C++ programs with nothing but
+# `pkg-config` flags (PKG_CONFIG_SYSROOT_DIR/PKG_CONFIG_LIBDIR point into the
+# DESTDIR), links them against the shared library and against the static
+# archive, proves from `readelf -d` which one each binary uses, and runs
+# them.  Last, `make uninstall` must leave no file behind.
+#
+# usage: tests/test_install.sh      (CC, CXX as usual; needs pkg-config,
+#                                    readelf, nm, a C++ compiler)
+# Prints one line per check and "install: N passed, M failed"; exits 1 if
+# anything failed.
+set -eu
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+CC=${CC:-cc}
+CXX=${CXX:-g++}
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbinstall.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+trap 'exit 130' INT TERM
+log=$scratch/log
+passed=0
+failed=0
+
+ok() {
+    passed=$((passed + 1))
+    echo "install: ok   - $1"
+}
+
+fail() {
+    failed=$((failed + 1))
+    echo "install: FAIL - $1"
+    if [ -s "$log" ]; then sed 's/^/    /' "$log"; fi
+}
+
+# check NAME COMMAND...: run COMMAND, output to $log; pass if it succeeds.
+check() {
+    name=$1
+    shift
+    if "$@" >"$log" 2>&1; then ok "$name"; else fail "$name"; fi
+}
+
+finish() {
+    echo "install: $passed passed, $failed failed"
+    if [ "$failed" -eq 0 ]; then exit 0; fi
+    exit 1
+}
+
+# Run make on the repository, untouched by the make (if any) that runs us:
+# no inherited command-line variables, sanitizer or build directory.
+run_make() {
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u SAN \
+        -u BUILD -u CFLAGS -u CPPFLAGS -u LDFLAGS -u DESTDIR -u PREFIX \
+        -u LIBDIR -u INCLUDEDIR -u PCDIR \
+        make --no-print-directory -C "$root" BUILD="$scratch/build" "$@"
+}
+
+for tool in pkg-config readelf nm make "$CC" "$CXX"; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        : >"$log"
+        fail "$tool is not installed; it is needed to check the install"
+        finish
+    fi
+done
+
+# ---- the version, from the header -------------------------------------------
+
+hdr=$root/include/streambuffer.h
+macro() { sed -n "s/^#define SB_VERSION_$1 \\([0-9][0-9]*\\)\$/\\1/p" "$hdr"; }
+major=$(macro MAJOR)
+minor=$(macro MINOR)
+patch=$(macro PATCH)
+version=$(sed -n 's/^#define SB_VERSION "\(.*\)"$/\1/p' "$hdr")
+echo "SB_VERSION \"$version\", macros $major.$minor.$patch" >"$log"
+if [ -n "$major" ] && [ -n "$minor" ] && [ -n "$patch" ] &&
+    [ "$version" = "$major.$minor.$patch" ]; then
+    ok "SB_VERSION ($version) agrees with SB_VERSION_MAJOR/MINOR/PATCH"
+else
+    fail "SB_VERSION agrees with SB_VERSION_MAJOR/MINOR/PATCH"
+fi
+
+# ---- make install --------------------------------------------------------------
+
+dest=$scratch/root
+prefix=/usr/local
+lib=$dest$prefix/lib
+inc=$dest$prefix/include
+real=libstreambuffer.so.$version
+soname=libstreambuffer.so.$major
+
+if run_make PREFIX=$prefix DESTDIR="$dest" install >"$log" 2>&1; then
+    ok "make install PREFIX=$prefix DESTDIR=..."
+else
+    fail "make install PREFIX=$prefix DESTDIR=..."
+    finish
+fi
+
+check "header installed, identical to include/streambuffer.h" \
+    cmp "$hdr" "$inc/streambuffer.h"
+check "static archive installed" test -f "$lib/libstreambuffer.a"
+check "shared library installed as $real (a file)" \
+    sh -c "test -f '$lib/$real' && ! test -L '$lib/$real'"
+check "$soname -> $real" \
+    sh -c "test -L '$lib/$soname' && test \"\$(readlink '$lib/$soname')\" = '$real'"
+check "libstreambuffer.so -> ... -> $real" \
+    sh -c "test -L '$lib/libstreambuffer.so' &&
+           test \"\$(readlink -f '$lib/libstreambuffer.so')\" = \"\$(readlink -f '$lib/$real')\""
+check "streambuffer.pc installed in lib/pkgconfig" \
+    test -f "$lib/pkgconfig/streambuffer.pc"
+
+readelf -d "$lib/$real" >"$scratch/dyn" 2>&1 || true
+if grep -q "(SONAME).*\[$soname\]" "$scratch/dyn"; then
+    ok "SONAME is $soname"
+else
+    cp "$scratch/dyn" "$log"
+    fail "SONAME is $soname"
+fi
+
+# ---- exported symbols --------------------------------------------------------------
+
+sed -n 's/^[A-Za-z_][A-Za-z0-9_ ]*[ *]\(sb_[a-z0-9_]*\)(.*/\1/p' "$hdr" |
+    sort -u >"$scratch/api"
+nm -D --defined-only "$lib/$real" | awk 'NF >= 3 { print $3 }' | sort -u \
+    >"$scratch/exported"
+{
+    echo "exported, not sb_*:"
+    grep -v '^sb_' "$scratch/exported" || true
+    echo "exported sb__* (internal):"
+    grep '^sb__' "$scratch/exported" || true
+} >"$log"
+if grep -v '^sb_' "$scratch/exported" >/dev/null ||
+    grep '^sb__' "$scratch/exported" >/dev/null; then
+    fail "the shared library exports only public sb_* symbols"
+else
+    ok "the shared library exports only public sb_* symbols"
+fi
+if diff "$scratch/api" "$scratch/exported" >"$log" 2>&1; then
+    ok "it exports exactly the $(wc -l <"$scratch/api" | tr -d ' ') functions the header declares"
+else
+    fail "it exports exactly the functions the header declares (< header, > library)"
+fi
+nm -g --defined-only "$lib/libstreambuffer.a" | awk 'NF == 3 { print $3 }' |
+    grep -v '^sb_' >"$log" || true
+if [ -s "$log" ]; then
+    fail "the static archive defines only sb_-prefixed globals"
+else
+    ok "the static archive defines only sb_-prefixed globals"
+fi
+
+# ---- pkg-config ------------------------------------------------------------------
+
+unset PKG_CONFIG_PATH
+PKG_CONFIG_SYSROOT_DIR=$dest
+PKG_CONFIG_LIBDIR=$lib/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR PKG_CONFIG_LIBDIR
+
+pcver=$(pkg-config --modversion streambuffer 2>"$log" || true)
+if [ "$pcver" = "$version" ]; then
+    ok "pkg-config --modversion streambuffer is $version"
+else
+    echo "got '$pcver'" >>"$log"
+    fail "pkg-config --modversion streambuffer is $version"
+fi
+# (Read from the file: pkg-config would prepend the sysroot.)
+pcprefix=$(sed -n 's/^prefix=//p' "$lib/pkgconfig/streambuffer.pc")
+: >"$log"
+if [ "$pcprefix" = "$prefix" ]; then
+    ok "streambuffer.pc has prefix=$prefix (not the DESTDIR)"
+else
+    echo "got '$pcprefix'" >>"$log"
+    fail "streambuffer.pc has prefix=$prefix (not the DESTDIR)"
+fi
+cflags=$(pkg-config --cflags streambuffer)
+libs=$(pkg-config --libs streambuffer)
+static_libs=$(pkg-config --static --libs streambuffer)
+echo "cflags: $cflags" >"$log"
+echo "libs: $libs" >>"$log"
+echo "static libs: $static_libs" >>"$log"
+case " $cflags $libs " in
+*" -I$inc "*" -L$lib "*) ok "pkg-config flags point into the install" ;;
+*) fail "pkg-config flags point into the install" ;;
+esac
+
+# ---- the header alone, as C99, C11 and C++11 --------------------------------------
+
+src=$scratch/src
+mkdir "$src"
+# Every declaration used, the header included twice, nothing else included
+# before it and no feature-test macros: it must be self-contained.
+cat >"$src/header.c" <<'EOF'
+#include <streambuffer.h>
+#include <streambuffer.h>
+
+typedef ssize_t (*pread_fn)(sb *, void *, size_t, uint64_t);
+static pread_fn const pread_ptr = sb_pread;
+static sb *(*const opens[])(const sb_options *) = {sb_open_writer};
+static const sb_source src_init = {0, 0, 0, 0};
+static const sb_options opt_init = {0, 0, 0, 0, 0};
+static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0};
+
+int header_use(void);
+int header_use(void)
+{
+    sb_source src = src_init;
+    sb_options opt = opt_init;
+    sb_stats st = stats_init;
+    enum sb_state s = SB_ENDED;
+    sb *b = sb_open(&src, &opt);
+    FILE *f = sb_fopen(b);
+    (void)f;
+    (void)opens;
+    (void)sb_open_fd(0, &opt);
+    (void)sb_open_mem("", 0, 0);
+    (void)sb_write(b, "", 0);
+    (void)sb_finish(b, 0);
+    (void)pread_ptr(b, &st, sizeof st, 0);
+    (void)sb_pread_timed(b, &st, sizeof st, 0, -1);
+    (void)sb_available(b);
+    (void)sb_get_stats(b, &st);
+    (void)sb_wait_end(b, 0);
+    sb_cancel(b);
+    sb_close(b);
+    return (int)s + SB_FAILED + SB_VERSION_NUMBER + (sb_version()[0] == SB_VERSION[0]);
+}
+EOF
+for std in c99 c11; do
+    # shellcheck disable=SC2086 # flag lists
+    check "the header compiles as -std=$std -Wall -Wextra -Wpedantic -Werror" \
+        $CC -std=$std -Wall -Wextra -Wpedantic -Werror $cflags \
+        -c "$src/header.c" -o "$scratch/header_$std.o"
+done
+# shellcheck disable=SC2086
+check "the header compiles with -Wshadow -Wconversion -Wstrict-prototypes too" \
+    $CC -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion \
+    -Wstrict-prototypes -Werror $cflags -c "$src/header.c" -o "$scratch/h.o"
+
+# ---- a program that uses the library --------------------------------------------
+
+# Exits 0 only if the library behaves and is the version of its header;
+# prints sb_version().  No threads of its own: its only link flags are
+# pkg-config's.
+cat >"$src/use.c" <<'EOF'
+#include <streambuffer.h>
+
+#include <stdio.h>
+#include <string.h>
+
+int main(void)
+{
+    static const char msg[] = "hello, streambuffer\nsecond line\n";
+    const size_t len = sizeof msg - 1;
+    char buf[64], ver[32];
+    int bad = 0;
+
+    snprintf(ver, sizeof ver, "%d.%d.%d", SB_VERSION_MAJOR, SB_VERSION_MINOR,
+             SB_VERSION_PATCH);
+    bad |= strcmp(ver, SB_VERSION) != 0;
+    bad |= (strcmp(sb_version(), SB_VERSION) != 0) << 1;
+    bad |= (SB_VERSION_NUMBER != SB_VERSION_MAJOR * 10000 +
+                                     SB_VERSION_MINOR * 100 +
+                                     SB_VERSION_PATCH) << 2;
+
+    sb *m = sb_open_mem(msg, len, NULL);
+    bad |= (m == NULL) << 3;
+    if (m != NULL) {
+        bad |= (sb_pread(m, buf, 12, 7) != 12 || memcmp(buf, "streambuffer", 12)
+                != 0) << 4;
+        sb_close(m);
+    }
+
+    sb_options o = {0};
+    o.mem_limit = 8; /* spill: the file part works too */
+    sb *w = sb_open_writer(&o);
+    bad |= (w == NULL) << 5;
+    if (w != NULL) {
+        uint64_t total = 0;
+        bad |= (sb_write(w, msg, 10) != 10 ||
+                sb_write(w, msg + 10, len - 10) != (ssize_t)(len - 10) ||
+                sb_finish(w, 0) != 0 || sb_wait_end(w, &total) != 0 ||
+                total != len) << 6;
+        FILE *f = sb_fopen(w);
+        bad |= (f == NULL) << 7;
+        if (f != NULL) {
+            bad |= (fgets(buf, sizeof buf, f) == NULL ||
+                    strcmp(buf, "hello, streambuffer\n") != 0 ||
+                    fgets(buf, sizeof buf, f) == NULL ||
+                    strcmp(buf, "second line\n") != 0 ||
+                    fgets(buf, sizeof buf, f) != NULL || !feof(f)) << 8;
+            fclose(f);
+        }
+        sb_close(w);
+    }
+    printf("%s\n", sb_version());
+    if (bad)
+        fprintf(stderr, "use: failed checks, mask %#x\n", (unsigned)bad);
+    return bad != 0;
+}
+EOF
+
+ld_path=$lib
+# run_prog NAME BINARY [LD_LIBRARY_PATH]: runs it; it must exit 0 and print
+# the header's version.
+run_prog() {
+    if [ -n "${3:-}" ]; then
+        out=$(LD_LIBRARY_PATH=$3 "$2" 2>"$log") || { fail "$1"; return 0; }
+    else
+        out=$(env -u LD_LIBRARY_PATH "$2" 2>"$log") || { fail "$1"; return 0; }
+    fi
+    if [ "$out" = "$version" ]; then
+        ok "$1"
+    else
+        echo "printed '$out', expected '$version'" >>"$log"
+        fail "$1"
+    fi
+}
+
+needed() { readelf -d "$1" 2>/dev/null | grep '(NEEDED)' || true; }
+
+# Shared.
+# shellcheck disable=SC2086
+if $CC -std=c11 -Wall -Wextra -Wpedantic -Werror "$src/use.c" -o "$scratch/use_shared" \
+    $cflags $libs >"$log" 2>&1; then
+    ok "cc use.c \$(pkg-config --cflags --libs streambuffer)"
+    needed "$scratch/use_shared" >"$log"
+    if grep -q "\[$soname\]" "$log"; then
+        ok "the binary NEEDs $soname"
+    else
+        fail "the binary NEEDs $soname"
+    fi
+    LD_LIBRARY_PATH=$ld_path ldd "$scratch/use_shared" >"$log" 2>&1 || true
+    if grep -q "$soname => $lib/$soname" "$log"; then
+        ok "with LD_LIBRARY_PATH it loads the installed $soname"
+    else
+        fail "with LD_LIBRARY_PATH it loads the installed $soname"
+    fi
+    run_prog "it runs against the installed shared library" \
+        "$scratch/use_shared" "$ld_path"
+else
+    fail "cc use.c \$(pkg-config --cflags --libs streambuffer)"
+fi
+
+# Static archive, everything else dynamic: -Bstatic around pkg-config's
+# --static libs makes the linker take libstreambuffer.a although the .so
+# sits next to it.
+# shellcheck disable=SC2086
+if $CC -std=c11 -Wall -Wextra -Wpedantic -Werror "$src/use.c" -o "$scratch/use_static" \
+    $cflags -Wl,-Bstatic $static_libs -Wl,-Bdynamic >"$log" 2>&1; then
+    ok "cc use.c \$(pkg-config --cflags) -Wl,-Bstatic \$(pkg-config --static --libs) -Wl,-Bdynamic"
+    needed "$scratch/use_static" >"$log"
+    if [ -s "$log" ] && ! grep -q libstreambuffer "$log"; then
+        ok "that binary is dynamic but NEEDs no libstreambuffer"
+    else
+        fail "that binary is dynamic but NEEDs no libstreambuffer"
+    fi
+    nm "$scratch/use_static" >"$scratch/syms" 2>&1 || true
+    if grep -q ' T sb_pread$' "$scratch/syms" && grep -q ' T sb_open_writer$' "$scratch/syms"; then
+        ok "the library's code is inside it (T sb_pread, T sb_open_writer)"
+    else
+        : >"$log"
+        fail "the library's code is inside it (T sb_pread, T sb_open_writer)"
+    fi
+    run_prog "it runs with no LD_LIBRARY_PATH" "$scratch/use_static"
+else
+    fail "cc use.c ... -Wl,-Bstatic \$(pkg-config --static --libs) -Wl,-Bdynamic"
+fi
+
+# Fully static.
+# shellcheck disable=SC2086
+if $CC -static -std=c11 "$src/use.c" -o "$scratch/use_full_static" \
+    $cflags $static_libs >"$log" 2>&1; then
+    ok "cc -static use.c \$(pkg-config --static --cflags --libs streambuffer)"
+    needed "$scratch/use_full_static" >"$log"
+    if [ ! -s "$log" ]; then
+        ok "that binary NEEDs no shared library at all"
+    else
+        fail "that binary NEEDs no shared library at all"
+    fi
+    run_prog "it runs" "$scratch/use_full_static"
+else
+    fail "cc -static use.c \$(pkg-config --static --cflags --libs streambuffer)"
+fi
+
+# ---- C++ -----------------------------------------------------------------------
+
+cat >"$src/use.cpp" <<'EOF'
+#include <streambuffer.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+int main()
+{
+    const std::string msg = "from C++\nline two\n";
+    sb *b = sb_open_writer(nullptr);
+    if (b == nullptr)
+        return 1;
+    int bad = sb_write(b, msg.data(), msg.size()) !=
+              static_cast<ssize_t>(msg.size());
+    bad |= sb_finish(b, 0) != 0;
+    char buf[16] = {};
+    bad |= sb_pread(b, buf, 8, 0) != 8 || std::strcmp(buf, "from C++") != 0;
+    std::FILE *f = sb_fopen(b);
+    bad |= f == nullptr;
+    if (f != nullptr) {
+        char line[32];
+        bad |= std::fgets(line, sizeof line, f) == nullptr ||
+               std::string(line) != "from C++\n";
+        std::fclose(f);
+    }
+    sb_stats st;
+    bad |= sb_get_stats(b, &st) != 0 || st.state != SB_ENDED ||
+           st.filled != msg.size();
+    sb_close(b);
+    bad |= std::string(sb_version()) != SB_VERSION;
+    std::printf("%s\n", sb_version());
+    return bad;
+}
+EOF
+# shellcheck disable=SC2086
+if $CXX -std=c++11 -Wall -Wextra -Wpedantic -Werror "$src/use.cpp" \
+    -o "$scratch/use_cpp" $cflags $libs >"$log" 2>&1; then
+    ok "g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror use.cpp \$(pkg-config ...) links (extern \"C\")"
+    run_prog "the C++ program runs" "$scratch/use_cpp" "$ld_path"
+else
+    fail "g++ -std=c++11 -Wall -Wextra -Wpedantic -Werror use.cpp \$(pkg-config ...) links (extern \"C\")"
+fi
+
+# ---- another PREFIX, same build directory ----------------------------------------
+
+# `make install` a second time with another PREFIX must not reuse the
+# first .pc: its paths would point to the old prefix.
+dest2=$scratch/root2
+prefix2=/opt/sbalt
+if run_make PREFIX=$prefix2 DESTDIR="$dest2" install >"$log" 2>&1; then
+    got=$(sed -n 's/^prefix=//p' "$dest2$prefix2/lib/pkgconfig/streambuffer.pc" \
+        2>"$log" || true)
+    if [ "$got" = "$prefix2" ]; then
+        ok "reinstalling with PREFIX=$prefix2 gives a .pc with prefix=$prefix2"
+    else
+        echo "streambuffer.pc says prefix=$got" >>"$log"
+        fail "reinstalling with PREFIX=$prefix2 gives a .pc with prefix=$prefix2"
+    fi
+else
+    fail "make install PREFIX=$prefix2 DESTDIR=... (second install)"
+fi
+
+# ---- make uninstall --------------------------------------------------------------
+
+if run_make PREFIX=$prefix DESTDIR="$dest" uninstall >"$log" 2>&1; then
+    ok "make uninstall"
+    find "$dest" ! -type d >"$log"
+    if [ -s "$log" ]; then
+        fail "make uninstall removes every installed file"
+    else
+        ok "make uninstall removes every installed file"
+    fi
+else
+    fail "make uninstall"
+fi
+
+finish
