@@ -197,7 +197,9 @@ sb *sb_open_writer(const sb_options *opts);
  *   EPIPE      sb_finish was called, with or without an error.
  *   ECANCELED  sb_cancel was called.
  *   EFBIG      the stream would pass opts->max_size: the bytes up to it are
- *              stored and the stream fails with EFBIG.
+ *              stored and the stream fails with EFBIG.  Also when the spill
+ *              file hits RLIMIT_FSIZE: SIGXFSZ is blocked around the write
+ *              and consumed, so it does not kill the process.
  *   ENOSPC, EIO, ...  the spill file could not be created or written; the
  *              stream fails with that error (bytes before stay readable).
  *   After a failure, later calls fail with the stream's error, even with

@@ -194,10 +194,14 @@ static void test_open_without_thread_is_eagain(void **state)
     assert_int_equal(pthread_setattr_default_np(&huge), 0);
     pthread_t t;
     int probe = pthread_create(&t, NULL, noop_thread, NULL);
-    if (probe == 0) {
+    if (probe == 0)
         pthread_join(t, NULL);
+    if (probe != EAGAIN) {
+        /* valgrind, for one, answers EINVAL: the refusal this test needs
+           to provoke is not there to be had. */
         pthread_setattr_default_np(&old);
-        fprintf(stderr, "a 1 TiB thread stack was granted: skipping\n");
+        fprintf(stderr, "pthread_create with a 1 TiB stack gave %s, not "
+                        "EAGAIN: skipping\n", strerror(probe));
         skip();
     }
     int p[2];

@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 
 #include "helpers.h"
 
@@ -725,6 +727,48 @@ static void read_records(void *arg)
     }
 }
 
+/*
+ * Past RLIMIT_FSIZE the kernel raises SIGXFSZ in the writing thread, which
+ * in push mode is the caller's: with its default action the process would
+ * die.  sb_write must turn it into EFBIG and leave no SIGXFSZ pending.
+ */
+static void test_writer_file_size_limit_is_efbig(void **state)
+{
+    (void)state;
+    char *dir = scratch_new();
+    assert_non_null(dir);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 64 * 1024;
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+
+    sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
+    sb *b = sb_open_writer(&o);
+    ssize_t r1 = b ? write_gen(b, 0, 200000) : -2;
+    int e1 = errno;
+    ssize_t r2 = b ? sb_write(b, "x", 1) : -2;
+    int e2 = errno;
+    sigset_t pending;
+    sigpending(&pending);
+    int xfsz_pending = sigismember(&pending, SIGXFSZ);
+    uint64_t avail = b ? sb_available(b) : 0;
+    int good = b ? check_read(b, 0, avail, (ssize_t)avail) : -1;
+    sb_close(b);
+    setrlimit(RLIMIT_FSIZE, &old);
+    scratch_free(dir);
+
+    assert_non_null(b);
+    assert_int_equal(r1, -1);
+    assert_int_equal(e1, EFBIG);
+    assert_int_equal(r2, -1);
+    assert_int_equal(e2, EFBIG);
+    assert_int_equal(xfsz_pending, 0);
+    /* What was published fits the limit and is intact. */
+    assert_true(avail >= 4096 && avail <= 4096 + 64 * 1024);
+    assert_int_equal(good, 0);
+}
+
 static void test_writer_concurrent_records_contiguous(void **state)
 {
     (void)state;
@@ -931,6 +975,7 @@ int main(void)
         cmocka_unit_test(test_writer_cancel),
         cmocka_unit_test(test_writer_max_size),
         cmocka_unit_test(test_writer_spill_failure),
+        cmocka_unit_test(test_writer_file_size_limit_is_efbig),
         cmocka_unit_test(test_writer_concurrent_records_contiguous),
         cmocka_unit_test(test_writer_cancel_while_writing),
         cmocka_unit_test(test_writer_close_frees),
