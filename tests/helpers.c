@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -707,4 +708,229 @@ void scratch_free(char *dir)
         return;
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
     free(dir);
+}
+
+/* ---- a hold on any source ------------------------------------------------------ */
+
+void hold_init(hold_src *h, sb_source inner)
+{
+    memset(h, 0, sizeof *h);
+    h->inner = inner;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+}
+
+void hold_destroy(hold_src *h)
+{
+    pthread_cond_destroy(&h->cv);
+    pthread_mutex_destroy(&h->mu);
+}
+
+/* Block until the callback may go on; returns the bytes it may deliver
+   (UINT64_MAX once released).  Called with mu held. */
+static uint64_t hold_wait_turn(hold_src *h)
+{
+    while (!h->released && h->pos >= h->allowed) {
+        h->blocked = 1;
+        pthread_cond_broadcast(&h->cv);
+        pthread_cond_wait(&h->cv, &h->mu);
+    }
+    h->blocked = 0;
+    return h->released ? UINT64_MAX : h->allowed - h->pos;
+}
+
+static ssize_t hold_read(void *ctx, void *buf, size_t cap)
+{
+    hold_src *h = ctx;
+    atomic_fetch_add(&h->calls, 1);
+    pthread_mutex_lock(&h->mu);
+    uint64_t may = hold_wait_turn(h);
+    pthread_mutex_unlock(&h->mu);
+    if (may < cap)
+        cap = (size_t)may;
+    ssize_t r = h->inner.read(h->inner.ctx, buf, cap);
+    if (r > 0) {
+        pthread_mutex_lock(&h->mu);
+        h->pos += (uint64_t)r;
+        pthread_mutex_unlock(&h->mu);
+    }
+    return r;
+}
+
+static int hold_next(void *ctx, const void **chunk, size_t *len)
+{
+    hold_src *h = ctx;
+    atomic_fetch_add(&h->calls, 1);
+    pthread_mutex_lock(&h->mu);
+    hold_wait_turn(h);
+    pthread_mutex_unlock(&h->mu);
+    int r = h->inner.next(h->inner.ctx, chunk, len);
+    if (r == 1) {
+        pthread_mutex_lock(&h->mu);
+        h->pos += *len;
+        pthread_mutex_unlock(&h->mu);
+    }
+    return r;
+}
+
+static void hold_close(void *ctx)
+{
+    hold_src *h = ctx;
+    atomic_fetch_add(&h->closes, 1);
+    if (h->inner.close != NULL)
+        h->inner.close(h->inner.ctx);
+}
+
+sb_source hold_source(hold_src *h)
+{
+    sb_source src = {.close = hold_close, .ctx = h};
+    if (h->inner.read != NULL)
+        src.read = hold_read;
+    else
+        src.next = hold_next;
+    return src;
+}
+
+void hold_allow(hold_src *h, uint64_t upto)
+{
+    pthread_mutex_lock(&h->mu);
+    if (upto > h->allowed)
+        h->allowed = upto;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+void hold_release(hold_src *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->released = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+int hold_wait_blocked(hold_src *h, int timeout_ms)
+{
+    struct timespec dl;
+    abs_deadline(&dl, timeout_ms);
+    int ok = 1;
+    pthread_mutex_lock(&h->mu);
+    while (!(h->blocked && h->pos >= h->allowed)) {
+        if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT) {
+            ok = h->blocked && h->pos >= h->allowed;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&h->mu);
+    return ok;
+}
+
+int wait_for_waiters(sb *b, uint64_t n, int timeout_ms)
+{
+    double end = now_ms() + timeout_ms;
+    for (;;) {
+        sb_stats st;
+        if (sb_get_stats(b, &st) != 0)
+            return 0;
+        if (st.waiting >= n)
+            return 1;
+        if (now_ms() > end)
+            return 0;
+        sleep_ms(1);
+    }
+}
+
+/* ---- more process and file system --------------------------------------------- */
+
+int count_maps(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return -1;
+    int n = 0, c;
+    while ((c = getc(f)) != EOF)
+        if (c == '\n')
+            n++;
+    fclose(f);
+    return n;
+}
+
+long long mapped_bytes(void)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (f == NULL)
+        return -1;
+    long long total = 0;
+    char line[4096 + 256];
+    while (fgets(line, sizeof line, f) != NULL) {
+        unsigned long long lo, hi;
+        if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && hi >= lo)
+            total += (long long)(hi - lo);
+    }
+    fclose(f);
+    return total;
+}
+
+/* Calls fn(link, arg) for each entry of fd_dir (a /proc/PID/fd) whose
+   target is a direct child of dir; returns how many, or -1. */
+static int each_fd_into_dir(const char *fd_dir, const char *dir,
+                            void (*fn)(const char *link, void *arg),
+                            void *arg)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL)
+        return -1;
+    size_t rl = strlen(real);
+    DIR *d = opendir(fd_dir);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char link[PATH_MAX + 64], target[PATH_MAX];
+        snprintf(link, sizeof link, "%s/%s", fd_dir, e->d_name);
+        ssize_t tl = readlink(link, target, sizeof target - 1);
+        if (tl <= 0)
+            continue;
+        target[tl] = '\0';
+        if ((size_t)tl > rl + 1 && strncmp(target, real, rl) == 0 &&
+            target[rl] == '/' && strchr(target + rl + 1, '/') == NULL) {
+            n++;
+            if (fn != NULL)
+                fn(link, arg);
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+int fds_into_dir_of(pid_t pid, const char *dir)
+{
+    char fd_dir[64];
+    snprintf(fd_dir, sizeof fd_dir, "/proc/%ld/fd", (long)pid);
+    return each_fd_into_dir(fd_dir, dir, NULL, NULL);
+}
+
+struct size_sum {
+    long long total;
+    int failed;
+};
+
+static void add_size(const char *link, void *arg)
+{
+    struct size_sum *s = arg;
+    struct stat st;
+    if (stat(link, &st) != 0)
+        s->failed = 1;
+    else
+        s->total += (long long)st.st_size;
+}
+
+long long open_file_bytes_in_dir(const char *dir)
+{
+    struct size_sum s = {0, 0};
+    if (each_fd_into_dir("/proc/self/fd", dir, add_size, &s) < 0 || s.failed)
+        return -1;
+    return s.total;
 }

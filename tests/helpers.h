@@ -254,4 +254,52 @@ char *scratch_new(void);
 /* Remove the directory and everything in it; free the path. */
 void scratch_free(char *dir);
 
+/* ---- a hold on any source ------------------------------------------------------ */
+
+/*
+ * Wraps a read- or next-style source and lets it deliver bytes only up to
+ * what the test has allowed: a callback that starts at or past `allowed`
+ * blocks until the test allows more or releases the hold.  A read callback
+ * is asked for at most the allowed remainder, so chunk boundaries fall on
+ * the allowed positions; a next callback delivers whole chunks (the last one
+ * may cross `allowed`).  Closing forwards to the inner source's close.
+ * Never allowing more is a source that blocks forever (until released).
+ */
+typedef struct hold_src {
+    sb_source inner;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t allowed;
+    uint64_t pos;      /* bytes the inner source delivered */
+    int released;      /* no more holding */
+    int blocked;       /* the producer waits in a callback */
+    atomic_int calls;
+    atomic_int closes;
+} hold_src;
+
+void hold_init(hold_src *h, sb_source inner);
+void hold_destroy(hold_src *h);
+sb_source hold_source(hold_src *h); /* read or next, as the inner one */
+void hold_allow(hold_src *h, uint64_t upto);
+void hold_release(hold_src *h);
+/* Wait until the producer is blocked in a callback with pos >= allowed.
+   1 on success, 0 on timeout. */
+int hold_wait_blocked(hold_src *h, int timeout_ms);
+
+/* Poll sb_get_stats until at least n readers wait.  1 on success, 0 on
+   timeout. */
+int wait_for_waiters(sb *b, uint64_t n, int timeout_ms);
+
+/* ---- more process and file system --------------------------------------------- */
+
+/* Lines of /proc/self/maps (mappings), and their total size in bytes;
+   -1 on error. */
+int count_maps(void);
+long long mapped_bytes(void);
+/* As fds_into_dir, for the process pid. */
+int fds_into_dir_of(pid_t pid, const char *dir);
+/* Total size of the files in dir this process has open (the spill file,
+   though unlinked); -1 on error. */
+long long open_file_bytes_in_dir(const char *dir);
+
 #endif /* SB_TESTS_HELPERS_H */
