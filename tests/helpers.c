@@ -307,6 +307,24 @@ void gate_fail(gate_src *g, int err)
     pthread_mutex_unlock(&g->mu);
 }
 
+sb *open_chunk(chunk_src *s, const sb_options *o)
+{
+    sb_source src = chunk_source(s);
+    return sb_open(&src, o);
+}
+
+sb *open_iter(iter_src *s, const sb_options *o)
+{
+    sb_source src = iter_source(s);
+    return sb_open(&src, o);
+}
+
+sb *open_gate(gate_src *g, const sb_options *o)
+{
+    sb_source src = gate_source(g);
+    return sb_open(&src, o);
+}
+
 int gate_wait_blocked(gate_src *g, int timeout_ms)
 {
     struct timespec dl;

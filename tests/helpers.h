@@ -140,6 +140,11 @@ void gate_end(gate_src *g);                  /* end after the allowed bytes */
 void gate_fail(gate_src *g, int err);        /* fail after the allowed bytes */
 /* Wait until the producer has taken every allowed byte and is blocked in
    read waiting for more.  1 on success, 0 on timeout. */
+/* sb_open over one of the sources above. */
+sb *open_chunk(chunk_src *s, const sb_options *o);
+sb *open_iter(iter_src *s, const sb_options *o);
+sb *open_gate(gate_src *g, const sb_options *o);
+
 int gate_wait_blocked(gate_src *g, int timeout_ms);
 
 /* Poll sb_available until it reaches n.  1 on success, 0 on timeout. */

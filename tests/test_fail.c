@@ -22,24 +22,6 @@
 
 #include "helpers.h"
 
-static sb *open_chunk(chunk_src *s, const sb_options *o)
-{
-    sb_source src = chunk_source(s);
-    return sb_open(&src, o);
-}
-
-static sb *open_iter(iter_src *s, const sb_options *o)
-{
-    sb_source src = iter_source(s);
-    return sb_open(&src, o);
-}
-
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
 /*
  * The stream failed with err after exactly `good` bytes: they are all
  * readable, reads that need more get short counts or err, sb_wait_end fails

@@ -677,12 +677,6 @@ typedef struct rd {
     size_t n;
 } rd;
 
-static sb *open_chunk(chunk_src *s, const sb_options *o)
-{
-    sb_source src = chunk_source(s);
-    return sb_open(&src, o);
-}
-
 static void test_spill_read_fault_each_read(void **state)
 {
     (void)state;

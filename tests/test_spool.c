@@ -20,18 +20,6 @@
 
 #include "helpers.h"
 
-static sb *open_chunk(chunk_src *s, const sb_options *o)
-{
-    sb_source src = chunk_source(s);
-    return sb_open(&src, o);
-}
-
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
 /* Restores $TMPDIR after a test that changes it. */
 static char *saved_tmpdir;
 static int had_tmpdir;

@@ -14,18 +14,6 @@
 
 #include "helpers.h"
 
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
-static sb *open_chunk(chunk_src *s, const sb_options *o)
-{
-    sb_source src = chunk_source(s);
-    return sb_open(&src, o);
-}
-
 static sb_stats stats(sb *b)
 {
     sb_stats st;

@@ -96,12 +96,6 @@ static void tg_end(text_gate *g)
     pthread_mutex_unlock(&g->mu);
 }
 
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
 /* fread n bytes at the FILE's position and compare them with the generator
    at off.  0 if fread returned want and the bytes match, else -1. */
 static int fread_check(FILE *f, size_t n, uint64_t off, size_t want)

@@ -14,12 +14,6 @@
 
 #include "helpers.h"
 
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
 /* A gated stream with its first `filled` bytes in. */
 static sb *gated_with(gate_src *g, uint64_t filled)
 {

@@ -23,18 +23,6 @@
 
 #define NREADERS 12
 
-static sb *open_gate(gate_src *g, const sb_options *o)
-{
-    sb_source src = gate_source(g);
-    return sb_open(&src, o);
-}
-
-static sb *open_chunk(chunk_src *s, const sb_options *o)
-{
-    sb_source src = chunk_source(s);
-    return sb_open(&src, o);
-}
-
 static uint64_t rng_next(uint64_t *s)
 {
     *s = *s * 6364136223846793005u + 1442695040888963407u;
