@@ -231,42 +231,100 @@ sb_source iter_source(iter_src *s)
 
 /* ---- gated source ----------------------------------------------------------- */
 
+static void turn_init(turnstile *t)
+{
+    memset(t, 0, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+}
+
+static void turn_destroy(turnstile *t)
+{
+    pthread_cond_destroy(&t->cv);
+    pthread_mutex_destroy(&t->mu);
+}
+
+/* With mu held: say the producer is blocked, and wait for news. */
+static void turn_block_locked(turnstile *t)
+{
+    t->blocked = 1;
+    pthread_cond_broadcast(&t->cv);
+    pthread_cond_wait(&t->cv, &t->mu);
+}
+
+/* Set *field (guarded by t->mu) and wake the producer. */
+static void turn_set(turnstile *t, int *field, int value)
+{
+    pthread_mutex_lock(&t->mu);
+    *field = value;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void turn_allow(turnstile *t, uint64_t upto)
+{
+    pthread_mutex_lock(&t->mu);
+    if (upto > t->allowed)
+        t->allowed = upto;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void turn_advance(turnstile *t, uint64_t n)
+{
+    pthread_mutex_lock(&t->mu);
+    t->pos += n;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static int turn_wait_blocked(turnstile *t, int timeout_ms)
+{
+    struct timespec dl;
+    abs_deadline(&dl, timeout_ms);
+    int ok = 1;
+    pthread_mutex_lock(&t->mu);
+    while (!(t->blocked && t->pos >= t->allowed)) {
+        if (pthread_cond_timedwait(&t->cv, &t->mu, &dl) == ETIMEDOUT) {
+            ok = t->blocked && t->pos >= t->allowed;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return ok;
+}
+
 void gate_init(gate_src *g)
 {
     memset(g, 0, sizeof *g);
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
+    turn_init(&g->t);
 }
 
 void gate_destroy(gate_src *g)
 {
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
+    turn_destroy(&g->t);
 }
 
 static ssize_t gate_read(void *ctx, void *buf, size_t cap)
 {
     gate_src *g = ctx;
+    turnstile *t = &g->t;
     ssize_t ret;
-    pthread_mutex_lock(&g->mu);
-    while (g->pos >= g->allowed && !g->ended && !g->err) {
-        g->blocked = 1;
-        pthread_cond_broadcast(&g->cv);
-        pthread_cond_wait(&g->cv, &g->mu);
-    }
-    g->blocked = 0;
-    if (g->pos < g->allowed) {
-        uint64_t left = g->allowed - g->pos;
+    pthread_mutex_lock(&t->mu);
+    while (t->pos >= t->allowed && !g->ended && !g->err)
+        turn_block_locked(t);
+    t->blocked = 0;
+    if (t->pos < t->allowed) {
+        uint64_t left = t->allowed - t->pos;
         size_t n = (uint64_t)cap < left ? cap : (size_t)left;
-        gen_fill(buf, n, g->pos);
-        g->pos += n;
+        gen_fill(buf, n, t->pos);
+        t->pos += n;
         ret = (ssize_t)n;
     } else if (g->err) {
         ret = -(ssize_t)g->err;
     } else {
         ret = 0;
     }
-    pthread_mutex_unlock(&g->mu);
+    pthread_mutex_unlock(&t->mu);
     return ret;
 }
 
@@ -284,27 +342,35 @@ sb_source gate_source(gate_src *g)
 
 void gate_allow(gate_src *g, uint64_t upto)
 {
-    pthread_mutex_lock(&g->mu);
-    if (upto > g->allowed)
-        g->allowed = upto;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
+    turn_allow(&g->t, upto);
 }
 
 void gate_end(gate_src *g)
 {
-    pthread_mutex_lock(&g->mu);
-    g->ended = 1;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
+    turn_set(&g->t, &g->ended, 1);
 }
 
 void gate_fail(gate_src *g, int err)
 {
-    pthread_mutex_lock(&g->mu);
-    g->err = err;
-    pthread_cond_broadcast(&g->cv);
-    pthread_mutex_unlock(&g->mu);
+    turn_set(&g->t, &g->err, err);
+}
+
+int gate_wait_blocked(gate_src *g, int timeout_ms)
+{
+    return turn_wait_blocked(&g->t, timeout_ms);
+}
+
+static void *noop_thread_main(void *arg)
+{
+    return arg;
+}
+
+void start_runtime_threads(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, noop_thread_main, NULL) == 0)
+        pthread_join(t, NULL);
+    sleep_ms(10);
 }
 
 sb *open_chunk(chunk_src *s, const sb_options *o)
@@ -323,22 +389,6 @@ sb *open_gate(gate_src *g, const sb_options *o)
 {
     sb_source src = gate_source(g);
     return sb_open(&src, o);
-}
-
-int gate_wait_blocked(gate_src *g, int timeout_ms)
-{
-    struct timespec dl;
-    abs_deadline(&dl, timeout_ms);
-    int ok = 1;
-    pthread_mutex_lock(&g->mu);
-    while (!(g->blocked && g->pos >= g->allowed)) {
-        if (pthread_cond_timedwait(&g->cv, &g->mu, &dl) == ETIMEDOUT) {
-            ok = g->blocked && g->pos >= g->allowed;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g->mu);
-    return ok;
 }
 
 int wait_available(sb *b, uint64_t n, int timeout_ms)
@@ -734,44 +784,38 @@ void hold_init(hold_src *h, sb_source inner)
 {
     memset(h, 0, sizeof *h);
     h->inner = inner;
-    pthread_mutex_init(&h->mu, NULL);
-    pthread_cond_init(&h->cv, NULL);
+    turn_init(&h->t);
 }
 
 void hold_destroy(hold_src *h)
 {
-    pthread_cond_destroy(&h->cv);
-    pthread_mutex_destroy(&h->mu);
+    turn_destroy(&h->t);
 }
 
 /* Block until the callback may go on; returns the bytes it may deliver
-   (UINT64_MAX once released).  Called with mu held. */
+   (UINT64_MAX once released). */
 static uint64_t hold_wait_turn(hold_src *h)
 {
-    while (!h->released && h->pos >= h->allowed) {
-        h->blocked = 1;
-        pthread_cond_broadcast(&h->cv);
-        pthread_cond_wait(&h->cv, &h->mu);
-    }
-    h->blocked = 0;
-    return h->released ? UINT64_MAX : h->allowed - h->pos;
+    turnstile *t = &h->t;
+    pthread_mutex_lock(&t->mu);
+    while (!h->released && t->pos >= t->allowed)
+        turn_block_locked(t);
+    t->blocked = 0;
+    uint64_t may = h->released ? UINT64_MAX : t->allowed - t->pos;
+    pthread_mutex_unlock(&t->mu);
+    return may;
 }
 
 static ssize_t hold_read(void *ctx, void *buf, size_t cap)
 {
     hold_src *h = ctx;
     atomic_fetch_add(&h->calls, 1);
-    pthread_mutex_lock(&h->mu);
     uint64_t may = hold_wait_turn(h);
-    pthread_mutex_unlock(&h->mu);
     if (may < cap)
         cap = (size_t)may;
     ssize_t r = h->inner.read(h->inner.ctx, buf, cap);
-    if (r > 0) {
-        pthread_mutex_lock(&h->mu);
-        h->pos += (uint64_t)r;
-        pthread_mutex_unlock(&h->mu);
-    }
+    if (r > 0)
+        turn_advance(&h->t, (uint64_t)r);
     return r;
 }
 
@@ -779,15 +823,10 @@ static int hold_next(void *ctx, const void **chunk, size_t *len)
 {
     hold_src *h = ctx;
     atomic_fetch_add(&h->calls, 1);
-    pthread_mutex_lock(&h->mu);
     hold_wait_turn(h);
-    pthread_mutex_unlock(&h->mu);
     int r = h->inner.next(h->inner.ctx, chunk, len);
-    if (r == 1) {
-        pthread_mutex_lock(&h->mu);
-        h->pos += *len;
-        pthread_mutex_unlock(&h->mu);
-    }
+    if (r == 1)
+        turn_advance(&h->t, *len);
     return r;
 }
 
@@ -811,35 +850,17 @@ sb_source hold_source(hold_src *h)
 
 void hold_allow(hold_src *h, uint64_t upto)
 {
-    pthread_mutex_lock(&h->mu);
-    if (upto > h->allowed)
-        h->allowed = upto;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    turn_allow(&h->t, upto);
 }
 
 void hold_release(hold_src *h)
 {
-    pthread_mutex_lock(&h->mu);
-    h->released = 1;
-    pthread_cond_broadcast(&h->cv);
-    pthread_mutex_unlock(&h->mu);
+    turn_set(&h->t, &h->released, 1);
 }
 
 int hold_wait_blocked(hold_src *h, int timeout_ms)
 {
-    struct timespec dl;
-    abs_deadline(&dl, timeout_ms);
-    int ok = 1;
-    pthread_mutex_lock(&h->mu);
-    while (!(h->blocked && h->pos >= h->allowed)) {
-        if (pthread_cond_timedwait(&h->cv, &h->mu, &dl) == ETIMEDOUT) {
-            ok = h->blocked && h->pos >= h->allowed;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&h->mu);
-    return ok;
+    return turn_wait_blocked(&h->t, timeout_ms);
 }
 
 int wait_for_waiters(sb *b, uint64_t n, int timeout_ms)

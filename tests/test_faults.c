@@ -1264,21 +1264,6 @@ static void test_spill_file_size_limit_partial_chunk(void **state)
     scratch_free(dir);
 }
 
-/* Sanitizer runtimes start helper threads of their own on the first
-   pthread_create; start one now, so that thread counts stay put. */
-static void *noop(void *arg)
-{
-    return arg;
-}
-
-static void start_runtime_threads(void)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, noop, NULL) == 0)
-        pthread_join(t, NULL);
-    sleep_ms(10);
-}
-
 int main(void)
 {
     start_runtime_threads();

@@ -1146,21 +1146,6 @@ static void test_killed_mid_stream_leaves_nothing(void **state)
     scratch_free(dir);
 }
 
-/* Sanitizer runtimes start helper threads of their own on the first
-   pthread_create; start one now, so that thread counts stay put. */
-static void *noop(void *arg)
-{
-    return arg;
-}
-
-static void start_runtime_threads(void)
-{
-    pthread_t t;
-    if (pthread_create(&t, NULL, noop, NULL) == 0)
-        pthread_join(t, NULL);
-    sleep_ms(10);
-}
-
 int main(int argc, char **argv)
 {
     if (find_next_mmap() != 0) {
