@@ -116,10 +116,10 @@ struct mem_src {
 ssize_t mem_src_read(void *ctx, void *buf, size_t cap);
 /* sb_open a stream of len bytes of data copied by a mem_src (which must
    live until sb_close), or die. */
-sb *open_mem_stream(struct mem_src *ms, const unsigned char *data, size_t len,
+sb_buffer *open_mem_stream(struct mem_src *ms, const unsigned char *data, size_t len,
                     size_t mem_limit);
 /* As above, then sb_wait_end: every byte is in the spool. */
-sb *open_filled(struct mem_src *ms, const unsigned char *data, size_t len,
+sb_buffer *open_filled(struct mem_src *ms, const unsigned char *data, size_t len,
                 size_t mem_limit);
 
 /* ---- the plain spool: the baselines' storage (util.c) ---------------------- */

@@ -33,7 +33,7 @@ struct rread {
     enum side side;            /* which side the next team_run measures */
     size_t n;                  /* bytes per read */
     size_t ops[NSIDES];        /* reads per thread, per side */
-    sb *b;                     /* ours */
+    sb_buffer *b;                     /* ours */
     struct seed *seed;         /* the seed design */
     const unsigned char *mem;  /* base in memory: a plain array */
     int fd;                    /* base spilled: a temp file, or -1 */
@@ -243,7 +243,7 @@ static struct seed *seed_filled(struct mem_src *ms, const unsigned char *data,
 
 /* Read [from, len) of b once, sequentially: warms the page cache of a
    spill file. */
-static void warm_sb(sb *b, uint64_t from, size_t len)
+static void warm_sb(sb_buffer *b, uint64_t from, size_t len)
 {
     unsigned char *buf = malloc(MiB);
     if (buf == NULL)

@@ -66,7 +66,7 @@ static ssize_t gen_read(void *ctx, void *buf, size_t cap)
 }
 
 struct follower {
-    sb *b;
+    sb_buffer *b;
     unsigned char *buf;
     uint64_t got;
     int err;

@@ -56,7 +56,7 @@ static double fill_ours(const unsigned char *data, size_t len, size_t mem,
     sb_source src = { .next = mem_iter_next, .ctx = &it };
     sb_options o = { .mem_limit = mem, .tmp_dir = opt.tmp_dir };
     uint64_t total;
-    sb *b;
+    sb_buffer *b;
 
     double t0 = now();
     if (iter) {
@@ -140,7 +140,7 @@ struct follow {
     const unsigned char *data; /* the stream's bytes, to spot-check */
     size_t len;                /* the stream's length */
     size_t n;                  /* bytes per read */
-    sb *b;
+    sb_buffer *b;
     struct plain *plain;
     struct seed *seed;
     unsigned char *dst[FOLLOW_READERS];

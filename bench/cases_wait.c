@@ -73,7 +73,7 @@ static void backoff(int *spins, double since, const char *what)
         die("timed out waiting for %s", what);
 }
 
-static sb_stats stats(sb *b)
+static sb_stats stats(sb_buffer *b)
 {
     sb_stats s;
     if (sb_get_stats(b, &s) != 0)
@@ -82,7 +82,7 @@ static sb_stats stats(sb *b)
 }
 
 /* Wait until exactly `want` readers are blocked in b. */
-static void wait_waiting(sb *b, uint64_t want)
+static void wait_waiting(sb_buffer *b, uint64_t want)
 {
     double t0 = now();
     int spins = 0;
@@ -135,11 +135,11 @@ static ssize_t gate_read(void *ctx, void *buf, size_t cap)
     return (ssize_t)g->chunk;
 }
 
-static sb *gate_open(struct gate *g, size_t mem_limit)
+static sb_buffer *gate_open(struct gate *g, size_t mem_limit)
 {
     sb_source src = { .read = gate_read, .ctx = g };
     sb_options o = { .mem_limit = mem_limit, .tmp_dir = opt.tmp_dir };
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     if (b == NULL)
         die_errno("sb_open");
     return b;
@@ -151,7 +151,7 @@ struct wake {
     size_t count;
     double *t_rel, *t_ret;
     sem_t done;                /* posted by the reader after each read */
-    sb *b;                     /* ours */
+    sb_buffer *b;                     /* ours */
     /* The baseline's bare hand-off. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -326,7 +326,7 @@ void case_wakeup(void)
 /* ---- case 7 ---------------------------------------------------------------------- */
 
 struct waiters {
-    sb *b;
+    sb_buffer *b;
     atomic_size_t done;        /* reads completed, all readers */
 };
 

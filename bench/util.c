@@ -213,22 +213,22 @@ ssize_t mem_src_read(void *ctx, void *buf, size_t cap)
     return (ssize_t)n;
 }
 
-sb *open_mem_stream(struct mem_src *ms, const unsigned char *data, size_t len,
+sb_buffer *open_mem_stream(struct mem_src *ms, const unsigned char *data, size_t len,
                     size_t mem_limit)
 {
     *ms = (struct mem_src){ .data = data, .len = len };
     sb_source src = { .read = mem_src_read, .ctx = ms };
     sb_options o = { .mem_limit = mem_limit, .tmp_dir = opt.tmp_dir };
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     if (b == NULL)
         die_errno("sb_open");
     return b;
 }
 
-sb *open_filled(struct mem_src *ms, const unsigned char *data, size_t len,
+sb_buffer *open_filled(struct mem_src *ms, const unsigned char *data, size_t len,
                 size_t mem_limit)
 {
-    sb *b = open_mem_stream(ms, data, len, mem_limit);
+    sb_buffer *b = open_mem_stream(ms, data, len, mem_limit);
     uint64_t total;
     if (sb_wait_end(b, &total) != 0)
         die_errno("sb_wait_end");

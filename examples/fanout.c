@@ -161,7 +161,7 @@ static ssize_t gen_read(void *ctx, void *buf, size_t cap)
 /* ---- workers ------------------------------------------------------------ */
 
 struct run {
-    sb *b;
+    sb_buffer *b;
     bool generated;    /* every byte can be recomputed from its offset */
     uint64_t size;     /* generated mode: the stream's length */
     unsigned nthreads;
@@ -463,7 +463,7 @@ static void check_fail(const char *fmt, ...)
    file (the ground truth), else the buffer (then workers are checked for
    agreeing with it and with each other). */
 struct truth {
-    sb *b;
+    sb_buffer *b;
     int fd;
     bool file;
     off_t base; /* the fd's offset when buffering started */

@@ -59,7 +59,7 @@ static double now_ms(void)
 
 struct download {
     CURL *curl;
-    sb *b;
+    sb_buffer *b;
     int write_err; /* sb_write's errno, if it failed */
 
     /* The total length, once the headers are in: known says whether
@@ -264,7 +264,7 @@ static int save(const char *prefix, const char *suffix,
 
 /* After the end: a second read of the range gives the same bytes (bytes
    that have arrived never change). */
-static bool reread_matches(sb *b, const struct range_read *r)
+static bool reread_matches(sb_buffer *b, const struct range_read *r)
 {
     if (r->got <= 0)
         return true;

@@ -1,7 +1,7 @@
 /*
  * streambuffer.h - many threads, one byte stream, random access.
  *
- * A streambuffer ("sb") drains a one-pass byte source (a pipe, a socket, an
+ * A streambuffer (an sb_buffer) drains a one-pass byte source (a pipe, a socket, an
  * HTTP body, an iterator of chunks) on a background producer thread into a
  * spool: the first mem_limit bytes in one memory region that never moves, the
  * rest in an unlinked temporary file that nobody else can see.  Any number of
@@ -13,7 +13,7 @@
  *
  * Example: share a pipe between worker threads.
  *
- *     sb *b = sb_open_fd(STDIN_FILENO, NULL);      // producer starts now
+ *     sb_buffer *b = sb_open_fd(STDIN_FILENO, NULL);      // producer starts now
  *     if (b == NULL)
  *         err(1, "sb_open_fd");
  *     // ... any thread, any offset, any order:
@@ -55,13 +55,13 @@ extern "C" {
     (SB_VERSION_MAJOR * 10000 + SB_VERSION_MINOR * 100 + SB_VERSION_PATCH)
 
 /* A shared stream buffer.  Opaque; create with sb_open*, free with sb_close. */
-typedef struct sb sb;
+typedef struct sb_buffer sb_buffer;
 
 /*
  * Where the bytes come from.  Set exactly one of read and next.
  *
  * The callbacks run on the producer thread only, one at a time, never
- * concurrently with each other; they must not call back into the same sb.
+ * concurrently with each other; they must not call back into the same buffer.
  */
 typedef struct sb_source {
     /*
@@ -129,7 +129,7 @@ typedef struct sb_options {
  *
  * Thread-safety: safe to call from any thread.
  */
-sb *sb_open(const sb_source *src, const sb_options *opts);
+sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
 
 /*
  * sb_open_fd - buffer everything read(2) returns from a file descriptor.
@@ -149,7 +149,7 @@ sb *sb_open(const sb_source *src, const sb_options *opts);
  *
  * Thread-safety: safe to call from any thread.
  */
-sb *sb_open_fd(int fd, const sb_options *opts);
+sb_buffer *sb_open_fd(int fd, const sb_options *opts);
 
 /*
  * sb_open_mem - a buffer over bytes already in memory.
@@ -167,7 +167,7 @@ sb *sb_open_fd(int fd, const sb_options *opts);
  *
  * Thread-safety: safe to call from any thread.
  */
-sb *sb_open_mem(const void *data, size_t len, const sb_options *opts);
+sb_buffer *sb_open_mem(const void *data, size_t len, const sb_options *opts);
 
 /*
  * sb_open_writer - a buffer that the caller fills: push mode.
@@ -181,7 +181,7 @@ sb *sb_open_mem(const void *data, size_t len, const sb_options *opts);
  *
  * Thread-safety: safe to call from any thread.
  */
-sb *sb_open_writer(const sb_options *opts);
+sb_buffer *sb_open_writer(const sb_options *opts);
 
 /*
  * sb_write - append len bytes to a writer buffer's stream.
@@ -209,7 +209,7 @@ sb *sb_open_writer(const sb_options *opts);
  * Thread-safety: calls from several threads take turns; each call's bytes
  * are contiguous in the stream.
  */
-ssize_t sb_write(sb *b, const void *data, size_t len);
+ssize_t sb_write(sb_buffer *b, const void *data, size_t len);
 
 /*
  * sb_finish - end a writer buffer's stream.
@@ -226,7 +226,7 @@ ssize_t sb_write(sb *b, const void *data, size_t len);
  *
  * Thread-safety: safe from any thread; takes turns with sb_write.
  */
-int sb_finish(sb *b, int err);
+int sb_finish(sb_buffer *b, int err);
 
 /*
  * sb_pread - read bytes [off, off + n) of the stream into buf.
@@ -252,7 +252,7 @@ int sb_finish(sb *b, int err);
  *
  * Thread-safety: any number of threads may read at once, at any offsets.
  */
-ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off);
+ssize_t sb_pread(sb_buffer *b, void *buf, size_t n, uint64_t off);
 
 /*
  * sb_pread_timed - sb_pread that waits at most timeout_ms milliseconds.
@@ -267,7 +267,7 @@ ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off);
  *
  * Thread-safety: as sb_pread.
  */
-ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
+ssize_t sb_pread_timed(sb_buffer *b, void *buf, size_t n, uint64_t off,
                        int timeout_ms);
 
 /*
@@ -280,7 +280,7 @@ ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
  *
  * Thread-safety: safe from any thread.
  */
-uint64_t sb_available(sb *b);
+uint64_t sb_available(sb_buffer *b);
 
 /*
  * sb_fopen - a standard read-only FILE * over the stream.
@@ -305,7 +305,7 @@ uint64_t sb_available(sb *b);
  * Thread-safety: safe to call from any thread.  One FILE is as thread-safe
  * as any FILE (stdio locks it).
  */
-FILE *sb_fopen(sb *b);
+FILE *sb_fopen(sb_buffer *b);
 
 /* The stream's state, as reported by sb_get_stats. */
 enum sb_state {
@@ -338,7 +338,7 @@ typedef struct sb_stats {
  *
  * Thread-safety: safe from any thread.
  */
-int sb_get_stats(sb *b, sb_stats *out);
+int sb_get_stats(sb_buffer *b, sb_stats *out);
 
 /*
  * sb_wait_end - wait until the stream has ended, failed or been cancelled.
@@ -353,7 +353,7 @@ int sb_get_stats(sb *b, sb_stats *out);
  *
  * Thread-safety: safe from any thread, any number at once.
  */
-int sb_wait_end(sb *b, uint64_t *length);
+int sb_wait_end(sb_buffer *b, uint64_t *length);
 
 /*
  * sb_cancel - stop the stream now.
@@ -368,7 +368,7 @@ int sb_wait_end(sb *b, uint64_t *length);
  *
  * Thread-safety: safe from any thread at any time, any number of times.
  */
-void sb_cancel(sb *b);
+void sb_cancel(sb_buffer *b);
 
 /*
  * sb_close - cancel, stop the producer, and free everything.
@@ -383,7 +383,7 @@ void sb_cancel(sb *b);
  * must make sure every other call on b has returned: cancel, join the
  * readers, then close.
  */
-void sb_close(sb *b);
+void sb_close(sb_buffer *b);
 
 /*
  * sb_version - the library's version, "MAJOR.MINOR.PATCH".

@@ -17,7 +17,7 @@
 #define SB__DEFAULT_MEM_LIMIT  ((size_t)5 << 20)
 #define SB__DEFAULT_CHUNK_SIZE ((size_t)64 << 10)
 
-struct sb {
+struct sb_buffer {
     /* Shared with readers; see wait.h for its rules. */
     struct sb__wait wait;
     /* Written by the producer only, read by readers below the watermark. */
@@ -55,18 +55,18 @@ struct sb {
  * caller must be the stream's only writer.  Returns 0, or -errno when the
  * stream has failed or been cancelled (the stream's state says which).
  */
-int sb__append(sb *b, const void *data, size_t len);
+int sb__append(sb_buffer *b, const void *data, size_t len);
 
 /*
  * sb_pread's engine: wait until `least` (1..n) bytes from off have arrived
  * or the stream is over, then copy as much of [off, off + n) as exists.
  * least == n is sb_pread; least == 1 is read(2)-like (sb_fopen).
  */
-ssize_t sb__read(sb *b, void *buf, size_t n, uint64_t off, size_t least,
+ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
                  int timeout_ms);
 
 /* Start the producer thread with every signal blocked.  Returns 0 or -errno. */
-int sb__producer_start(sb *b);
+int sb__producer_start(sb_buffer *b);
 
 /* The built-in file descriptor source (source.c).  Returns 0 or -errno;
    on success *src owns a context that src->close frees. */

@@ -22,7 +22,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-int sb__append(sb *b, const void *data, size_t len)
+int sb__append(sb_buffer *b, const void *data, size_t len)
 {
     uint64_t off = sb__wait_filled(&b->wait);
     int over = 0;
@@ -54,7 +54,7 @@ static int source_errno(long r)
     return r < 0 && r >= -4095 ? (int)-r : EIO;
 }
 
-static bool running(sb *b)
+static bool running(sb_buffer *b)
 {
     int err;
     return sb__wait_state(&b->wait, &err) == SB_RUNNING;
@@ -72,7 +72,7 @@ static unsigned char *scratch_alloc(size_t cap)
 }
 
 /* One read-style step.  Returns true to go on. */
-static bool pull_read(sb *b)
+static bool pull_read(sb_buffer *b)
 {
     uint64_t off = sb__wait_filled(&b->wait);
     size_t cap = b->chunk_size;
@@ -98,7 +98,7 @@ static bool pull_read(sb *b)
 }
 
 /* One iterator step.  Returns true to go on. */
-static bool pull_next(sb *b)
+static bool pull_next(sb_buffer *b)
 {
     const void *chunk = NULL;
     size_t len = 0;
@@ -119,15 +119,15 @@ static bool pull_next(sb *b)
 
 static void *producer_main(void *arg)
 {
-    sb *b = arg;
-    bool (*step)(sb *) = b->src.read != NULL ? pull_read : pull_next;
+    sb_buffer *b = arg;
+    bool (*step)(sb_buffer *) = b->src.read != NULL ? pull_read : pull_next;
 
     while (running(b) && step(b))
         ;
     return NULL;
 }
 
-int sb__producer_start(sb *b)
+int sb__producer_start(sb_buffer *b)
 {
     sigset_t all, old;
 

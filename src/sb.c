@@ -66,9 +66,9 @@ static int resolve_options(const sb_options *o, struct config *c)
 
 /* A buffer with its wait state set up and an empty spool, which
    free_buffer can free.  Returns NULL with errno set. */
-static sb *alloc_buffer(const struct config *c)
+static sb_buffer *alloc_buffer(const struct config *c)
 {
-    sb *b = sb__calloc(1, sizeof *b);
+    sb_buffer *b = sb__calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
     int rc = sb__wait_init(&b->wait);
@@ -84,7 +84,7 @@ static sb *alloc_buffer(const struct config *c)
     return b;
 }
 
-static void free_buffer(sb *b)
+static void free_buffer(sb_buffer *b)
 {
     if (b->is_writer)
         pthread_mutex_destroy(&b->write_mu);
@@ -95,9 +95,9 @@ static void free_buffer(sb *b)
 }
 
 /* A buffer with a spool that can take bytes.  Returns NULL with errno. */
-static sb *alloc_spooled(const struct config *c)
+static sb_buffer *alloc_spooled(const struct config *c)
 {
-    sb *b = alloc_buffer(c);
+    sb_buffer *b = alloc_buffer(c);
     if (b == NULL)
         return NULL;
     int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir);
@@ -111,10 +111,10 @@ static sb *alloc_spooled(const struct config *c)
 
 /* Open over a checked source; interrupt may be NULL.  On failure returns
    NULL with errno set and leaves src untouched (its close is not called). */
-static sb *open_source(const sb_source *src, const struct config *c,
+static sb_buffer *open_source(const sb_source *src, const struct config *c,
                        void (*interrupt)(void *))
 {
-    sb *b = alloc_spooled(c);
+    sb_buffer *b = alloc_spooled(c);
     if (b == NULL)
         return NULL;
     b->src = *src;
@@ -128,7 +128,7 @@ static sb *open_source(const sb_source *src, const struct config *c,
     return b;
 }
 
-SB_API sb *sb_open(const sb_source *src, const sb_options *opts)
+SB_API sb_buffer *sb_open(const sb_source *src, const sb_options *opts)
 {
     struct config c;
     if (src == NULL || (src->read == NULL) == (src->next == NULL)) {
@@ -143,7 +143,7 @@ SB_API sb *sb_open(const sb_source *src, const sb_options *opts)
     return open_source(src, &c, NULL);
 }
 
-SB_API sb *sb_open_fd(int fd, const sb_options *opts)
+SB_API sb_buffer *sb_open_fd(int fd, const sb_options *opts)
 {
     struct config c;
     sb_source src;
@@ -156,7 +156,7 @@ SB_API sb *sb_open_fd(int fd, const sb_options *opts)
         errno = -rc;
         return NULL;
     }
-    sb *b = open_source(&src, &c, interrupt);
+    sb_buffer *b = open_source(&src, &c, interrupt);
     if (b == NULL) {
         int err = errno;
         src.close(src.ctx);
@@ -165,7 +165,7 @@ SB_API sb *sb_open_fd(int fd, const sb_options *opts)
     return b;
 }
 
-SB_API sb *sb_open_mem(const void *data, size_t len, const sb_options *opts)
+SB_API sb_buffer *sb_open_mem(const void *data, size_t len, const sb_options *opts)
 {
     struct config c;
     int rc = data == NULL && len > 0 ? -EINVAL : resolve_options(opts, &c);
@@ -173,7 +173,7 @@ SB_API sb *sb_open_mem(const void *data, size_t len, const sb_options *opts)
         errno = -rc;
         return NULL;
     }
-    sb *b = alloc_buffer(&c);
+    sb_buffer *b = alloc_buffer(&c);
     if (b == NULL)
         return NULL;
     sb__spool_init_borrowed(&b->spool, data, len);
@@ -185,7 +185,7 @@ SB_API sb *sb_open_mem(const void *data, size_t len, const sb_options *opts)
     return b;
 }
 
-SB_API sb *sb_open_writer(const sb_options *opts)
+SB_API sb_buffer *sb_open_writer(const sb_options *opts)
 {
     struct config c;
     int rc = resolve_options(opts, &c);
@@ -193,7 +193,7 @@ SB_API sb *sb_open_writer(const sb_options *opts)
         errno = -rc;
         return NULL;
     }
-    sb *b = alloc_spooled(&c);
+    sb_buffer *b = alloc_spooled(&c);
     if (b == NULL)
         return NULL;
     rc = pthread_mutex_init(&b->write_mu, NULL);
@@ -207,7 +207,7 @@ SB_API sb *sb_open_writer(const sb_options *opts)
 }
 
 /* Check a read's arguments.  Returns 0 or -EINVAL. */
-static int check_read(const sb *b, const void *buf, size_t n, uint64_t off)
+static int check_read(const sb_buffer *b, const void *buf, size_t n, uint64_t off)
 {
     if (b == NULL || buf == NULL || n > SSIZE_MAX || off > UINT64_MAX - n)
         return -EINVAL;
@@ -220,7 +220,7 @@ static int check_read(const sb *b, const void *buf, size_t n, uint64_t off)
  * until `least` bytes from off are there or the stream is over, then copy
  * as much of [off, off + n) as exists.
  */
-ssize_t sb__read(sb *b, void *buf, size_t n, uint64_t off, size_t least,
+ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
                  int timeout_ms)
 {
     int rc = check_read(b, buf, n, off);
@@ -257,12 +257,12 @@ out:
     return (ssize_t)n;
 }
 
-SB_API ssize_t sb_pread(sb *b, void *buf, size_t n, uint64_t off)
+SB_API ssize_t sb_pread(sb_buffer *b, void *buf, size_t n, uint64_t off)
 {
     return sb__read(b, buf, n, off, n, -1);
 }
 
-SB_API ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
+SB_API ssize_t sb_pread_timed(sb_buffer *b, void *buf, size_t n, uint64_t off,
                               int timeout_ms)
 {
     if (timeout_ms < -1) {
@@ -272,7 +272,7 @@ SB_API ssize_t sb_pread_timed(sb *b, void *buf, size_t n, uint64_t off,
     return sb__read(b, buf, n, off, n, timeout_ms);
 }
 
-SB_API uint64_t sb_available(sb *b)
+SB_API uint64_t sb_available(sb_buffer *b)
 {
     if (b == NULL) {
         errno = EINVAL;
@@ -281,7 +281,7 @@ SB_API uint64_t sb_available(sb *b)
     return sb__wait_filled(&b->wait);
 }
 
-SB_API int sb_wait_end(sb *b, uint64_t *length)
+SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
 {
     int err;
     if (b == NULL) {
@@ -298,7 +298,7 @@ SB_API int sb_wait_end(sb *b, uint64_t *length)
     return 0;
 }
 
-SB_API int sb_get_stats(sb *b, sb_stats *out)
+SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
 {
     if (b == NULL || out == NULL) {
         errno = EINVAL;
@@ -317,7 +317,7 @@ SB_API const char *sb_version(void)
     return SB_VERSION;
 }
 
-SB_API void sb_cancel(sb *b)
+SB_API void sb_cancel(sb_buffer *b)
 {
     if (b == NULL)
         return;
@@ -327,7 +327,7 @@ SB_API void sb_cancel(sb *b)
         b->interrupt(b->src.ctx);
 }
 
-SB_API void sb_close(sb *b)
+SB_API void sb_close(sb_buffer *b)
 {
     if (b == NULL)
         return;

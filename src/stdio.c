@@ -13,7 +13,7 @@
 #include <stdlib.h>
 
 struct cursor {
-    sb *b;
+    sb_buffer *b;
     uint64_t pos;
 };
 
@@ -30,7 +30,7 @@ static ssize_t cursor_read(void *c, char *buf, size_t size)
 
 /* Where SEEK_END is: the length if the stream has ended, else the hint if
    one was given, else wait for the end. */
-static int end_offset(sb *b, uint64_t *end)
+static int end_offset(sb_buffer *b, uint64_t *end)
 {
     int err;
     if (sb__wait_state(&b->wait, &err) == SB_RUNNING && b->length_hint != 0) {
@@ -77,7 +77,7 @@ static int cursor_close(void *c)
     return 0;
 }
 
-SB_API FILE *sb_fopen(sb *b)
+SB_API FILE *sb_fopen(sb_buffer *b)
 {
     static const cookie_io_functions_t io = {
         .read = cursor_read,

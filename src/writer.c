@@ -15,13 +15,13 @@
 #include <time.h>
 
 /* Check a writer call's buffer.  Returns 0 or -EINVAL. */
-static int check_writer(const sb *b)
+static int check_writer(const sb_buffer *b)
 {
     return b != NULL && b->is_writer ? 0 : -EINVAL;
 }
 
 /* Why a write cannot go on, with write_mu held: 0 if it can. */
-static int write_refusal(sb *b)
+static int write_refusal(sb_buffer *b)
 {
     int err;
     if (b->finished)
@@ -66,7 +66,7 @@ static void xfsz_restore(struct xfsz_guard *g)
     pthread_sigmask(SIG_SETMASK, &g->old, NULL);
 }
 
-SB_API ssize_t sb_write(sb *b, const void *data, size_t len)
+SB_API ssize_t sb_write(sb_buffer *b, const void *data, size_t len)
 {
     int rc = check_writer(b);
     if (rc == 0 && ((data == NULL && len > 0) || len > SSIZE_MAX))
@@ -103,7 +103,7 @@ SB_API ssize_t sb_write(sb *b, const void *data, size_t len)
     return (ssize_t)len;
 }
 
-SB_API int sb_finish(sb *b, int err)
+SB_API int sb_finish(sb_buffer *b, int err)
 {
     int rc = check_writer(b);
     if (rc == 0 && err < 0)

@@ -373,25 +373,25 @@ void start_runtime_threads(void)
     sleep_ms(10);
 }
 
-sb *open_chunk(chunk_src *s, const sb_options *o)
+sb_buffer *open_chunk(chunk_src *s, const sb_options *o)
 {
     sb_source src = chunk_source(s);
     return sb_open(&src, o);
 }
 
-sb *open_iter(iter_src *s, const sb_options *o)
+sb_buffer *open_iter(iter_src *s, const sb_options *o)
 {
     sb_source src = iter_source(s);
     return sb_open(&src, o);
 }
 
-sb *open_gate(gate_src *g, const sb_options *o)
+sb_buffer *open_gate(gate_src *g, const sb_options *o)
 {
     sb_source src = gate_source(g);
     return sb_open(&src, o);
 }
 
-int wait_available(sb *b, uint64_t n, int timeout_ms)
+int wait_available(sb_buffer *b, uint64_t n, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
     while (sb_available(b) < n) {
@@ -404,7 +404,7 @@ int wait_available(sb *b, uint64_t n, int timeout_ms)
 
 /* ---- checks --------------------------------------------------------------- */
 
-int check_read(sb *b, uint64_t off, size_t n, ssize_t want)
+int check_read(sb_buffer *b, uint64_t off, size_t n, ssize_t want)
 {
     unsigned char *buf = malloc(n ? n : 1);
     if (buf == NULL)
@@ -430,7 +430,7 @@ int check_read(sb *b, uint64_t off, size_t n, ssize_t want)
     return rc;
 }
 
-int check_read_err(sb *b, uint64_t off, size_t n, int err)
+int check_read_err(sb_buffer *b, uint64_t off, size_t n, int err)
 {
     unsigned char *buf = malloc(n ? n : 1);
     if (buf == NULL)
@@ -449,7 +449,7 @@ int check_read_err(sb *b, uint64_t off, size_t n, int err)
     return 0;
 }
 
-int check_stream(sb *b, uint64_t len)
+int check_stream(sb_buffer *b, uint64_t len)
 {
     uint64_t got_len = UINT64_MAX;
     errno = 0;
@@ -522,7 +522,7 @@ static void *reader_main(void *arg)
     return NULL;
 }
 
-int reader_start(reader *r, sb *b, int kind, uint64_t off, size_t n,
+int reader_start(reader *r, sb_buffer *b, int kind, uint64_t off, size_t n,
                  int timeout_ms)
 {
     memset(r, 0, sizeof *r);
@@ -863,7 +863,7 @@ int hold_wait_blocked(hold_src *h, int timeout_ms)
     return turn_wait_blocked(&h->t, timeout_ms);
 }
 
-int wait_for_waiters(sb *b, uint64_t n, int timeout_ms)
+int wait_for_waiters(sb_buffer *b, uint64_t n, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
     for (;;) {

@@ -42,7 +42,7 @@ static void expect_open_einval(const sb_source *src, const sb_options *o)
 {
     snapshot before = snap();
     errno = 0;
-    sb *b = sb_open(src, o);
+    sb_buffer *b = sb_open(src, o);
     int err = errno;
     sb_close(b); /* NULL unless the test is about to fail */
     assert_null(b);
@@ -131,7 +131,7 @@ static void test_open_valid_option_edges(void **state)
         chunk_src s;
         chunk_init(&s, 1000, NULL, 0);
         sb_source src = chunk_source(&s);
-        sb *b = sb_open(&src, &ok[i]);
+        sb_buffer *b = sb_open(&src, &ok[i]);
         assert_non_null(b);
         assert_int_equal(check_stream(b, 1000), 0);
         sb_close(b);
@@ -142,7 +142,7 @@ static void test_open_valid_option_edges(void **state)
     sb_source src = chunk_source(&s);
     sb_options zero;
     memset(&zero, 0, sizeof zero);
-    sb *b = sb_open(&src, &zero);
+    sb_buffer *b = sb_open(&src, &zero);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 1000), 0);
     sb_close(b);
@@ -167,7 +167,7 @@ static void test_open_mem_args(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         errno = 0;
-        sb *b = sb_open_mem(data, sizeof data, &bad[i]);
+        sb_buffer *b = sb_open_mem(data, sizeof data, &bad[i]);
         int err = errno;
         sb_close(b);
         assert_null(b);
@@ -211,16 +211,16 @@ static void test_open_without_thread_is_eagain(void **state)
     chunk_init(&s, 100, NULL, 0);
     sb_source src = chunk_source(&s);
     errno = 0;
-    sb *b = sb_open(&src, NULL);
+    sb_buffer *b = sb_open(&src, NULL);
     int err = errno;
     errno = 0;
-    sb *bf = sb_open_fd(p[0], NULL);
+    sb_buffer *bf = sb_open_fd(p[0], NULL);
     int err_fd = errno;
     snapshot after = snap();
     /* sb_open_mem needs no thread, so it still works. */
     unsigned char data[10];
     gen_fill(data, sizeof data, 0);
-    sb *bm = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *bm = sb_open_mem(data, sizeof data, NULL);
     int mem_ok = bm != NULL && check_stream(bm, sizeof data) == 0;
     sb_close(bm);
     pthread_setattr_default_np(&old);
@@ -250,7 +250,7 @@ static void test_pread_null_args(void **state)
     (void)state;
     unsigned char data[100];
     gen_fill(data, sizeof data, 0);
-    sb *b = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
     assert_non_null(b);
     unsigned char buf[10];
     assert_fails_with(sb_pread(NULL, buf, 10, 0), EINVAL);
@@ -272,7 +272,7 @@ static void test_pread_n_too_big(void **state)
     (void)state;
     unsigned char data[100];
     gen_fill(data, sizeof data, 0);
-    sb *b = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
     assert_non_null(b);
     unsigned char buf[16];
     memset(buf, 0x5A, sizeof buf);
@@ -293,7 +293,7 @@ static void test_pread_offset_overflow(void **state)
     gate_src g;
     gate_init(&g);
     sb_source src = gate_source(&g);
-    sb *b = sb_open(&src, NULL);
+    sb_buffer *b = sb_open(&src, NULL);
     assert_non_null(b);
     unsigned char buf[8];
     assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 1), EINVAL);

@@ -38,7 +38,7 @@ static void test_cancel_wakes_readers_while_source_stuck(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
@@ -110,7 +110,7 @@ static void test_filled_bytes_readable_after_cancel(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 10000); /* memory and spill file */
     assert_true(wait_available(b, 10000, WAIT_LONG_MS));
@@ -136,7 +136,7 @@ static void test_cancel_twice_and_concurrently(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     gate_allow(&g, 3000);
     assert_true(wait_available(b, 3000, WAIT_LONG_MS));
@@ -173,7 +173,7 @@ static void test_cancel_on_ended_stream_does_nothing(void **state)
     chunk_src s;
     chunk_init(&s, 9000, NULL, 0);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     sb_cancel(b);
@@ -202,7 +202,7 @@ static void test_cancel_on_failed_stream_keeps_error(void **state)
     s.fail_at = 6000;
     s.fail_err = EIO;
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_fails_with(sb_wait_end(b, NULL), EIO);
     sb_cancel(b);
@@ -220,7 +220,7 @@ static void test_null_is_ignored(void **state)
     /* And nothing was disturbed: a normal stream still works. */
     chunk_src s;
     chunk_init(&s, 100, NULL, 0);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     sb_cancel(NULL);
     assert_int_equal(check_stream(b, 100), 0);
@@ -228,7 +228,7 @@ static void test_null_is_ignored(void **state)
 }
 
 typedef struct canceler {
-    sb *b;
+    sb_buffer *b;
     int delay_ms;
 } canceler;
 
@@ -250,7 +250,7 @@ static void test_cancel_from_other_thread_mid_stream(void **state)
     char *dir = scratch_new();
     assert_non_null(dir);
     sb_options o = {.mem_limit = 8192, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     enum { N = 8 };
     reader r[N];
@@ -301,7 +301,7 @@ static void test_close_right_after_open(void **state)
     chunk_src s;
     chunk_init(&s, CHUNK_FOREVER, NULL, 0);
     double t0 = now_ms();
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     sb_close(b);
     double dt = now_ms() - t0;
@@ -344,7 +344,7 @@ static void test_close_calls_source_close_once(void **state)
        after the producer stopped. */
     chunk_src s;
     chunk_init(&s, 5000, NULL, 0);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     sleep_ms(SETTLE_MS);
@@ -418,7 +418,7 @@ static void test_close_waits_for_callback_in_progress(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     gate_allow(&g, 100);
     assert_true(wait_available(b, 100, WAIT_LONG_MS));
@@ -446,7 +446,7 @@ static void test_close_fd_pipe_idle_writer(void **state)
     int p[2];
     assert_int_equal(pipe(p), 0);
     int fds = count_fds();
-    sb *b = sb_open_fd(p[0], NULL);
+    sb_buffer *b = sb_open_fd(p[0], NULL);
     assert_non_null(b);
     /* Readers blocked on a pipe nobody writes: cancel wakes them. */
     reader r, w;
@@ -497,7 +497,7 @@ static void test_close_fd_pipe_without_cancel(void **state)
     /* sb_close alone (no prior cancel) on an idle pipe. */
     int p[2];
     assert_int_equal(pipe(p), 0);
-    sb *b = sb_open_fd(p[0], NULL);
+    sb_buffer *b = sb_open_fd(p[0], NULL);
     assert_non_null(b);
     sleep_ms(SETTLE_MS); /* let the producer block in poll */
     bg_call c;

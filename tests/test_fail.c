@@ -27,7 +27,7 @@
  * readable, reads that need more get short counts or err, sb_wait_end fails
  * with err and does not write *length.
  */
-static void expect_failed_after(sb *b, uint64_t good, int err)
+static void expect_failed_after(sb_buffer *b, uint64_t good, int err)
 {
     uint64_t len = 4242;
     assert_fails_with(sb_wait_end(b, &len), err);
@@ -56,7 +56,7 @@ static void test_source_eio_midstream(void **state)
     s.fail_at = 7000;
     s.fail_err = EIO;
     sb_options o = {.mem_limit = 4096, .chunk_size = 1000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     expect_failed_after(b, 7000, EIO);
     assert_int_equal(check_read(b, 4000, 5000, 3000), 0); /* across boundary */
@@ -74,7 +74,7 @@ static void test_source_other_errnos(void **state)
         s.fail_at = 1000 + 3000 * i;
         s.fail_err = errs[i];
         sb_options o = {.mem_limit = 4096, .chunk_size = 700};
-        sb *b = open_chunk(&s, &o);
+        sb_buffer *b = open_chunk(&s, &o);
         assert_non_null(b);
         expect_failed_after(b, s.fail_at, errs[i]);
         sb_close(b);
@@ -88,7 +88,7 @@ static void test_source_fails_at_once(void **state)
     chunk_init(&s, 100000, NULL, 0);
     s.fail_at = 0;
     s.fail_err = ECONNREFUSED;
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     expect_failed_after(b, 0, ECONNREFUSED);
     sb_close(b);
@@ -103,7 +103,7 @@ static void test_iterator_negative_errno(void **state)
     s.fail_at = 5000;
     s.fail_err = EBADMSG;
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_iter(&s, &o);
+    sb_buffer *b = open_iter(&s, &o);
     assert_non_null(b);
     expect_failed_after(b, 5000, EBADMSG);
     sb_close(b);
@@ -142,7 +142,7 @@ static void test_read_more_than_cap_is_eio(void **state)
         greedy gr = {.good = 100, .extra = extras[i]};
         sb_source src = {.read = greedy_read, .ctx = &gr};
         sb_options o = {.mem_limit = 4096, .chunk_size = 500};
-        sb *b = sb_open(&src, &o);
+        sb_buffer *b = sb_open(&src, &o);
         assert_non_null(b);
         uint64_t len = 4242;
         assert_fails_with(sb_wait_end(b, &len), EIO);
@@ -164,7 +164,7 @@ static void test_next_null_chunk_with_len_is_eio(void **state)
     s.fail_at = 2100;
     s.fail_err = 1; /* unused: null_chunk returns NULL with len 16 */
     s.null_chunk = 1;
-    sb *b = open_iter(&s, NULL);
+    sb_buffer *b = open_iter(&s, NULL);
     assert_non_null(b);
     expect_failed_after(b, 2100, EIO);
     sb_close(b);
@@ -180,7 +180,7 @@ static void test_max_size_exact_ends_normally(void **state)
     chunk_src s;
     chunk_init(&s, 10000, pat, 1);
     sb_options o = {.mem_limit = 4096, .max_size = 10000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 10000), 0);
     sb_close(b);
@@ -202,7 +202,7 @@ static void test_max_size_plus_one_is_efbig(void **state)
     chunk_src s;
     chunk_init(&s, 10001, one, 1);
     sb_options o = {.mem_limit = 4096, .max_size = 10000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     expect_failed_after(b, 10000, EFBIG);
     sb_close(b);
@@ -245,7 +245,7 @@ static void test_spill_dir_missing_is_enoent(void **state)
     chunk_src s;
     chunk_init(&s, 100000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = path};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     expect_failed_after(b, 4096, ENOENT);
     assert_int_equal(check_read(b, 4000, 200, 96), 0);
@@ -267,7 +267,7 @@ static void test_spill_dir_is_a_file_is_enotdir(void **state)
     chunk_src s;
     chunk_init(&s, 100000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = path};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     expect_failed_after(b, 4096, ENOTDIR);
     sb_close(b);
@@ -293,7 +293,7 @@ static void test_spill_file_size_limit_is_efbig(void **state)
     chunk_src s;
     chunk_init(&s, 4u << 20, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir, .chunk_size = 10000};
-    sb *b = set == 0 ? open_chunk(&s, &o) : NULL;
+    sb_buffer *b = set == 0 ? open_chunk(&s, &o) : NULL;
     uint64_t len = 4242;
     errno = 0;
     int rc = b ? sb_wait_end(b, &len) : 0;
@@ -332,7 +332,7 @@ static void test_spill_file_system_full_is_enospc(void **state)
     chunk_src s;
     chunk_init(&s, 4u << 20, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir, .chunk_size = 8192};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     uint64_t len = 4242;
     errno = 0;
     int rc = b ? sb_wait_end(b, &len) : 0;
@@ -364,7 +364,7 @@ static void test_failure_wakes_blocked_readers(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 5000);
     assert_true(wait_available(b, 5000, WAIT_LONG_MS));
@@ -420,7 +420,7 @@ static void test_spill_failure_wakes_blocked_readers(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096, .tmp_dir = "/nonexistent/sbtest/dir"};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 4000);
     assert_true(wait_available(b, 4000, WAIT_LONG_MS));

@@ -149,7 +149,7 @@ static ssize_t expected_read(uint64_t good, int err, uint64_t off, size_t n,
  * byte is there and right, reads past it get short counts, 0 or err,
  * sb_wait_end agrees, and the stats say the same.
  */
-static void expect_final(sb *b, uint64_t good, int err, size_t mem_limit)
+static void expect_final(sb_buffer *b, uint64_t good, int err, size_t mem_limit)
 {
     /* Over within a bounded time: a hang is a failure, not a stuck run. */
     double end = now_ms() + WAIT_LONG_MS;
@@ -235,7 +235,7 @@ static unsigned long open_fault_loop(enum sb__fault_op op, int err, int kind)
 
         sb__fault_arm(op, n, err);
         errno = 0;
-        sb *b = kind == OPEN_FD    ? sb_open_fd(p[0], &o)
+        sb_buffer *b = kind == OPEN_FD    ? sb_open_fd(p[0], &o)
                 : kind == OPEN_MEM ? sb_open_mem(data, sizeof data, &o)
                                    : sb_open(&src, &o);
         int e = errno;
@@ -472,7 +472,7 @@ static outcome run_held(held *x, const sb_options *o, enum sb__fault_op op)
     held_hold(x);
     sb_source src = held_source(x);
     errno = 0;
-    sb *b = sb_open(&src, o);
+    sb_buffer *b = sb_open(&src, o);
     out.open_errno = errno;
     out.seam_calls_at_open = sb__fault_calls(op);
     if (b == NULL) {
@@ -686,7 +686,7 @@ static void test_spill_read_fault_each_read(void **state)
     chunk_src s;
     chunk_init(&s, len, NULL, 0);
     sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
 
@@ -753,7 +753,7 @@ static void test_spill_read_fault_while_streaming(void **state)
     gate_init(&g);
     sb_source src = gate_source(&g);
     sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     assert_non_null(b);
     gate_allow(&g, 8000);
     assert_true(wait_available(b, 8000, WAIT_LONG_MS));
@@ -842,7 +842,7 @@ static void source_fault_points(int style)
         src.read = rec_read;
     else
         src.next = rec_next;
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, len), 0);
     sb_close(b);
@@ -980,7 +980,7 @@ static void test_source_returns_more_than_cap(void **state)
             sb_source src = {.read = greedy_read, .ctx = &gr};
             sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir,
                             .chunk_size = 500};
-            sb *b = sb_open(&src, &o);
+            sb_buffer *b = sb_open(&src, &o);
             assert_non_null(b);
             reader past;
             assert_int_equal(reader_start(&past, b, RD_PREAD, gr.good, 1, 0),
@@ -1046,7 +1046,7 @@ static void blocked_forever(int style)
     hold_allow(&h, 6000); /* past the memory part: a spill file is open */
     sb_source src = hold_source(&h);
     sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir};
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     assert_non_null(b);
     assert_true(hold_wait_blocked(&h, WAIT_LONG_MS));
     uint64_t have = sb_available(b);

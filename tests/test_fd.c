@@ -69,7 +69,7 @@ static void test_pipe_with_writer_thread(void **state)
     int p[2];
     assert_int_equal(pipe(p), 0);
     sb_options o = {.mem_limit = 65536, .tmp_dir = dir};
-    sb *b = sb_open_fd(p[0], &o);
+    sb_buffer *b = sb_open_fd(p[0], &o);
     assert_non_null(b);
     /* Readers waiting before the bytes exist. */
     reader r[3];
@@ -106,7 +106,7 @@ static void test_pipe_data_without_eof(void **state)
     /* Bytes are published as they come, without waiting for EOF. */
     int p[2];
     assert_int_equal(pipe(p), 0);
-    sb *b = sb_open_fd(p[0], NULL);
+    sb_buffer *b = sb_open_fd(p[0], NULL);
     assert_non_null(b);
     reader r;
     assert_int_equal(reader_start(&r, b, RD_PREAD, 5000, 100, 0), 0);
@@ -134,7 +134,7 @@ static void test_regular_file(void **state)
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = sb_open_fd(fd, &o);
+    sb_buffer *b = sb_open_fd(fd, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 300000), 0);
     /* Reads advanced the fd's offset. */
@@ -162,7 +162,7 @@ static void test_reads_start_at_fd_offset(void **state)
     assert_true(fd >= 0);
     assert_int_equal(lseek(fd, 1234, SEEK_SET), 1234);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = sb_open_fd(fd, &o);
+    sb_buffer *b = sb_open_fd(fd, &o);
     assert_non_null(b);
     uint64_t len = 0;
     assert_int_equal(sb_wait_end(b, &len), 0);
@@ -191,7 +191,7 @@ static void test_empty_file(void **state)
     assert_non_null(path);
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
-    sb *b = sb_open_fd(fd, NULL);
+    sb_buffer *b = sb_open_fd(fd, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 0), 0);
     sb_close(b);
@@ -207,7 +207,7 @@ static void test_nonblocking_pipe(void **state)
     int p[2];
     assert_int_equal(pipe2(p, O_NONBLOCK), 0);
     sb_options o = {.mem_limit = 16384};
-    sb *b = sb_open_fd(p[0], &o);
+    sb_buffer *b = sb_open_fd(p[0], &o);
     assert_non_null(b);
     /* A slow writer: the reader side sees EAGAIN often. */
     pipe_writer w;
@@ -227,7 +227,7 @@ static void test_socketpair(void **state)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     sb_options o = {.mem_limit = 10000};
-    sb *b = sb_open_fd(sv[0], &o);
+    sb_buffer *b = sb_open_fd(sv[0], &o);
     assert_non_null(b);
     pipe_writer w;
     assert_int_equal(writer_start(&w, sv[1], 100000, 777, 8, 1), 0);
@@ -246,7 +246,7 @@ static void test_read_error_fails_stream(void **state)
     /* A directory is open for reading, but read(2) fails with EISDIR. */
     int fd = open("/tmp", O_RDONLY | O_DIRECTORY);
     assert_true(fd >= 0);
-    sb *b = sb_open_fd(fd, NULL);
+    sb_buffer *b = sb_open_fd(fd, NULL);
     assert_non_null(b);
     assert_fails_with(sb_wait_end(b, NULL), EISDIR);
     assert_int_equal(check_read_err(b, 0, 1, EISDIR), 0);
@@ -349,7 +349,7 @@ static void test_write_only_fd_ebadf(void **state)
     /* O_RDWR is open for reading: fine. */
     fd = open(path, O_RDWR);
     assert_true(fd >= 0);
-    sb *b = sb_open_fd(fd, NULL);
+    sb_buffer *b = sb_open_fd(fd, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 100), 0);
     sb_close(b);
@@ -370,7 +370,7 @@ static void test_o_path_fd_ebadf(void **state)
     assert_true(fd >= 0);
     int fds = count_fds();
     errno = 0;
-    sb *b = sb_open_fd(fd, NULL);
+    sb_buffer *b = sb_open_fd(fd, NULL);
     int err = errno;
     sb_close(b);
     assert_null(b);
@@ -395,7 +395,7 @@ static void test_idle_nonblocking_pipe_waits_in_poll(void **state)
     /* EAGAIN "waits in poll(2)": an idle non-blocking pipe costs no CPU. */
     int p[2];
     assert_int_equal(pipe2(p, O_NONBLOCK), 0);
-    sb *b = sb_open_fd(p[0], NULL);
+    sb_buffer *b = sb_open_fd(p[0], NULL);
     assert_non_null(b);
     sleep_ms(SETTLE_MS);
     double c0 = cpu_ms(), t0 = now_ms();
@@ -418,7 +418,7 @@ static void test_close_idle_socket_promptly(void **state)
     (void)state;
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    sb *b = sb_open_fd(sv[0], NULL);
+    sb_buffer *b = sb_open_fd(sv[0], NULL);
     assert_non_null(b);
     reader r;
     assert_int_equal(reader_start(&r, b, RD_PREAD, 0, 1, 0), 0);
@@ -468,7 +468,7 @@ static void test_no_fd_for_eventfd_emfile(void **state)
     if (extra >= 0 && set == 0)
         close(extra);
     errno = 0;
-    sb *b = full ? sb_open_fd(p[0], NULL) : NULL;
+    sb_buffer *b = full ? sb_open_fd(p[0], NULL) : NULL;
     int err = errno;
     for (int i = 0; i < nfill; i++)
         close(fillers[i]);

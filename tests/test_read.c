@@ -30,7 +30,7 @@ static void test_read_source_defaults(void **state)
     (void)state;
     chunk_src s;
     chunk_init(&s, 300000, NULL, 0);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 300000), 0);
     sb_close(b);
@@ -44,7 +44,7 @@ static void test_read_source_variable_chunks(void **state)
     chunk_src s;
     chunk_init(&s, 400000, pat, sizeof pat / sizeof pat[0]);
     sb_options o = {.mem_limit = 65536};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 400000), 0);
     /* Random ranges, in any order. */
@@ -64,7 +64,7 @@ static void test_read_source_one_byte_chunks(void **state)
     static const size_t pat[] = {1};
     chunk_src s;
     chunk_init(&s, 3000, pat, 1);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 3000), 0);
     sb_close(b);
@@ -78,7 +78,7 @@ static void test_read_source_empty_stream(void **state)
     (void)state;
     chunk_src s;
     chunk_init(&s, 0, NULL, 0);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     uint64_t len = 99;
     assert_int_equal(sb_wait_end(b, &len), 0);
@@ -99,7 +99,7 @@ static void test_iter_variable_chunks_with_empty(void **state)
     assert_int_equal(iter_init(&s, 300000, pat, sizeof pat / sizeof pat[0]),
                      0);
     sb_options o = {.mem_limit = 100000};
-    sb *b = open_iter(&s, &o);
+    sb_buffer *b = open_iter(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 300000), 0);
     sb_close(b);
@@ -113,7 +113,7 @@ static void test_iter_one_byte_chunks(void **state)
     static const size_t pat[] = {1};
     iter_src s;
     assert_int_equal(iter_init(&s, 3000, pat, 1), 0);
-    sb *b = open_iter(&s, NULL);
+    sb_buffer *b = open_iter(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 3000), 0);
     sb_close(b);
@@ -128,7 +128,7 @@ static void test_iter_big_chunks_cross_mem_limit(void **state)
     iter_src s;
     assert_int_equal(iter_init(&s, 200000, pat, 3), 0);
     sb_options o = {.mem_limit = 4096, .chunk_size = 1000};
-    sb *b = open_iter(&s, &o);
+    sb_buffer *b = open_iter(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 200000), 0);
     sb_close(b);
@@ -143,7 +143,7 @@ static void test_iter_null_empty_chunks(void **state)
     iter_src s;
     assert_int_equal(iter_init(&s, 1000, pat, 5), 0);
     s.null_empty = 1;
-    sb *b = open_iter(&s, NULL);
+    sb_buffer *b = open_iter(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 1000), 0);
     sb_close(b);
@@ -158,7 +158,7 @@ static void test_iter_only_empty_chunks(void **state)
     static const size_t pat[] = {0, 0, 0, 0, 0, 1};
     iter_src s;
     assert_int_equal(iter_init(&s, 0, pat, 6), 0);
-    sb *b = open_iter(&s, NULL);
+    sb_buffer *b = open_iter(&s, NULL);
     assert_non_null(b);
     uint64_t len = 99;
     assert_int_equal(sb_wait_end(b, &len), 0);
@@ -176,7 +176,7 @@ static void test_iter_empty_chunks_then_data(void **state)
     static const size_t pat[] = {0, 0, 0, 10};
     iter_src s;
     assert_int_equal(iter_init(&s, 30, pat, 4), 0);
-    sb *b = open_iter(&s, NULL);
+    sb_buffer *b = open_iter(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 30), 0);
     sb_close(b);
@@ -191,7 +191,7 @@ static void test_reads_around_watermark(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 1500};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
@@ -256,7 +256,7 @@ static void test_short_count_at_end(void **state)
     (void)state;
     chunk_src s;
     chunk_init(&s, 1000, NULL, 0);
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     assert_int_equal(check_read(b, 900, 500, 100), 0);
     assert_int_equal(check_read(b, 999, 2, 1), 0);
@@ -271,7 +271,7 @@ static void test_short_count_spilled_end(void **state)
     chunk_src s;
     chunk_init(&s, 10000, NULL, 0);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_read(b, 9000, 5000, 1000), 0);
     assert_int_equal(check_read(b, 4000, 10000, 6000), 0);
@@ -284,7 +284,7 @@ static void test_blocked_reader_gets_short_count_at_end(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     reader r, past;
     assert_int_equal(reader_start(&r, b, RD_PREAD, 900, 500, 0), 0);
@@ -312,7 +312,7 @@ static void test_zero_at_or_past_end(void **state)
     chunk_src s;
     chunk_init(&s, 5000, NULL, 0);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     assert_int_equal(check_read(b, 5000, 1, 0), 0);
@@ -333,7 +333,7 @@ static void test_n_zero_returns_zero_at_once(void **state)
        zero-length read must still return 0 at once, anywhere. */
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     reader r0, r1, r2;
     assert_int_equal(reader_start(&r0, b, RD_PREAD, 0, 0, 0), 0);
@@ -368,7 +368,7 @@ static void test_available_grows_to_length(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 2500};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     assert_int_equal(sb_available(b), 0);
     uint64_t last = 0;
@@ -403,7 +403,7 @@ static void test_wait_end_length_and_null(void **state)
     chunk_src s;
     chunk_init(&s, 12345, NULL, 0);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     uint64_t len = 0;
     assert_int_equal(sb_wait_end(b, &len), 0);
@@ -421,7 +421,7 @@ static void test_wait_end_blocks_until_end(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     gate_allow(&g, 777);
     reader w, wn;
@@ -453,7 +453,7 @@ static void test_length_hint_is_only_a_hint(void **state)
         chunk_src s;
         chunk_init(&s, 5000, NULL, 0);
         sb_options o = {.length_hint = hints[i], .mem_limit = 4096};
-        sb *b = open_chunk(&s, &o);
+        sb_buffer *b = open_chunk(&s, &o);
         assert_non_null(b);
         assert_int_equal(check_stream(b, 5000), 0);
         sb_close(b);
@@ -466,7 +466,7 @@ static void test_chunk_size_caps_source_reads(void **state)
     chunk_src s;
     chunk_init(&s, 50000, NULL, 0);
     sb_options o = {.chunk_size = 1000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 50000), 0);
     sb_close(b);
@@ -492,7 +492,7 @@ static void test_reads_during_production(void **state)
     chunk_init(&s, 400000, pat, 3);
     s.delay_us = 200;
     sb_options o = {.mem_limit = 100000, .chunk_size = 8192};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     uint64_t seed = 7;
     for (int i = 0; i < 100; i++) {
@@ -511,7 +511,7 @@ static void test_reads_during_production(void **state)
 
 static void *read_some(void *arg)
 {
-    sb *b = arg;
+    sb_buffer *b = arg;
     unsigned char buf[512];
     for (uint64_t off = 0; off < 20000; off += 300)
         if (sb_pread(b, buf, sizeof buf, off) < 0)
@@ -526,7 +526,7 @@ static void test_callbacks_on_producer_thread_one_at_a_time(void **state)
     chunk_src s;
     chunk_init(&s, 20000, pat, 3);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     pthread_t th[4];
     int started = 0;
@@ -558,7 +558,7 @@ static void test_open_copies_src_and_opts(void **state)
     gate_init(&g);
     sb_source src = gate_source(&g);
     sb_options o = {.mem_limit = 4096, .tmp_dir = path, .chunk_size = 1000};
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     assert_non_null(b);
     /* Clobber everything the caller passed. */
     memset(&src, 0, sizeof src);
@@ -589,7 +589,7 @@ static void test_open_mem_reads_callers_bytes(void **state)
     gen_fill(data, len, 0);
     int threads = count_threads();
     sb_options o = {.mem_limit = 4096, .chunk_size = 100}; /* no effect */
-    sb *b = sb_open_mem(data, len, &o);
+    sb_buffer *b = sb_open_mem(data, len, &o);
     assert_non_null(b);
     /* Ended at once, no thread started. */
     assert_int_equal(sb_available(b), len);
@@ -611,7 +611,7 @@ static void test_open_mem_copies_nothing(void **state)
     assert_non_null(data);
     gen_fill(data, len, 0);
     long long before = rss_bytes();
-    sb *b = sb_open_mem(data, len, NULL);
+    sb_buffer *b = sb_open_mem(data, len, NULL);
     assert_non_null(b);
     unsigned char buf[4096];
     for (uint64_t off = 0; off < len; off += len / 64) {
@@ -632,7 +632,7 @@ static void test_open_mem_max_size_efbig(void **state)
     unsigned char data[1000];
     gen_fill(data, sizeof data, 0);
     sb_options o = {.max_size = 600};
-    sb *b = sb_open_mem(data, sizeof data, &o);
+    sb_buffer *b = sb_open_mem(data, sizeof data, &o);
     assert_non_null(b);
     assert_int_equal(sb_available(b), 600);
     assert_int_equal(check_read(b, 0, 600, 600), 0);
@@ -655,7 +655,7 @@ static void test_open_mem_max_size_efbig(void **state)
 static void test_open_mem_empty(void **state)
 {
     (void)state;
-    sb *b = sb_open_mem(NULL, 0, NULL);
+    sb_buffer *b = sb_open_mem(NULL, 0, NULL);
     assert_non_null(b);
     uint64_t len = 5;
     assert_int_equal(sb_wait_end(b, &len), 0);

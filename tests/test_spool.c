@@ -51,7 +51,7 @@ static void test_reads_in_memory(void **state)
     chunk_src s;
     chunk_init(&s, 20000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_read(b, 0, 4096, 4096), 0);
     assert_int_equal(check_read(b, 0, 1, 1), 0);
@@ -71,7 +71,7 @@ static void test_reads_in_file(void **state)
     chunk_src s;
     chunk_init(&s, 20000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_read(b, 4096, 1, 1), 0);
     assert_int_equal(check_read(b, 4096, 15904, 15904), 0);
@@ -95,7 +95,7 @@ static void straddle_checks(size_t mem_limit)
     chunk_src s;
     chunk_init(&s, 30000, pat, 3);
     sb_options o = {.mem_limit = mem_limit, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     static const size_t sizes[] = {1, 2, 11, 100, 5000};
     for (uint64_t off = mem_limit - 10; off <= mem_limit + 1; off++)
@@ -131,7 +131,7 @@ static void test_strided_reads_over_boundary(void **state)
     chunk_src s;
     chunk_init(&s, 12000, NULL, 0);
     sb_options o = {.mem_limit = 1000, .tmp_dir = dir, .chunk_size = 777};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     static const size_t strides[] = {1, 7, 999, 1001, 4096};
     for (size_t i = 0; i < sizeof strides / sizeof strides[0]; i++) {
@@ -163,7 +163,7 @@ static void test_large_spilled_stream(void **state)
     chunk_src s;
     chunk_init(&s, 4u << 20, NULL, 0);
     sb_options o = {.mem_limit = 65536, .tmp_dir = dir, .chunk_size = 10000};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 4u << 20), 0);
     assert_int_equal(count_dir_entries(dir), 0);
@@ -182,7 +182,7 @@ static void test_small_stream_creates_no_file(void **state)
     chunk_src s;
     chunk_init(&s, 4000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 4000), 0);
     assert_int_equal(fds_into_dir(dir), 0);
@@ -200,7 +200,7 @@ static void test_small_stream_needs_no_tmp_dir(void **state)
     chunk_src s;
     chunk_init(&s, 3000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = "/nonexistent/sbtest/dir"};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 3000), 0);
     sb_close(b);
@@ -215,7 +215,7 @@ static void test_stream_of_exactly_mem_limit_needs_no_file(void **state)
     chunk_src s;
     chunk_init(&s, 4000, pat, 1);
     sb_options o = {.mem_limit = 4000, .tmp_dir = "/nonexistent/sbtest/dir"};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 4000), 0);
     sb_close(b);
@@ -230,7 +230,7 @@ static void test_spill_file_never_visible(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
 
     /* In memory only: no file at all. */
@@ -269,7 +269,7 @@ static void test_tmp_dir_string_is_copied(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096, .tmp_dir = path};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     /* Change the caller's string before the stream spills. */
     snprintf(path, sizeof path, "/nonexistent/sbtest/%s", "elsewhere");
@@ -290,7 +290,7 @@ static int spill_into(const char *tmp_dir, const char *expect_dir,
     chunk_src s;
     chunk_init(&s, 20000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = tmp_dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     if (b == NULL)
         return -1;
     int rc = check_stream(b, 20000);
@@ -326,7 +326,7 @@ static void test_tmpdir_env_missing_dir_fails_spill(void **state)
     chunk_src s;
     chunk_init(&s, 20000, NULL, 0);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     if (b == NULL)
         restore_tmpdir();
     assert_non_null(b);
@@ -385,7 +385,7 @@ static void test_memory_committed_only_as_bytes_arrive(void **state)
     chunk_src s;
     chunk_init(&s, 1u << 20, NULL, 0);
     sb_options o = {.mem_limit = 512u << 20};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 1u << 20), 0);
     long long during = rss_bytes();
@@ -405,7 +405,7 @@ static void test_unreservable_mem_limit_is_enomem(void **state)
     chunk_init(&s, 100, NULL, 0);
     sb_options o = {.mem_limit = huge};
     errno = 0;
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     int err = errno;
     sb_close(b);
     assert_null(b);
@@ -441,7 +441,7 @@ static void test_fd_count_restored_after_close(void **state)
     chunk_src s;
     chunk_init(&s, 1000, NULL, 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     assert_int_equal(check_stream(b, 1000), 0);
     sb_close(b);

@@ -14,7 +14,7 @@
 
 #include "helpers.h"
 
-static sb_stats stats(sb *b)
+static sb_stats stats(sb_buffer *b)
 {
     sb_stats st;
     memset(&st, 0xEE, sizeof st);
@@ -24,7 +24,7 @@ static sb_stats stats(sb *b)
 }
 
 /* Poll until `waiting` reaches n.  1 on success. */
-static int wait_waiting(sb *b, uint64_t n, int timeout_ms)
+static int wait_waiting(sb_buffer *b, uint64_t n, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
     while (stats(b).waiting != n) {
@@ -42,7 +42,7 @@ static void test_stats_null_args(void **state)
     assert_fails_with(sb_get_stats(NULL, &st), EINVAL);
     unsigned char data[10];
     gen_fill(data, sizeof data, 0);
-    sb *b = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
     assert_non_null(b);
     assert_fails_with(sb_get_stats(b, NULL), EINVAL);
     assert_int_equal(sb_get_stats(b, &st), 0);
@@ -55,7 +55,7 @@ static void test_stats_running_then_ended(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
 
     sb_stats st = stats(b);
@@ -102,7 +102,7 @@ static void test_stats_failed_and_cancelled(void **state)
     chunk_init(&s, 100000, NULL, 0);
     s.fail_at = 5000;
     s.fail_err = EIO;
-    sb *b = open_chunk(&s, NULL);
+    sb_buffer *b = open_chunk(&s, NULL);
     assert_non_null(b);
     assert_fails_with(sb_wait_end(b, NULL), EIO);
     sb_stats st = stats(b);
@@ -144,7 +144,7 @@ static void test_stats_open_mem(void **state)
     unsigned char data[5000];
     gen_fill(data, sizeof data, 0);
     sb_options o = {.mem_limit = 1000}; /* no effect on sb_open_mem */
-    sb *b = sb_open_mem(data, sizeof data, &o);
+    sb_buffer *b = sb_open_mem(data, sizeof data, &o);
     assert_non_null(b);
     sb_stats st = stats(b);
     assert_int_equal(st.state, SB_ENDED);
@@ -161,7 +161,7 @@ static void test_stats_count_blocked_readers(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     gate_allow(&g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
@@ -219,7 +219,7 @@ static void test_stats_wakeups_count_timeouts(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     uint64_t w0 = stats(b).wakeups;
     unsigned char buf[10];
@@ -241,7 +241,7 @@ static void test_publish_wakes_only_completed_readers(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 1u << 20};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     reader r[4];
     for (int i = 0; i < 4; i++)
@@ -286,7 +286,7 @@ static void test_stats_consistent_while_producing(void **state)
     char *dir = scratch_new();
     assert_non_null(dir);
     sb_options o = {.mem_limit = mem, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     uint64_t last_filled = 0, last_pub = 0;
     int bad_sum = 0, bad_split = 0, went_back = 0, behind = 0, n = 0;

@@ -15,11 +15,11 @@
 #include "helpers.h"
 
 /* A gated stream with its first `filled` bytes in. */
-static sb *gated_with(gate_src *g, uint64_t filled)
+static sb_buffer *gated_with(gate_src *g, uint64_t filled)
 {
     gate_init(g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(g, &o);
+    sb_buffer *b = open_gate(g, &o);
     if (b == NULL)
         return NULL;
     gate_allow(g, filled);
@@ -29,7 +29,7 @@ static sb *gated_with(gate_src *g, uint64_t filled)
     return b;
 }
 
-static void finish_gated(sb *b, gate_src *g)
+static void finish_gated(sb_buffer *b, gate_src *g)
 {
     gate_end(g);
     sb_close(b);
@@ -48,7 +48,7 @@ static void test_zero_timeout_unfilled(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 0);
+    sb_buffer *b = gated_with(&g, 0);
     assert_non_null(b);
     unsigned char buf[100];
     memset(buf, 0x5A, sizeof buf);
@@ -65,7 +65,7 @@ static void test_zero_timeout_partly_filled_copies_nothing(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 5000); /* spilled past 4096 */
+    sb_buffer *b = gated_with(&g, 5000); /* spilled past 4096 */
     assert_non_null(b);
     unsigned char buf[200];
     memset(buf, 0x5A, sizeof buf);
@@ -81,7 +81,7 @@ static void test_zero_timeout_filled_returns_data(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 6000);
+    sb_buffer *b = gated_with(&g, 6000);
     assert_non_null(b);
     unsigned char buf[6000];
     assert_int_equal(sb_pread_timed(b, buf, 6000, 0, 0), 6000);
@@ -97,7 +97,7 @@ static void test_positive_timeout_waits_then_etimedout(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 1000);
+    sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     unsigned char buf[200];
     memset(buf, 0x5A, sizeof buf);
@@ -124,7 +124,7 @@ static void test_minus_one_waits_for_data(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 100);
+    sb_buffer *b = gated_with(&g, 100);
     assert_non_null(b);
     reader r;
     assert_int_equal(reader_start(&r, b, RD_TIMED, 50, 5000, -1), 0);
@@ -144,7 +144,7 @@ static void test_timed_read_succeeds_before_timeout(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 0);
+    sb_buffer *b = gated_with(&g, 0);
     assert_non_null(b);
     reader r;
     assert_int_equal(reader_start(&r, b, RD_TIMED, 4000, 1000, 60000), 0);
@@ -165,7 +165,7 @@ static void test_timed_wait_ended_by_end_of_stream(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 1000);
+    sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     reader straddle, past;
     assert_int_equal(reader_start(&straddle, b, RD_TIMED, 900, 500, 60000),
@@ -197,7 +197,7 @@ static void test_timed_wait_ended_by_failure(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 1000);
+    sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     reader r;
     assert_int_equal(reader_start(&r, b, RD_TIMED, 1500, 10, 60000), 0);
@@ -223,7 +223,7 @@ static void test_timed_after_cancel(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 1000);
+    sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     sb_cancel(b);
     unsigned char buf[10];
@@ -239,7 +239,7 @@ static void test_timeout_below_minus_one_einval(void **state)
 {
     (void)state;
     gate_src g;
-    sb *b = gated_with(&g, 1000);
+    sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     unsigned char buf[10];
     memset(buf, 0x5A, sizeof buf);

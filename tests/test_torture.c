@@ -171,7 +171,7 @@ typedef struct oprec {
 } oprec;
 
 typedef struct shared {
-    sb *b;
+    sb_buffer *b;
     const tcfg *c;
     atomic_int cancelled;
 } shared;
@@ -262,7 +262,7 @@ static void *worker_main(void *arg)
 {
     worker *w = arg;
     shared *sh = w->sh;
-    sb *b = sh->b;
+    sb_buffer *b = sh->b;
     for (int i = 0; i < w->sh->c->nops; i++) {
         oprec *o = &w->recs[i];
         memset(o, 0, sizeof *o);
@@ -597,7 +597,7 @@ static int torture_round(int iter, const char *dir)
     int p[2] = {-1, -1};
     pipe_writer pw;
     unsigned char *mem = NULL;
-    sb *b = NULL;
+    sb_buffer *b = NULL;
     int rc = 0;
     memset(&it, 0, sizeof it);
     switch (c.kind) {
@@ -816,7 +816,7 @@ static void test_close_right_after_open_many(void **state)
             s.delay_us = i % 4 == 1 ? 50 + (unsigned)rbelow(&r, 300)
                                     : (unsigned)rbelow(&r, 3) * 20;
             sb_source src = chunk_source(&s);
-            sb *b = sb_open(&src, &o);
+            sb_buffer *b = sb_open(&src, &o);
             assert_non_null(b);
             if (i % 4 == 1)
                 missed += !wait_in_call(&s);
@@ -830,7 +830,7 @@ static void test_close_right_after_open_many(void **state)
             iter_src it;
             assert_int_equal(iter_init(&it, CHUNK_FOREVER, pat, 3), 0);
             sb_source src = iter_source(&it);
-            sb *b = sb_open(&src, &o);
+            sb_buffer *b = sb_open(&src, &o);
             assert_non_null(b);
             sb_close(b);
             bad_closes += atomic_load(&it.closes) != 1;
@@ -844,7 +844,7 @@ static void test_close_right_after_open_many(void **state)
             gen_fill(data, sizeof data, 0);
             size_t n = (size_t)rbelow(&r, sizeof data);
             assert_int_equal(write(p[1], data, n), (ssize_t)n);
-            sb *b = sb_open_fd(p[0], &o);
+            sb_buffer *b = sb_open_fd(p[0], &o);
             assert_non_null(b);
             sb_close(b);
             close(p[0]);
@@ -920,7 +920,7 @@ static int cycle(int i, const char *dir, int memfd, const unsigned char *data)
     int p[2] = {-1, -1};
     pipe_writer w;
     sb_source src;
-    sb *b = NULL;
+    sb_buffer *b = NULL;
     int rc = 0;
     chunk_init(&s, 20000, NULL, 0);
     if (iter_init(&it, 20000, pat, 3) != 0)
@@ -1084,7 +1084,7 @@ static int spill_child(const char *dir, int fd)
     s.delay_us = 2000; /* endless, but slow: the disk is not filled */
     sb_source src = chunk_source(&s);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir, .chunk_size = 4096};
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     if (b == NULL)
         return 3;
     sb_stats st = {0};

@@ -36,7 +36,7 @@ static void test_many_readers_gradual_release(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 16384, .chunk_size = 3000};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
 
     reader r[NREADERS];
@@ -87,7 +87,7 @@ static void test_blocked_reader_really_blocks(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 2048};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 2000);
     assert_true(wait_available(b, 2000, WAIT_LONG_MS));
@@ -131,7 +131,7 @@ static void test_readers_past_the_end(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     static const struct {
         uint64_t off;
@@ -175,7 +175,7 @@ static void test_wait_end_from_many_threads(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     reader w[8];
     for (int i = 0; i < 8; i++)
@@ -213,7 +213,7 @@ static void test_wait_end_from_many_threads_failure(void **state)
     (void)state;
     gate_src g;
     gate_init(&g);
-    sb *b = open_gate(&g, NULL);
+    sb_buffer *b = open_gate(&g, NULL);
     assert_non_null(b);
     reader w[8];
     for (int i = 0; i < 8; i++)
@@ -247,7 +247,7 @@ static void test_many_readers_same_range(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 10500};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     reader r[16];
     for (int i = 0; i < 16; i++)
@@ -298,7 +298,7 @@ static void test_signals_do_not_disturb_waiting_readers(void **state)
     gate_src g;
     gate_init(&g);
     sb_options o = {.mem_limit = 4096};
-    sb *b = open_gate(&g, &o);
+    sb_buffer *b = open_gate(&g, &o);
     assert_non_null(b);
     gate_allow(&g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
@@ -343,7 +343,7 @@ static void test_signals_do_not_disturb_waiting_readers(void **state)
 /* ---- random readers racing the producer ------------------------------------------- */
 
 typedef struct racer {
-    sb *b;
+    sb_buffer *b;
     uint64_t len;
     uint64_t seed;
     int reads;
@@ -389,7 +389,7 @@ static void test_random_readers_race_producer(void **state)
     char *dir = scratch_new();
     assert_non_null(dir);
     sb_options o = {.mem_limit = 65536, .tmp_dir = dir, .chunk_size = 8192};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     racer r[8];
     int started = 0;
@@ -422,7 +422,7 @@ static void sleep_us_short(void)
 }
 
 typedef struct watcher {
-    sb *b;
+    sb_buffer *b;
     uint64_t len;
     /* results */
     int went_back;   /* sb_available decreased */
@@ -473,7 +473,7 @@ static void test_available_is_monotonic_and_readable(void **state)
     char *dir = scratch_new();
     assert_non_null(dir);
     sb_options o = {.mem_limit = 40000, .tmp_dir = dir};
-    sb *b = open_chunk(&s, &o);
+    sb_buffer *b = open_chunk(&s, &o);
     assert_non_null(b);
     watcher w[4];
     int started = 0;

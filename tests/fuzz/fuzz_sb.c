@@ -233,7 +233,7 @@ static void init_once(void)
     sb_options o = {.mem_limit = 100, .tmp_dir = tmp_dir};
     sb_source src = {.next = empty_next};
     sb__fault_arm(SB__FAULT_ALLOC, ULONG_MAX, ENOMEM);
-    sb *b = sb_open(&src, &o);
+    sb_buffer *b = sb_open(&src, &o);
     if (b == NULL || sb_wait_end(b, NULL) != 0)
         abort();
     k_open = sb__fault_calls(SB__FAULT_ALLOC);
@@ -449,7 +449,7 @@ static uint64_t pick_off(unsigned v, uint64_t len, size_t mem)
 }
 
 /* Run one operation; the bytes are checked against the contents. */
-static void run_op(sb *b, const op *o, uint8_t *buf, res *r)
+static void run_op(sb_buffer *b, const op *o, uint8_t *buf, res *r)
 {
     sb_stats st;
     sb_get_stats(b, &st);
@@ -586,7 +586,7 @@ static void check(const cfg *c, const op *o, const res *r, uint64_t len,
 /* ---- the second reader --------------------------------------------------- */
 
 typedef struct second {
-    sb *b;
+    sb_buffer *b;
     const op *ops;
     int nops;
     res results[MAX_OPS];
@@ -727,7 +727,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (c.seam_op >= 0)
         sb__fault_arm((enum sb__fault_op)c.seam_op, c.nth, c.seam_err);
     errno = 0;
-    sb *b = c.mode == M_MEM ? sb_open_mem(content, (size_t)c.len, &opt)
+    sb_buffer *b = c.mode == M_MEM ? sb_open_mem(content, (size_t)c.len, &opt)
                             : sb_open(&src, &opt);
     int open_errno = errno;
     if (want.open_err) {
