@@ -1,22 +1,26 @@
+# SPDX-License-Identifier: MIT
 # streambuffer - plain Makefile.
 #
 #   make               build/libstreambuffer.a and build/libstreambuffer.so
-#   make test          the cmocka suite normally, under ThreadSanitizer, and
-#                      under AddressSanitizer + UBSan; then install-test and
-#                      examples-test
-#   make check         the suite in this build variant only
-#   make tsan          the suite under ThreadSanitizer only
-#   make asan          the suite under AddressSanitizer + UBSan only
+#   make test          the newcomer's one command: make deps, then the suite
+#                      plain, under ThreadSanitizer and under ASan+UBSan, the
+#                      README's example, the install and example tests
+#   make check         the suite in this build variant only; installs nothing
+#   make deps          install what `make test` needs (as root on Debian),
+#                      or print the one apt-get line that does
+#   make tsan / asan   the suite under ThreadSanitizer / ASan+UBSan only
 #   make valgrind      the suite under valgrind memcheck, leaks checked
 #   make fuzz          the libFuzzer target for FUZZ_SECONDS (default 60)
-#   make demo          build and run examples/fanout
+#   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make examples      build the examples
 #   make install       PREFIX=/usr/local, DESTDIR= for staging; make uninstall
 #   make clean
 #
 # Build variants live in their own directories (BUILD=...), so a sanitizer
-# build never mixes objects with the normal one.
+# build never mixes objects with the normal one.  Within a variant, the
+# release library (obj/) is built without the fault-injection seam; the
+# tests link a second archive (tobj/, libstreambuffer-test.a) built with it.
 
 # The version lives in the header only.
 version_of = $(shell sed -n 's/^\#define SB_VERSION_$(1) \([0-9]*\)$$/\1/p' include/streambuffer.h)
@@ -24,6 +28,16 @@ VERSION_MAJOR := $(call version_of,MAJOR)
 VERSION_MINOR := $(call version_of,MINOR)
 VERSION_PATCH := $(call version_of,PATCH)
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+# SONAME policy: while the major version is 0, every minor release may
+# break the ABI, so the soname carries the minor (libstreambuffer.so.0.3)
+# and a program built against 0.3 refuses to load 0.4.  From 1.0 on it is
+# libstreambuffer.so.MAJOR, new symbols go into new version nodes of
+# src/streambuffer.map, and only an ABI break bumps MAJOR.
+SOVERSION := $(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
+SONAME    := libstreambuffer.so.$(SOVERSION)
+REALNAME  := libstreambuffer.so.$(VERSION)
+MAPFILE   := src/streambuffer.map
 
 PREFIX     ?= /usr/local
 LIBDIR     ?= $(PREFIX)/lib
@@ -34,24 +48,28 @@ CC      ?= cc
 BUILD   ?= build
 SAN     ?=
 TIMEOUT ?= 300
+PYTHON  ?= python3
 
-WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion
-CPPFLAGS += -D_GNU_SOURCE -Iinclude
+WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion \
+            -Wmissing-prototypes -Wstrict-prototypes
+override CPPFLAGS += -D_GNU_SOURCE -Iinclude
 CFLAGS   ?= -O2 -g
+DEPFLAGS := -MMD -MP
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer \
               -fno-sanitize-recover=all)
 LIBFLAGS := -fPIC -fvisibility=hidden
 LDLIBS   := -lpthread
 
-SONAME   := libstreambuffer.so.$(VERSION_MAJOR)
 LIB_SRC  := $(wildcard src/*.c)
 LIB_OBJ  := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+TLIB_OBJ := $(patsubst src/%.c,$(BUILD)/tobj/%.o,$(LIB_SRC))
 STATIC   := $(BUILD)/libstreambuffer.a
 SHARED   := $(BUILD)/libstreambuffer.so
+TSTATIC  := $(BUILD)/libstreambuffer-test.a
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_LIB := $(wildcard tests/helpers.c)
+TEST_LIB := tests/helpers.c
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BUILD)/bench/sbbench
@@ -66,25 +84,36 @@ endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench \
-	install uninstall install-test examples-test clean FORCE
+	install uninstall install-test examples-test quickstart clean FORCE
 .DELETE_ON_ERROR:
 
 all: lib
 lib: $(STATIC) $(SHARED)
 
-$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/streambuffer.h
+$(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(LIBFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(LIBFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/tobj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION $(WARN) $(CFLAGS) $(SANFLAGS) \
+		$(LIBFLAGS) $(DEPFLAGS) -c $< -o $@
 
 $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH): $(LIB_OBJ)
-	$(CC) $(CFLAGS) $(SANFLAGS) -shared -Wl,-soname,$(SONAME) -o $@ $^ $(LDLIBS)
+$(TSTATIC): $(TLIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
 
-$(SHARED): $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH)
-	ln -sf $(notdir $<) $(BUILD)/$(SONAME)
+# -z defs: every symbol the library uses must come from a library it names.
+$(BUILD)/$(REALNAME): $(LIB_OBJ) $(MAPFILE)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(SONAME) \
+		-Wl,--version-script=$(MAPFILE) -Wl,-z,defs -o $@ $(LIB_OBJ) $(LDLIBS)
+
+$(SHARED): $(BUILD)/$(REALNAME)
+	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $@
 
 # Always regenerated: it records PREFIX, which may differ from the last run.
@@ -96,37 +125,53 @@ $(BUILD)/streambuffer.pc: FORCE
 		'Version: $(VERSION)' 'Libs: -L$${libdir} -lstreambuffer' \
 		'Libs.private: -lpthread' 'Cflags: -I$${includedir}' > $@
 
+# As root into the running system (no DESTDIR), refresh the loader's
+# cache, or the README's example would not find the new library.
 install: lib $(BUILD)/streambuffer.pc
 	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
 	install -m 644 include/streambuffer.h $(DESTDIR)$(INCLUDEDIR)/
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 755 $(BUILD)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) $(DESTDIR)$(LIBDIR)/
-	ln -sf $(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	install -m 755 $(BUILD)/$(REALNAME) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so
 	install -m 644 $(BUILD)/streambuffer.pc $(DESTDIR)$(PCDIR)/
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
+		echo ldconfig; ldconfig; \
+	fi
 
+# Removes what install made, then the directories that are left empty:
+# under a DESTDIR all of them (the staging tree was made by install); in
+# the running system only the pkgconfig directory, so that an empty
+# /usr/local/include that the system shipped stays where it was.
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/streambuffer.h \
 		$(DESTDIR)$(LIBDIR)/libstreambuffer.a \
-		$(DESTDIR)$(LIBDIR)/$(SONAME).$(VERSION_MINOR).$(VERSION_PATCH) \
+		$(DESTDIR)$(LIBDIR)/$(REALNAME) \
 		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so \
 		$(DESTDIR)$(PCDIR)/streambuffer.pc
+	-@rmdir $(DESTDIR)$(PCDIR) 2>/dev/null || true
+	-@if [ -n "$(DESTDIR)" ]; then \
+		for d in $(INCLUDEDIR) $(LIBDIR) $(PREFIX); do \
+			rmdir -p "$(DESTDIR)$$d" 2>/dev/null || true; \
+		done; \
+	fi
 
-# Tests link the static library, so they exercise exactly the objects built
-# here, and may use the internal seams declared in src/*.h.
-$(BUILD)/tests/%: tests/%.c $(TEST_LIB) tests/helpers.h $(STATIC)
+# Tests link the fault-injection archive, so they exercise the objects
+# built here and may use the internal seams declared in src/*.h.
+$(BUILD)/tests/%: tests/%.c $(TEST_LIB) $(TSTATIC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< $(TEST_LIB) \
-		$(STATIC) -lcmocka $(LDLIBS)
+	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
+		$(DEPFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIB) $(TSTATIC) -lcmocka $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(DEPFLAGS) $(LDFLAGS) \
+		-o $@ $< $(STATIC) $(LDLIBS)
 
 $(BUILD)/examples/http_tail: examples/http_tail.c $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $< \
-		$(STATIC) $(CURL_LIBS) $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(DEPFLAGS) \
+		$(LDFLAGS) -o $@ $< $(STATIC) $(CURL_LIBS) $(LDLIBS)
 
 examples: $(EXAMPLE_BIN)
 
@@ -134,8 +179,8 @@ examples: $(EXAMPLE_BIN)
 # against in the same run.
 $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ $(BENCH_SRC) $(STATIC) \
-		$(LDLIBS) -lm
+	$(CC) $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -o $@ \
+		$(BENCH_SRC) $(STATIC) $(LDLIBS) -lm
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN) $(BENCH_ARGS)
@@ -143,11 +188,12 @@ bench: $(BENCH_BIN)
 demo: $(BUILD)/examples/fanout
 	$(BUILD)/examples/fanout
 
-# cmocka is the one thing the suite needs that a fresh Debian lacks.
+# Checks every tool `make test` uses; installs the missing ones in one go
+# as root on Debian, else prints the apt-get line and fails.
 deps:
-	@./tests/deps.sh
+	@PYTHON=$(PYTHON) ./tests/deps.sh install
 
-check: deps $(TEST_BIN)
+check: $(TEST_BIN)
 	@TIMEOUT=$(TIMEOUT) ./tests/run.sh "$(if $(SAN),$(SAN),plain)" $(TEST_BIN)
 
 tsan:
@@ -158,7 +204,9 @@ asan:
 
 # memcheck over the plain build; SB_VALGRIND=1 tells tests that depend on
 # timing or on resource limits valgrind changes to say so and skip.
-valgrind: deps $(TEST_BIN)
+valgrind: $(TEST_BIN)
+	@command -v valgrind >/dev/null || \
+		{ echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
 	@SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
 	RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
@@ -168,14 +216,20 @@ valgrind: deps $(TEST_BIN)
 install-test:
 	@sh ./tests/test_install.sh
 
-# http_tail against a local HTTP server; skips without libcurl.
+# http_tail against a local HTTP server.
 examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 
-test:
+# The README's first example, built from examples/quickstart.c (which the
+# README shows) and run on a pipe.
+quickstart: $(BUILD)/examples/quickstart
+	@sh ./tests/test_quickstart.sh $(BUILD)/examples/quickstart
+
+test: deps
 	@$(MAKE) --no-print-directory check
 	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory quickstart
 	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory examples-test
 
@@ -186,15 +240,19 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
 $(FUZZ_BIN): tests/fuzz/fuzz_sb.c $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
+	@command -v $(FUZZ_CC) >/dev/null || \
+		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CPPFLAGS) -Isrc -std=c11 -g -O1 \
+	$(FUZZ_CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc -std=c11 -g -O1 \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ tests/fuzz/fuzz_sb.c $(LIB_SRC) $(LDLIBS)
 
 fuzz: $(FUZZ_BIN)
 	@mkdir -p build/fuzz/corpus
-	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
-		build/fuzz/corpus tests/fuzz/corpus
+	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf build
+
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d \
+	$(BUILD)/examples/*.d)

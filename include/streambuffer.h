@@ -1,10 +1,13 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * streambuffer.h - many threads, one byte stream, random access.
  *
  * A streambuffer (an sb_buffer) drains a one-pass byte source (a pipe, a socket, an
  * HTTP body, an iterator of chunks) on a background producer thread into a
  * spool: the first mem_limit bytes in one memory region that never moves, the
- * rest in an unlinked temporary file that nobody else can see.  Any number of
+ * rest in a temporary file that has no name (only its owner and root can
+ * still reach it, through /proc).  Any number of
  * threads read it with positional reads, like pread(2), that block only until
  * the bytes they asked for have arrived, the stream has ended, or it has
  * failed.  Bytes that have arrived never change, so reading them takes no lock.
@@ -48,9 +51,9 @@ extern "C" {
 
 /* The version of this header.  sb_version() gives the library's. */
 #define SB_VERSION_MAJOR 0
-#define SB_VERSION_MINOR 2
+#define SB_VERSION_MINOR 3
 #define SB_VERSION_PATCH 0
-#define SB_VERSION "0.2.0"
+#define SB_VERSION "0.3.0"
 #define SB_VERSION_NUMBER \
     (SB_VERSION_MAJOR * 10000 + SB_VERSION_MINOR * 100 + SB_VERSION_PATCH)
 
@@ -58,10 +61,12 @@ extern "C" {
 typedef struct sb_buffer sb_buffer;
 
 /*
- * Where the bytes come from.  Set exactly one of read and next.
+ * Where the bytes come from.  Set exactly one of read and next; zero the
+ * rest (an initializer such as { .read = f, .ctx = c } does).
  *
- * The callbacks run on the producer thread only, one at a time, never
- * concurrently with each other; they must not call back into the same buffer.
+ * read, next and close run on the producer thread only, one at a time,
+ * never concurrently with each other; they must not call back into the
+ * same buffer.  cancel is the exception: see there.
  */
 typedef struct sb_source {
     /*
@@ -88,10 +93,37 @@ typedef struct sb_source {
      */
     void (*close)(void *ctx);
 
+    /*
+     * Optional: wake a read or next callback that may be blocked, so that
+     * sb_cancel and sb_close need not wait for the source.  Called at most
+     * once, on the thread that calls sb_cancel (or sb_close), when that call
+     * cancels a running stream; never after close.  It may run while read or
+     * next is running on the producer thread, or between two calls, so it
+     * must be safe against both (an eventfd or a pipe that the callback
+     * polls, a flag and a condition variable).  Once it has been called,
+     * the stream's bytes no longer matter: the callback in progress should
+     * return, with any value, as soon as it can.  It must not block and
+     * must not call into the buffer.  Without it, sb_close waits for the
+     * callback in progress to return by itself.
+     */
+    void (*cancel)(void *ctx);
+
     void *ctx; /* passed to every callback */
+
+    /* Must be zero: room for callbacks of later versions, so that this
+       struct keeps its size (sb_open fails with EINVAL otherwise). */
+    void *reserved[4];
 } sb_source;
 
-/* Tuning.  A NULL pointer or an all-zero struct means the defaults. */
+/*
+ * Tuning.  A NULL pointer or an all-zero struct means the defaults.
+ *
+ * The struct has a fixed size and a zeroed tail, reserved[], from which
+ * later versions take new options, so a program built against this header
+ * keeps working with later libraries.  A non-zero reserved field fails
+ * sb_open* with EINVAL: a program that sets an option an older library does
+ * not know gets an error, not a silently ignored option.
+ */
 typedef struct sb_options {
     /* Bytes kept in memory: the stream's first mem_limit bytes.  Reserved as
        address space at open; pages are committed only as bytes arrive.
@@ -110,6 +142,8 @@ typedef struct sb_options {
     /* Expected total length, if known.  Only a hint: the stream ends where
        the source ends.  0: unknown. */
     uint64_t length_hint;
+    /* Must be zero. */
+    uint64_t reserved[11];
 } sb_options;
 
 /*
@@ -120,6 +154,7 @@ typedef struct sb_options {
  *
  * Returns the new buffer, or NULL with errno:
  *   EINVAL  src is NULL; both or neither of src->read and src->next are set;
+ *           a reserved field of *src or *opts is not zero;
  *           opts->chunk_size or opts->mem_limit above SSIZE_MAX;
  *           opts->tmp_dir is an empty string; opts->length_hint greater than
  *           a non-zero opts->max_size.
@@ -134,17 +169,34 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
 /*
  * sb_open_fd - buffer everything read(2) returns from a file descriptor.
  *
- * Reads start at fd's current offset and advance it.  The fd stays the
- * caller's: it is never closed, and must stay open until sb_close returns.
- * A blocking read on a pipe or socket does not delay sb_cancel or sb_close:
- * the producer waits in poll(2) and is woken by them.  EINTR is retried;
- * EAGAIN from a non-blocking fd waits in poll(2).  Any other read error
- * fails the stream with that errno.
+ * Reads start at fd's current offset and advance it, never past what
+ * opts->max_size can still take (plus the one byte that tells that the
+ * stream is too long).  The fd stays the caller's: it is never closed, its
+ * flags are never changed, and it must stay open until sb_close returns.
+ *
+ * A quiet pipe, FIFO or socket does not delay sb_cancel or sb_close, even
+ * when the fd is blocking and something else reads it too: sockets are read
+ * with recv(MSG_DONTWAIT), pipes and FIFOs through a second, non-blocking
+ * open file description of their own (/proc/self/fd), and when nothing is
+ * there the producer waits in poll(2), which sb_cancel interrupts.  The one
+ * exception is a blocking character device (a terminal) that another
+ * reader shares, or a pipe when /proc is not mounted: there the producer
+ * waits in poll(2) and then reads, and if the other reader takes the bytes
+ * in between, sb_close waits for the next byte or the end.
+ *
+ * The stream is what read(2) returns, in order, until it returns 0.  So a
+ * non-blocking FIFO that no writer has opened yet is an empty stream, as
+ * read(2) says.  Message-oriented fds (SOCK_SEQPACKET and SOCK_DGRAM
+ * sockets, O_DIRECT "packet" pipes) lose no bytes whatever mem_limit and
+ * chunk_size are: each message is read whole and becomes the next bytes of
+ * the stream; a message of length 0 ends it.  EINTR is retried; any other
+ * read error fails the stream with that errno.
  *
  * Returns the new buffer, or NULL with errno:
  *   EINVAL  fd is negative, or opts is invalid (see sb_open).
  *   EBADF   fd is not an open descriptor open for reading.
- *   EMFILE, ENFILE  no descriptor left for the internal wake-up eventfd.
+ *   EMFILE, ENFILE  no descriptor left for the internal wake-up eventfd
+ *           (or the pipe's second open file description).
  *   ENOMEM, EAGAIN  as for sb_open.
  *
  * Thread-safety: safe to call from any thread.
@@ -291,10 +343,11 @@ uint64_t sb_available(sb_buffer *b);
  * until it has all it asked for or the stream ends; the end of the
  * stream is EOF; a failed or cancelled stream sets the error indicator
  * (ferror) with errno set as sb_pread sets it.  fseek and ftell work
- * (glibc's fopencookie): SEEK_END uses the total length, waiting for the
- * end, unless the stream is still running and opts->length_hint was given,
- * in which case the hint is used; on a failed or cancelled stream it fails
- * with the stream's error.  Writing fails.  Any number of FILEs may
+ * (glibc's fopencookie) and never wait, except for SEEK_END: it uses the
+ * total length, waiting for the end, unless the stream is still running
+ * and opts->length_hint was given, in which case the hint is used; on a
+ * failed or cancelled stream it fails with the stream's error.  A seek to
+ * bytes that have not arrived succeeds at once; the next read waits.  Writing fails.  Any number of FILEs may
  * be open on one buffer, each used by its own thread.  fclose it before
  * sb_close; fclose does not close the buffer.  glibc only.
  *
@@ -319,12 +372,16 @@ typedef struct sb_stats {
     uint64_t filled;      /* bytes arrived: what sb_available returns */
     uint64_t in_memory;   /* of those, bytes held in the memory region */
     uint64_t spilled;     /* of those, bytes held in the spill file */
-    uint64_t publishes;   /* times the producer published new bytes */
+    uint64_t publishes;   /* times filled grew: the producer (or sb_write)
+                             published at least one new byte */
     uint64_t waiting;     /* readers blocked in sb_pread* or sb_wait_end */
     uint64_t wakeups;     /* times a blocked reader woke up, so far: each
                              targeted wake-up, timeout or spurious return */
     int state;            /* enum sb_state */
     int error;            /* the stream's errno when SB_FAILED, else 0 */
+    /* Zero: room for counters of later versions, which take their place
+       here so that the struct keeps its size. */
+    uint64_t reserved[9];
 } sb_stats;
 
 /*
@@ -361,7 +418,8 @@ int sb_wait_end(sb_buffer *b, uint64_t *length);
  * If the stream has not ended or failed yet, it fails with ECANCELED: every
  * reader waiting for bytes that have not arrived returns at once (ECANCELED,
  * or a short count), and the producer stops at its next step.  It does not
- * wait for a source callback in progress to return.  Bytes that arrived
+ * wait for a source callback in progress to return; it calls the source's
+ * cancel, if it has one, so that the callback can.  Bytes that arrived
  * before stay readable.  On a stream that has already ended or failed it does
  * nothing.  Never blocks for long (it takes the internal lock briefly).
  * A NULL b is ignored.
@@ -374,8 +432,9 @@ void sb_cancel(sb_buffer *b);
  * sb_close - cancel, stop the producer, and free everything.
  *
  * Cancels the stream (see sb_cancel), waits for the producer thread to
- * return (which waits for a source read or next callback in progress; the
- * fd source of sb_open_fd is woken at once), calls the source's close, closes
+ * return (which waits for a source read or next callback in progress to
+ * return: at once for a source with a cancel callback, such as the one of
+ * sb_open_fd), calls the source's close, closes
  * the spill file, which disappears with it, and frees the buffer.  A NULL b
  * is ignored.
  *

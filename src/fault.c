@@ -1,7 +1,12 @@
 /*
- * fault.c - the fault-injection seam.  See fault.h.
+ * SPDX-License-Identifier: MIT
+ *
+ * fault.c - the fault-injection seam.  See fault.h.  Empty in the release
+ * library, which is built without SB_FAULT_INJECTION.
  */
 #include "fault.h"
+
+#ifdef SB_FAULT_INJECTION
 
 #include <errno.h>
 #include <stdlib.h>
@@ -91,3 +96,8 @@ char *sb__strdup(const char *s)
     }
     return strdup(s);
 }
+
+#else
+/* ISO C wants a translation unit to declare something. */
+typedef int sb__fault_seam_compiled_out;
+#endif /* SB_FAULT_INJECTION */

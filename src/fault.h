@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * fault.h - the fault-injection seam for tests.  Internal.
  *
  * Every operation the library depends on and that can fail asks here first.
@@ -9,6 +11,11 @@
  *
  * The state is process-wide by necessity (the failure must reach sb_open
  * before any buffer exists), so only tests arm it, one at a time.
+ *
+ * The seam exists only where SB_FAULT_INJECTION is defined: in the archive
+ * the tests link and in the fuzz target.  The release library is built
+ * without it, and there every sb__fault() is the constant 0 and the
+ * allocation wrappers are the plain functions.
  */
 #ifndef SB_FAULT_H
 #define SB_FAULT_H
@@ -25,6 +32,8 @@ enum sb__fault_op {
     SB__FAULT_SPILL_READ,   /* pread from the spill file */
     SB__FAULT_NOPS
 };
+
+#ifdef SB_FAULT_INJECTION
 
 extern atomic_int sb__fault_armed;
 
@@ -53,5 +62,22 @@ void *sb__malloc(size_t n);
 void *sb__calloc(size_t n, size_t size);
 void *sb__aligned_alloc(size_t align, size_t n);
 char *sb__strdup(const char *s);
+
+#else /* !SB_FAULT_INJECTION */
+
+#include <stdlib.h>
+#include <string.h>
+
+static inline int sb__fault(enum sb__fault_op op)
+{
+    (void)op;
+    return 0;
+}
+#define sb__malloc malloc
+#define sb__calloc calloc
+#define sb__aligned_alloc aligned_alloc
+#define sb__strdup strdup
+
+#endif /* SB_FAULT_INJECTION */
 
 #endif /* SB_FAULT_H */

@@ -1,6 +1,11 @@
 /*
- * internal.h - the buffer object shared by sb.c, producer.c and source.c.
- * Internal: nothing here is part of the public API.
+ * SPDX-License-Identifier: MIT
+ *
+ * internal.h - the buffer object, shared by the library's own files: the
+ * lifecycle (sb.c), the write step (append.c), the producer thread
+ * (producer.c), push mode (writer.c) and stdio (stdio.c).  The fd source
+ * (source.c) sees only the public sb_source.  Internal: nothing here is
+ * part of the public API.
  */
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
@@ -20,7 +25,8 @@
 struct sb_buffer {
     /* Shared with readers; see wait.h for its rules. */
     struct sb__wait wait;
-    /* Written by the producer only, read by readers below the watermark. */
+    /* Written by the stream's one writer, read by readers below the
+       watermark; see spool.h. */
     struct sb__spool spool;
 
     /* Set at open, read-only afterwards. */
@@ -28,20 +34,21 @@ struct sb_buffer {
     uint64_t max_size;        /* UINT64_MAX when there is no cap */
     uint64_t length_hint;
     size_t chunk_size;
-    /* Wakes a built-in source blocked inside its callback (sb_cancel). */
-    void (*interrupt)(void *ctx);
 
-    /* The producer's own. */
-    unsigned char *scratch;   /* chunk_size bytes, for reads past mem_cap */
+    /* The writer's own (append.c): the bounce buffer for a read-style
+       source's chunks that do not fit in memory.  Allocated on first use. */
+    unsigned char *scratch;
+
+    /* The producer thread, when there is one. */
     pthread_t producer;
     bool has_producer;
 
     /*
      * Push mode (sb_open_writer): the caller is the producer.  write_mu
      * makes concurrent sb_write/sb_finish calls take turns, so each call's
-     * bytes stay contiguous and sb__append keeps its single writer.  Only
-     * writers take it, and it is held across the spool write: readers never
-     * wait for it.  finished is set by sb_finish, under write_mu.
+     * bytes stay contiguous and the append step keeps its single writer.
+     * Only writers take it, and it is held across the spool write: readers
+     * never wait for it.  finished is set by sb_finish, under write_mu.
      */
     bool is_writer;
     bool finished;
@@ -49,13 +56,27 @@ struct sb_buffer {
 };
 
 /*
- * The writer's one step: store len bytes at the end of the stream, then
- * publish them.  Truncates at max_size and fails the stream with EFBIG past
- * it.  data may point into the spool's own memory window (zero-copy).  The
- * caller must be the stream's only writer.  Returns 0, or -errno when the
- * stream has failed or been cancelled (the stream's state says which).
+ * The write step, shared by the producer thread and push mode (append.c).
+ * The caller must be the stream's only writer.  Each returns 0, or -errno
+ * once the stream has ended, failed or been cancelled (the stream's state
+ * says which; a failure they cause themselves is set there first).
+ *
+ * sb__append copies len bytes to the end of the stream and publishes them.
+ * It truncates at max_size and fails the stream with EFBIG past it, and when
+ * storing fails it publishes what did reach the spool before failing the
+ * stream with the error.
+ *
+ * sb__reserve and sb__commit are its zero-copy form for read-style sources,
+ * like Varnish's ObjGetSpace and ObjExtend: reserve gives *cap bytes of room
+ * at the end of the stream (in place in memory when a whole chunk fits
+ * there, else in the bounce buffer), never fewer than chunk_size only
+ * because memory is nearly full, and never more than max_size can still
+ * take plus one byte; the source fills some of it, and commit stores (if
+ * need be) and publishes the first len bytes, as sb__append does.
  */
 int sb__append(sb_buffer *b, const void *data, size_t len);
+int sb__reserve(sb_buffer *b, void **room, size_t *cap);
+int sb__commit(sb_buffer *b, const void *room, size_t len);
 
 /*
  * sb_pread's engine: wait until `least` (1..n) bytes from off have arrived
@@ -70,6 +91,6 @@ int sb__producer_start(sb_buffer *b);
 
 /* The built-in file descriptor source (source.c).  Returns 0 or -errno;
    on success *src owns a context that src->close frees. */
-int sb__fd_source(int fd, sb_source *src, void (**interrupt)(void *ctx));
+int sb__fd_source(int fd, sb_source *src);
 
 #endif /* SB_INTERNAL_H */

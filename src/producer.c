@@ -1,52 +1,27 @@
 /*
- * producer.c - the producer thread: pull from the source, append, publish.
+ * SPDX-License-Identifier: MIT
+ *
+ * producer.c - the producer thread: pull from the source, then append.
  *
  * The producer is the stream's only writer.  It drains the source eagerly,
  * whether or not anyone is reading, so a reader only ever waits for bytes
  * that have not been produced yet, never for its own turn to pull them.
  *
- * A read-style source reads straight into the spool's memory region while
- * there is room, so a stream that fits in memory is copied exactly once;
- * past mem_limit it reads into a scratch chunk that is then written to the
- * spill file.  An iterator's chunks are copied into the spool (they are only
- * valid until the next call).
+ * A read-style source reads into room reserved at the end of the stream
+ * (sb__reserve): straight into the memory region while a whole chunk fits
+ * there, so a stream that fits in memory is copied exactly once, and into
+ * the bounce buffer beyond.  An iterator's chunks are copied in (they are
+ * only valid until the next call).
  *
  * The producer stops when the source ends or fails, when storing fails, or
  * at its next step after sb_cancel; it checks the state after each callback
- * and sb__wait_publish refuses to publish once the stream is over.
+ * and the append step refuses to publish once the stream is over.
  */
 #include "internal.h"
 #include "fault.h"
 
 #include <errno.h>
 #include <signal.h>
-#include <stdlib.h>
-
-int sb__append(sb_buffer *b, const void *data, size_t len)
-{
-    uint64_t off = sb__wait_filled(&b->wait);
-    int over = 0;
-
-    if (len > b->max_size - off) {
-        len = (size_t)(b->max_size - off);
-        over = EFBIG;
-    }
-    int rc = sb__spool_write(&b->spool, off, data, len);
-    if (rc < 0) {
-        sb__wait_finish(&b->wait, -rc);
-        return rc;
-    }
-    if (!sb__wait_publish(&b->wait, off + len)) {
-        int err;
-        sb__wait_state(&b->wait, &err);
-        return -err;
-    }
-    if (over) {
-        sb__wait_finish(&b->wait, over);
-        return -over;
-    }
-    return 0;
-}
 
 /* A callback's negative return as an errno; nonsense becomes EIO. */
 static int source_errno(long r)
@@ -60,41 +35,19 @@ static bool running(sb_buffer *b)
     return sb__wait_state(&b->wait, &err) == SB_RUNNING;
 }
 
-/*
- * The bounce buffer for bytes bound for the spill file.  Page-aligned: the
- * kernel's copy from it into the page cache is measurably faster (about a
- * tenth of the spilling fill) than from a malloc'd, misaligned one.
- */
-static unsigned char *scratch_alloc(size_t cap)
-{
-    const size_t page = 4096;
-    return sb__aligned_alloc(page, (cap + page - 1) / page * page);
-}
-
 /* One read-style step.  Returns true to go on. */
 static bool pull_read(sb_buffer *b)
 {
-    uint64_t off = sb__wait_filled(&b->wait);
-    size_t cap = b->chunk_size;
-    size_t room;
-    unsigned char *dst = sb__spool_window(&b->spool, off, &room);
-
-    if (dst != NULL) {
-        if (cap > room)
-            cap = room;
-    } else {
-        if (b->scratch == NULL && (b->scratch = scratch_alloc(cap)) == NULL) {
-            sb__wait_finish(&b->wait, ENOMEM);
-            return false;
-        }
-        dst = b->scratch;
-    }
-    ssize_t r = b->src.read(b->src.ctx, dst, cap);
+    void *room;
+    size_t cap;
+    if (sb__reserve(b, &room, &cap) < 0)
+        return false;
+    ssize_t r = b->src.read(b->src.ctx, room, cap);
     if (r <= 0 || (size_t)r > cap) {
         sb__wait_finish(&b->wait, r == 0 ? 0 : r < 0 ? source_errno(r) : EIO);
         return false;
     }
-    return sb__append(b, dst, (size_t)r) == 0;
+    return sb__commit(b, room, (size_t)r) == 0;
 }
 
 /* One iterator step.  Returns true to go on. */
@@ -131,12 +84,12 @@ int sb__producer_start(sb_buffer *b)
 {
     sigset_t all, old;
 
-    /* Signals belong to the application's threads.  Blocking them here
-       also turns SIGXFSZ from a spill write past RLIMIT_FSIZE into a plain
-       EFBIG instead of the death of the process. */
+    /* Signals belong to the application's threads. */
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = sb__fault(SB__FAULT_THREAD);
+    int rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc != 0)
+        return -rc;
+    rc = sb__fault(SB__FAULT_THREAD);
     if (rc == 0)
         rc = pthread_create(&b->producer, NULL, producer_main, b);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * sb.c - the buffer's lifecycle, options, and the public read calls.
  *
  * Lifecycle of one buffer:
@@ -22,6 +24,7 @@
  */
 #include "internal.h"
 #include "fault.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -37,11 +40,23 @@ struct config {
     const char *tmp_dir;
 };
 
+/* Whether n bytes at p are all zero: reserved fields must be. */
+static bool all_zero(const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        if (c[i] != 0)
+            return false;
+    return true;
+}
+
 static int resolve_options(const sb_options *o, struct config *c)
 {
     static const sb_options defaults;
     if (o == NULL)
         o = &defaults;
+    if (!all_zero(o->reserved, sizeof o->reserved))
+        return -EINVAL;
     if (o->mem_limit > SSIZE_MAX || o->chunk_size > SSIZE_MAX)
         return -EINVAL;
     if (o->tmp_dir != NULL && o->tmp_dir[0] == '\0')
@@ -87,7 +102,7 @@ static sb_buffer *alloc_buffer(const struct config *c)
 static void free_buffer(sb_buffer *b)
 {
     if (b->is_writer)
-        pthread_mutex_destroy(&b->write_mu);
+        sb__check(pthread_mutex_destroy(&b->write_mu));
     sb__spool_destroy(&b->spool);
     sb__wait_destroy(&b->wait);
     free(b->scratch);
@@ -109,16 +124,14 @@ static sb_buffer *alloc_spooled(const struct config *c)
     return b;
 }
 
-/* Open over a checked source; interrupt may be NULL.  On failure returns
-   NULL with errno set and leaves src untouched (its close is not called). */
-static sb_buffer *open_source(const sb_source *src, const struct config *c,
-                       void (*interrupt)(void *))
+/* Open over a checked source.  On failure returns NULL with errno set and
+   leaves src untouched (its close is not called). */
+static sb_buffer *open_source(const sb_source *src, const struct config *c)
 {
     sb_buffer *b = alloc_spooled(c);
     if (b == NULL)
         return NULL;
     b->src = *src;
-    b->interrupt = interrupt;
     int rc = sb__producer_start(b);
     if (rc < 0) {
         free_buffer(b);
@@ -131,7 +144,8 @@ static sb_buffer *open_source(const sb_source *src, const struct config *c,
 SB_API sb_buffer *sb_open(const sb_source *src, const sb_options *opts)
 {
     struct config c;
-    if (src == NULL || (src->read == NULL) == (src->next == NULL)) {
+    if (src == NULL || (src->read == NULL) == (src->next == NULL)
+        || !all_zero(src->reserved, sizeof src->reserved)) {
         errno = EINVAL;
         return NULL;
     }
@@ -140,23 +154,22 @@ SB_API sb_buffer *sb_open(const sb_source *src, const sb_options *opts)
         errno = -rc;
         return NULL;
     }
-    return open_source(src, &c, NULL);
+    return open_source(src, &c);
 }
 
 SB_API sb_buffer *sb_open_fd(int fd, const sb_options *opts)
 {
     struct config c;
     sb_source src;
-    void (*interrupt)(void *);
 
     int rc = fd < 0 ? -EINVAL : resolve_options(opts, &c);
     if (rc == 0)
-        rc = sb__fd_source(fd, &src, &interrupt);
+        rc = sb__fd_source(fd, &src);
     if (rc < 0) {
         errno = -rc;
         return NULL;
     }
-    sb_buffer *b = open_source(&src, &c, interrupt);
+    sb_buffer *b = open_source(&src, &c);
     if (b == NULL) {
         int err = errno;
         src.close(src.ctx);
@@ -180,7 +193,8 @@ SB_API sb_buffer *sb_open_mem(const void *data, size_t len, const sb_options *op
     /* The bytes are all there: publish them, with the same max_size rule
        a producer would apply, and end the stream.  No thread needed. */
     uint64_t n = len < b->max_size ? len : b->max_size;
-    sb__wait_publish(&b->wait, n);
+    if (n > 0)
+        sb__wait_publish(&b->wait, n);
     sb__wait_finish(&b->wait, n < len ? EFBIG : 0);
     return b;
 }
@@ -321,10 +335,10 @@ SB_API void sb_cancel(sb_buffer *b)
 {
     if (b == NULL)
         return;
-    /* Only the call that ends the stream interrupts the source; later ones
-       find the producer already on its way out. */
-    if (sb__wait_finish(&b->wait, ECANCELED) && b->interrupt != NULL)
-        b->interrupt(b->src.ctx);
+    /* Only the call that ends the stream wakes the source; later ones find
+       the producer already on its way out. */
+    if (sb__wait_finish(&b->wait, ECANCELED) && b->src.cancel != NULL)
+        b->src.cancel(b->src.ctx);
 }
 
 SB_API void sb_close(sb_buffer *b)
@@ -333,7 +347,7 @@ SB_API void sb_close(sb_buffer *b)
         return;
     sb_cancel(b);
     if (b->has_producer)
-        pthread_join(b->producer, NULL);
+        sb__check(pthread_join(b->producer, NULL));
     if (b->src.close != NULL)
         b->src.close(b->src.ctx);
     free_buffer(b);

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * spool.c - memory-then-file storage.  See spool.h for the contract.
  *
  * Why one fixed region rather than a growing buffer: readers copy published
@@ -17,9 +19,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir)
@@ -102,20 +107,54 @@ static int spill_create(const char *dir)
     return fd >= 0 ? fd : -err;
 }
 
+/*
+ * pwrite(2) that turns SIGXFSZ into a plain EFBIG.  A write past
+ * RLIMIT_FSIZE raises SIGXFSZ in the writing thread, whose default action
+ * kills the process; the writer may be the producer thread (which blocks
+ * every signal) or any caller of sb_write.  So SIGXFSZ is blocked around the
+ * write and, if this write raised it (it fails with EFBIG then), consumed,
+ * unless one was already pending before, which stays for its owner.  A
+ * thread that has it blocked already (the producer) pays one syscall.
+ */
+static ssize_t pwrite_no_sigxfsz(int fd, const void *p, size_t n, off_t off)
+{
+    sigset_t xfsz, old, pending;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    bool was_blocked = sigismember(&old, SIGXFSZ) == 1;
+    bool was_pending = false;
+    if (was_blocked) {
+        sigpending(&pending);
+        was_pending = sigismember(&pending, SIGXFSZ) == 1;
+    }
+    ssize_t w = pwrite(fd, p, n, off);
+    int err = errno;
+    if (w < 0 && err == EFBIG && !was_pending) {
+        const struct timespec now = { 0, 0 };
+        sigtimedwait(&xfsz, NULL, &now);
+    }
+    if (!was_blocked)
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = err;
+    return w;
+}
+
 int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
-                    size_t len)
+                    size_t len, size_t *stored)
 {
     const unsigned char *p = data;
 
+    *stored = 0;
     if (off < s->mem_cap) {
         size_t head = s->mem_cap - (size_t)off;
         if (head > len)
             head = len;
-        if (p != s->mem + off)
-            memcpy(s->mem + off, p, head);
+        memcpy(s->mem + off, p, head);
         p += head;
         off += head;
         len -= head;
+        *stored = head;
     }
     if (len == 0)
         return 0;
@@ -132,7 +171,7 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
         int err = sb__fault(SB__FAULT_SPILL_WRITE);
         if (err != 0)
             return -err;
-        ssize_t w = pwrite(s->fd, p, len, (off_t)foff);
+        ssize_t w = pwrite_no_sigxfsz(s->fd, p, len, (off_t)foff);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -143,6 +182,7 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
         p += w;
         foff += (uint64_t)w;
         len -= (size_t)w;
+        *stored += (size_t)w;
     }
     return 0;
 }

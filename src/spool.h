@@ -1,12 +1,15 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * spool.h - memory-then-file storage for one stream.  Internal.
  *
  * Bytes [0, mem_cap) live in one memory region that is reserved once and
- * never moves; bytes [mem_cap, ...) live in an unlinked temporary file at
- * file offset (off - mem_cap), created on the first write that needs it.
+ * never moves; bytes [mem_cap, ...) live in a temporary file without a name
+ * at file offset (off - mem_cap), created on the first write that needs it.
  *
  * The spool knows nothing of threads.  Its callers guarantee:
- *   - one writer at a time, appending in order (sb__spool_write);
+ *   - one writer at a time, appending in order (sb__spool_reserve and
+ *     sb__spool_write);
  *   - readers only read bytes the writer has finished writing and has
  *     published with a release store that the reader observed with an
  *     acquire load.  That publication is also what makes s->fd, set by the
@@ -38,28 +41,31 @@ void sb__spool_init_borrowed(struct sb__spool *s, const void *data, size_t len);
 void sb__spool_destroy(struct sb__spool *s);
 
 /*
- * The writer's zero-copy path: where the bytes at offset off may be written
- * directly, and how many fit (*room; 0 and NULL once off >= mem_cap).
+ * The reserve half of the writer's zero-copy path: where the len bytes at
+ * offset off may be written in place, when all of them fall in the memory
+ * region; NULL when they do not (the writer then uses sb__spool_write).
+ * Bytes written there are stored: nothing else needs to be done with them.
  */
-static inline unsigned char *sb__spool_window(const struct sb__spool *s,
-                                              uint64_t off, size_t *room)
+static inline unsigned char *sb__spool_reserve(const struct sb__spool *s,
+                                               uint64_t off, size_t len)
 {
-    if (off >= s->mem_cap) {
-        *room = 0;
+    if (off > s->mem_cap || len > s->mem_cap - (size_t)off)
         return NULL;
-    }
-    *room = s->mem_cap - (size_t)off;
     return s->mem + off;
 }
 
 /*
- * Store len bytes at offset off: the part below mem_cap into memory (a
- * no-op where data already points there), the rest into the spill file,
- * which is created on demand.  Returns 0 or -errno; on error the bytes are
- * not stored and the spool is as it was, apart from a created file.
+ * Copy len bytes from data to offset off: the part below mem_cap into
+ * memory, the rest into the spill file, which is created on demand.  data
+ * must not point into the spool.  Stores *stored, the bytes from off that
+ * are now in place, and returns 0 or -errno.  A failure never takes back
+ * what was stored before it: the memory part always is, and of the file
+ * part whatever pwrite(2) accepted, so *stored may be anything from the
+ * memory part to len - 1.  A write that goes past RLIMIT_FSIZE fails with
+ * EFBIG and never kills the process with SIGXFSZ, on whatever thread.
  */
 int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
-                    size_t len);
+                    size_t len, size_t *stored);
 
 /* pread(2) the spilled part [off, off + n) with off >= mem_cap.
    Returns 0 or -errno. */

@@ -1,9 +1,26 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * stdio.c - a standard FILE * per reader (glibc's fopencookie).
  *
  * Each FILE keeps its own read position over the shared stream, so code
  * that takes a FILE * (a parser, an fgets loop) can read the buffer from its
- * own thread without knowing about it.  Reads block exactly as sb_pread.
+ * own thread without knowing about it.  Reads block like read(2) on a pipe.
+ *
+ * Seeking must not block, and glibc makes that take some care.  fseek on a
+ * buffered read stream (_IO_new_file_seekoff) seeks the cookie to the block
+ * boundary below the target and reads a buffer there through the cookie;
+ * a cookie read that blocked would make fseek wait for bytes at that
+ * boundary.  glibc copes with a read that returns fewer bytes than it
+ * wanted, or -1: it seeks the cookie the rest of the way instead.  So the
+ * one read that comes from inside fseek must not wait, while every read
+ * that comes from fread, fgets or getc must.  They can be told apart: the
+ * fseek read comes right after a SEEK_SET of the cookie with the FILE's
+ * cached offset (_offset, public in glibc's struct _IO_FILE) still unknown,
+ * which _IO_cookie_seekoff sets at the start of every fseek and every
+ * completed fseek replaces with the new offset before it returns.  A read
+ * that only looks like it (none is known) would merely not wait, and
+ * test_stdio checks both sides on the glibc it is built with.
  */
 #include "internal.h"
 #include "fault.h"
@@ -14,18 +31,29 @@
 
 struct cursor {
     sb_buffer *b;
+    FILE *f;          /* the FILE this cookie belongs to */
     uint64_t pos;
+    bool seek_set;    /* the last call was a SEEK_SET */
 };
+
+/* Whether this read is the one glibc's fseek makes (see the top). */
+static bool inside_fseek(const struct cursor *cur)
+{
+    return cur->seek_set && cur->f != NULL && cur->f->_offset == -1;
+}
 
 static ssize_t cursor_read(void *c, char *buf, size_t size)
 {
     struct cursor *cur = c;
+    int timeout_ms = inside_fseek(cur) ? 0 : -1;
+    cur->seek_set = false;
     /* Like read(2): return what has arrived rather than wait for a whole
        stdio buffer's worth, or fgets would stall on a slow stream. */
-    ssize_t n = sb__read(cur->b, buf, size, cur->pos, 1, -1);
+    ssize_t n = sb__read(cur->b, buf, size, cur->pos, 1, timeout_ms);
     if (n > 0)
         cur->pos += (uint64_t)n;
-    return n; /* -1 with errno: stdio sets the error indicator */
+    return n; /* -1 with errno: stdio sets the error indicator, except
+                 inside fseek, which seeks the rest of the way instead */
 }
 
 /* Where SEEK_END is: the length if the stream has ended, else the hint if
@@ -45,6 +73,7 @@ static int cursor_seek(void *c, off64_t *offset, int whence)
     struct cursor *cur = c;
     uint64_t base;
 
+    cur->seek_set = whence == SEEK_SET;
     switch (whence) {
     case SEEK_SET:
         base = 0;
@@ -92,12 +121,16 @@ SB_API FILE *sb_fopen(sb_buffer *b)
     if (cur == NULL)
         return NULL;
     cur->b = b;
+    cur->f = NULL;
     cur->pos = 0;
+    cur->seek_set = false;
     FILE *f = fopencookie(cur, "r", io);
     if (f == NULL) {
         int err = errno;
         free(cur);
         errno = err;
+        return NULL;
     }
+    cur->f = f;
     return f;
 }

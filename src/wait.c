@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * wait.c - the watermark, the end state, and targeted wake-ups.
  *
  * Each waiting reader queues a small record on its own stack with its own
@@ -14,6 +16,7 @@
  * the reader has re-taken the mutex, which the waker has released by then.
  */
 #include "wait.h"
+#include "lock.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -29,7 +32,7 @@ struct sb__waiter {
 
 static void lock(struct sb__wait *w)
 {
-    pthread_mutex_lock(&w->mu);
+    sb__mutex_lock(&w->mu);
 #ifndef NDEBUG
     w->holder = pthread_self();
     w->held = true;
@@ -41,7 +44,7 @@ static void unlock(struct sb__wait *w)
 #ifndef NDEBUG
     w->held = false;
 #endif
-    pthread_mutex_unlock(&w->mu);
+    sb__mutex_unlock(&w->mu);
 }
 
 #ifndef NDEBUG
@@ -80,8 +83,8 @@ int sb__wait_init(struct sb__wait *w)
 void sb__wait_destroy(struct sb__wait *w)
 {
     assert(w->queue == NULL);
-    pthread_mutex_destroy(&w->mu);
-    pthread_condattr_destroy(&w->condattr);
+    sb__check(pthread_mutex_destroy(&w->mu));
+    sb__check(pthread_condattr_destroy(&w->condattr));
 }
 
 static void enqueue_locked(struct sb__wait *w, struct sb__waiter *me)
@@ -116,7 +119,7 @@ static void wake_locked(struct sb__wait *w, uint64_t limit)
     while (w->queue != NULL && w->queue->need <= limit) {
         struct sb__waiter *first = w->queue;
         dequeue_locked(w, first);
-        pthread_cond_signal(&first->cond);
+        sb__cond_signal(&first->cond);
     }
 }
 
@@ -125,8 +128,9 @@ bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
     lock(w);
     bool running = atomic_load_explicit(&w->state, memory_order_relaxed)
                    == SB_RUNNING;
-    if (running) {
-        assert(filled >= atomic_load_explicit(&w->filled, memory_order_relaxed));
+    uint64_t old = atomic_load_explicit(&w->filled, memory_order_relaxed);
+    assert(filled >= old);
+    if (running && filled > old) {
         atomic_store_explicit(&w->filled, filled, memory_order_release);
         w->publishes++;
         wake_locked(w, filled);
@@ -189,15 +193,21 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms)
     }
 
     struct sb__waiter me = { .need = need };
-    pthread_cond_init(&me.cond, &w->condattr);
+    int e = pthread_cond_init(&me.cond, &w->condattr);
+    if (e != 0) {
+        unlock(w);
+        return -e;
+    }
     enqueue_locked(w, &me);
     while (me.linked) {
 #ifndef NDEBUG
         w->held = false;
 #endif
-        int e = timeout_ms < 0
-                    ? pthread_cond_wait(&me.cond, &w->mu)
-                    : pthread_cond_timedwait(&me.cond, &w->mu, &deadline);
+        e = timeout_ms < 0
+                ? pthread_cond_wait(&me.cond, &w->mu)
+                : pthread_cond_timedwait(&me.cond, &w->mu, &deadline);
+        if (e != 0 && e != ETIMEDOUT)
+            abort(); /* see lock.h */
 #ifndef NDEBUG
         w->holder = pthread_self();
         w->held = true;
@@ -209,7 +219,7 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms)
         }
     }
     unlock(w);
-    pthread_cond_destroy(&me.cond);
+    sb__check(pthread_cond_destroy(&me.cond));
     return rc;
 }
 

@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * wait.h - the watermark, the end state, and the readers waiting on them.
  * Internal.
  *
@@ -71,8 +73,9 @@ static inline enum sb_state sb__wait_state(struct sb__wait *w, int *err)
 
 /*
  * The writer publishes bytes [0, filled) and wakes exactly the readers whose
- * range is now complete.  Returns false, publishing nothing, if the stream
- * is no longer running (it was cancelled or failed).
+ * range is now complete.  A filled that is not larger than the last one
+ * publishes nothing and is not counted.  Returns false, publishing nothing,
+ * if the stream is no longer running (it was cancelled or failed).
  */
 bool sb__wait_publish(struct sb__wait *w, uint64_t filled);
 
@@ -85,7 +88,8 @@ bool sb__wait_finish(struct sb__wait *w, int err);
 
 /*
  * Block until filled >= need or the state is final, for at most timeout_ms
- * (-1 forever, 0 not at all).  Returns 0, or -ETIMEDOUT.
+ * (-1 forever, 0 not at all).  Returns 0, -ETIMEDOUT, or -ENOMEM/-EAGAIN
+ * when the waiter's condition variable cannot be set up.
  */
 int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms);
 

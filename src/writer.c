@@ -1,4 +1,6 @@
 /*
+ * SPDX-License-Identifier: MIT
+ *
  * writer.c - push mode: the caller is the producer.
  *
  * Many sources push rather than pull (libcurl's write callback, a decoder's
@@ -8,11 +10,10 @@
  * itself is opened and freed in sb.c.
  */
 #include "internal.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <signal.h>
-#include <time.h>
 
 /* Check a writer call's buffer.  Returns 0 or -EINVAL. */
 static int check_writer(const sb_buffer *b)
@@ -31,41 +32,6 @@ static int write_refusal(sb_buffer *b)
     return 0;
 }
 
-/*
- * A spill write past RLIMIT_FSIZE raises SIGXFSZ in the writing thread,
- * whose default action kills the process.  The producer thread blocks every
- * signal; a writer runs on the caller's thread, so while it may touch the
- * spill file SIGXFSZ is blocked, and one raised meanwhile is consumed: the
- * caller gets EFBIG, like a producer's reader would.
- */
-struct xfsz_guard {
-    sigset_t old;
-    bool was_pending;
-};
-
-static void xfsz_block(struct xfsz_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGXFSZ);
-    pthread_sigmask(SIG_BLOCK, &set, &g->old);
-    sigpending(&pending);
-    g->was_pending = sigismember(&pending, SIGXFSZ) == 1;
-}
-
-static void xfsz_restore(struct xfsz_guard *g)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGXFSZ);
-    sigpending(&pending);
-    if (!g->was_pending && sigismember(&pending, SIGXFSZ) == 1) {
-        const struct timespec now = { 0, 0 };
-        sigtimedwait(&set, NULL, &now);
-    }
-    pthread_sigmask(SIG_SETMASK, &g->old, NULL);
-}
-
 SB_API ssize_t sb_write(sb_buffer *b, const void *data, size_t len)
 {
     int rc = check_writer(b);
@@ -76,14 +42,8 @@ SB_API ssize_t sb_write(sb_buffer *b, const void *data, size_t len)
         return -1;
     }
 
-    pthread_mutex_lock(&b->write_mu);
+    sb__mutex_lock(&b->write_mu);
     rc = -write_refusal(b);
-    /* Only a write that reaches the file needs the signal dance. */
-    struct xfsz_guard guard;
-    bool spills = rc == 0
-                  && sb__wait_filled(&b->wait) + len > b->spool.mem_cap;
-    if (spills)
-        xfsz_block(&guard);
     /* Publish chunk by chunk, so readers of the first bytes of a large
        write need not wait for the last. */
     const unsigned char *p = data;
@@ -93,9 +53,7 @@ SB_API ssize_t sb_write(sb_buffer *b, const void *data, size_t len)
         p += n;
         left -= n;
     }
-    if (spills)
-        xfsz_restore(&guard);
-    pthread_mutex_unlock(&b->write_mu);
+    sb__mutex_unlock(&b->write_mu);
     if (rc < 0) {
         errno = -rc;
         return -1;
@@ -113,7 +71,7 @@ SB_API int sb_finish(sb_buffer *b, int err)
         return -1;
     }
 
-    pthread_mutex_lock(&b->write_mu);
+    sb__mutex_lock(&b->write_mu);
     rc = write_refusal(b);
     if (rc == 0) {
         if (sb__wait_finish(&b->wait, err))
@@ -121,7 +79,7 @@ SB_API int sb_finish(sb_buffer *b, int err)
         else
             rc = write_refusal(b); /* sb_cancel got there first */
     }
-    pthread_mutex_unlock(&b->write_mu);
+    sb__mutex_unlock(&b->write_mu);
     if (rc != 0) {
         errno = rc;
         return -1;

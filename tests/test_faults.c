@@ -317,12 +317,16 @@ static void test_open_thread_fault(void **state)
 enum style { ST_READ, ST_ITER };
 
 #define S_MEM 4096
+#define S_CHUNK 1000
 
 /*
  * A stream of len bytes whose producer is held before its first byte past
  * the memory part (ST_READ: a gated read source; ST_ITER: an iterator
  * with pattern pat behind a hold), so that the faults of spilling can only
- * come once readers are blocked.
+ * come once readers are blocked.  A read source is held one S_CHUNK
+ * earlier: its room is reserved before the read that blocks, and the room
+ * for the chunk that crosses into the file is the bounce buffer, whose
+ * allocation is one of the faults.
  */
 typedef struct held {
     int style;
@@ -341,7 +345,7 @@ static void held_init(held *x, int style, uint64_t len, const size_t *pat,
     x->len = len;
     if (style == ST_READ) {
         gate_init(&x->g);
-        x->held_at = S_MEM - 96;
+        x->held_at = S_MEM - 96 - S_CHUNK;
     } else {
         assert_int_equal(iter_init(&x->it, len, pat, npat), 0);
         hold_init(&x->h, iter_source(&x->it));
@@ -398,9 +402,10 @@ static void held_destroy(held *x)
 
 /*
  * The starts of the chunks the producer appends, in order, and the end:
- * ST_READ asks for chunk bytes at a time, less to fill the memory part
- * exactly, and the gate cuts a chunk at held_at; ST_ITER appends the
- * iterator's non-empty chunks.  Returns the number of chunks.
+ * ST_READ asks for chunk bytes at a time (never less because the memory
+ * part is nearly full: that would lose the rest of a message), and the
+ * gate cuts a chunk at held_at; ST_ITER appends the iterator's non-empty
+ * chunks.  Returns the number of chunks.
  */
 static size_t chunk_starts(const held *x, size_t chunk, const size_t *pat,
                            size_t npat, uint64_t *starts, size_t max)
@@ -411,8 +416,6 @@ static size_t chunk_starts(const held *x, size_t chunk, const size_t *pat,
         uint64_t c;
         if (x->style == ST_READ) {
             c = chunk;
-            if (pos < S_MEM && c > S_MEM - pos)
-                c = S_MEM - pos;
             if (pos < x->held_at && c > x->held_at - pos)
                 c = x->held_at - pos;
         } else {
@@ -439,6 +442,16 @@ static long long nth_spill_chunk(const uint64_t *starts, size_t nchunks,
             return (long long)starts[k];
     }
     return -1;
+}
+
+/* What stays readable when storing that chunk in the file fails: the part
+   of it that went to memory is published before the stream fails. */
+static long long kept_before_spill_chunk(const uint64_t *starts,
+                                         size_t nchunks, uint64_t len,
+                                         unsigned long n)
+{
+    long long start = nth_spill_chunk(starts, nchunks, len, n);
+    return start >= 0 && start < S_MEM ? S_MEM : start;
 }
 
 #define NREADERS 7
@@ -552,7 +565,6 @@ static outcome run_held(held *x, const sb_options *o, enum sb__fault_op op)
 static const size_t iter_pat[] = {1500, 0, 700, 2300};
 #define NITER_PAT (sizeof iter_pat / sizeof iter_pat[0])
 #define S_LEN 20000
-#define S_CHUNK 1000
 
 /*
  * Arm op at n = 1, 2, ... on a held stream until it no longer fires, and
@@ -592,17 +604,18 @@ static void streaming_fault_loop(enum sb__fault_op op, const int *errs,
         unsigned long k = n - out.seam_calls_at_open;
         long long want_good = -1;
         switch (op) {
-        case SB__FAULT_ALLOC: /* the bounce buffer, at the first step past
-                                 memory; an iterator needs none */
+        case SB__FAULT_ALLOC: /* the bounce buffer, at the first chunk that
+                                 does not fit in memory, before reading it;
+                                 an iterator needs none */
             if (style == ST_READ && k == 1)
-                want_good = S_MEM;
+                want_good = nth_spill_chunk(starts, nch, S_LEN, 1);
             break;
         case SB__FAULT_SPILL_CREATE:
             if (k == 1)
-                want_good = nth_spill_chunk(starts, nch, S_LEN, 1);
+                want_good = kept_before_spill_chunk(starts, nch, S_LEN, 1);
             break;
         case SB__FAULT_SPILL_WRITE: /* one pwrite per chunk */
-            want_good = nth_spill_chunk(starts, nch, S_LEN, k);
+            want_good = kept_before_spill_chunk(starts, nch, S_LEN, k);
             break;
         default:
             fail();
@@ -993,10 +1006,9 @@ static void test_source_returns_more_than_cap(void **state)
             assert_int_equal(past.err, EIO);
             assert_int_equal(past.untouched, 1);
 
-            /* Asked for no more than chunk_size, or the room left. */
-            size_t want_cap = gr.good < S_MEM
-                                  ? (size_t)min_u64(500, S_MEM - gr.good)
-                                  : 500;
+            /* Asked for chunk_size, even where less room is left in
+                   memory (the bounce buffer takes such a chunk). */
+            size_t want_cap = 500;
             assert_int_equal(gr.bad_cap, want_cap);
             if (gr.good + want_cap < S_MEM) {
                 /* The guard after cap is still untouched zero pages. */
@@ -1137,17 +1149,20 @@ static outcome disk_run(int style, const char *tmp_dir, uint64_t len,
 }
 
 /* The spill directory cannot hold a file: the stream fails with err at
-   the first chunk that has bytes past the memory part. */
+   the first chunk that has bytes past the memory part, after publishing
+   the part of it that went to memory: the first mem_limit bytes stay
+   readable whatever the source's chunks (the iterator's straddle). */
 static void disk_create_fails(const char *tmp_dir, int err)
 {
     for (int style = ST_READ; style <= ST_ITER; style++) {
         uint64_t starts[512];
         size_t nch;
         outcome out = disk_run(style, tmp_dir, S_LEN, S_CHUNK, starts, &nch);
-        long long want = nth_spill_chunk(starts, nch, S_LEN, 1);
+        long long want = kept_before_spill_chunk(starts, nch, S_LEN, 1);
+        assert_true(nth_spill_chunk(starts, nch, S_LEN, 1) < S_MEM);
         assert_int_equal(out.err, err);
         assert_int_equal(out.good, (uint64_t)want);
-        assert_true(style == ST_READ ? out.good == S_MEM : out.good < S_MEM);
+        assert_int_equal(out.good, S_MEM);
         faults_disk++;
     }
 }
@@ -1174,15 +1189,6 @@ static void test_spill_dir_missing_straddling_chunk(void **state)
     scratch_free(dir);
 }
 
-/* The index of the chunk starting at off, or -1. */
-static long chunk_index(const uint64_t *starts, size_t nch, uint64_t off)
-{
-    for (size_t k = 0; k < nch; k++)
-        if (starts[k] == off)
-            return (long)k;
-    return -1;
-}
-
 static void test_spill_disk_full_partial_chunk(void **state)
 {
     (void)state;
@@ -1194,19 +1200,16 @@ static void test_spill_disk_full_partial_chunk(void **state)
         uint64_t starts[512];
         size_t nch;
         outcome out = disk_run(style, dir, 200000, 3000, starts, &nch);
-        long k = chunk_index(starts, nch, out.good);
-        uint64_t end = k >= 0 && (size_t)k + 1 < nch ? starts[k + 1] : 200000;
-        /* It failed at a chunk boundary, at the chunk that did not fit;
-           the file holds every published byte and maybe the part of that
-           chunk that fitted, which nobody can read. */
+        /* It failed once the file had taken all the tmpfs could hold
+           (whole pages), inside the chunk that did not fit; whatever part
+           of that chunk pwrite(2) accepted was published too, so the file
+           holds exactly the published bytes past memory. */
         assert_int_equal(out.err, ENOSPC);
-        assert_true(k >= 0);
         assert_true(out.good > S_MEM);
         assert_true((long long)(out.good - S_MEM) <= cap);
-        assert_true((long long)(end - S_MEM) > cap - 4096);
+        assert_true((long long)(out.good - S_MEM) > cap - 4096);
         assert_int_equal(out.spill_fds, 1);
-        assert_true(out.spill_bytes >= (long long)(out.good - S_MEM));
-        assert_true(out.spill_bytes < (long long)(end - S_MEM));
+        assert_int_equal(out.spill_bytes, (long long)(out.good - S_MEM));
         faults_disk++;
     }
     assert_int_equal(count_dir_entries(dir), 0);
@@ -1243,19 +1246,18 @@ static void test_spill_file_size_limit_partial_chunk(void **state)
 
     for (int style = ST_READ; style <= ST_ITER; style++) {
         outcome *out = &outs[style];
-        /* The first chunk that does not fit under the limit. */
-        long long want = -1;
+        /* A chunk crosses the limit (the limit is not on a boundary). */
+        int crossing = 0;
         for (size_t k = 0; k < nch[style]; k++) {
             uint64_t end = k + 1 < nch[style] ? starts[style][k + 1] : 400000;
-            if (end > S_MEM && end - S_MEM > limit) {
-                want = (long long)starts[style][k];
-                break;
-            }
+            crossing += starts[style][k] - S_MEM < limit
+                        && end - S_MEM > limit && starts[style][k] >= S_MEM;
         }
+        assert_int_equal(crossing, 1);
+        /* pwrite(2) wrote up to the limit and the next one failed: every
+           byte in the file was published, and none past it. */
         assert_int_equal(out->err, EFBIG);
-        assert_int_equal(out->good, (uint64_t)want);
-        /* The file was written up to the limit; the bytes of the chunk
-           that crossed it were never published. */
+        assert_int_equal(out->good, S_MEM + (uint64_t)limit);
         assert_int_equal(out->spill_fds, 1);
         assert_int_equal(out->spill_bytes, (long long)limit);
         faults_disk++;
