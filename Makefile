@@ -69,7 +69,7 @@ TSTATIC  := $(BUILD)/libstreambuffer-test.a
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_LIB := tests/helpers.c
+TEST_LIB := tests/helpers.c tests/fixture.c
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BUILD)/bench/sbbench
@@ -225,13 +225,17 @@ examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
 quickstart: $(BUILD)/examples/quickstart
 	@sh ./tests/test_quickstart.sh $(BUILD)/examples/quickstart
 
+# Each part appends its counts to $(TALLY); the last line sums them.
+TALLY := build/tally
 test: deps
-	@$(MAKE) --no-print-directory check
-	@$(MAKE) --no-print-directory tsan
-	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory quickstart
-	@$(MAKE) --no-print-directory install-test
-	@$(MAKE) --no-print-directory examples-test
+	@mkdir -p build && rm -f $(TALLY)
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory check
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory tsan
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory asan
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory quickstart
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory install-test
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory examples-test
+	@./tests/tally.sh $(TALLY)
 
 # The fuzz target builds the library's sources itself with clang's
 # libFuzzer, ASan and UBSan; new inputs go to build/fuzz/corpus, the seeds

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * bench.h - the sbbench harness: options, timing, baselines, result rows.
  *

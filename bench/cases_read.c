@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cases_read.c - reads of bytes that are already in the spool.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cases_rss.c - case 8: peak resident memory of a long spilled stream.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cases_stream.c - streams on the move: the producer filling the spool.
  *

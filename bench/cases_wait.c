@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * cases_wait.c - readers waiting for bytes that have not arrived yet.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * main.c - sbbench: options, the case list, the results table and CSV.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # plot.gp - throughput against threads, from sbbench's CSV.
 #
 #   build/bench/sbbench --csv bench.csv

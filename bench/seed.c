@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * seed.c - the seed's design, for contrast (case 9).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * util.c - helpers shared by the cases: errors, time, bytes, temp files,
  * the memory source, the plain spool baseline, threads, statistics.

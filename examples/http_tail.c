@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * http_tail - download a URL and read both of its ends while it arrives.
  *

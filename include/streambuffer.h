@@ -171,7 +171,8 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  *
  * Reads start at fd's current offset and advance it, never past what
  * opts->max_size can still take (plus the one byte that tells that the
- * stream is too long).  The fd stays the caller's: it is never closed, its
+ * stream is too long; from a pipe or FIFO, which is read at least PIPE_BUF
+ * bytes at a time, less than PIPE_BUF past it).  The fd stays the caller's: it is never closed, its
  * flags are never changed, and it must stay open until sb_close returns.
  *
  * A quiet pipe, FIFO or socket does not delay sb_cancel or sb_close, even

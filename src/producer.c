@@ -19,6 +19,7 @@
  */
 #include "internal.h"
 #include "fault.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -92,7 +93,7 @@ int sb__producer_start(sb_buffer *b)
     rc = sb__fault(SB__FAULT_THREAD);
     if (rc == 0)
         rc = pthread_create(&b->producer, NULL, producer_main, b);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
     if (rc != 0)
         return -rc;
     b->has_producer = true;

@@ -35,13 +35,15 @@
  * head of a datagram or seqpacket socket, an O_DIRECT pipe or a tun device
  * discards the rest of the message, so the bytes of the stream would depend
  * on how much the producer asks for.  Message-oriented sockets are asked
- * for the length of the next message first (MSG_PEEK | MSG_TRUNC); an
- * O_DIRECT pipe is read at least PIPE_BUF bytes (its largest packet) at a
- * time, and a character device (a tun device is one) at least FD_MIN_READ
- * (more than an IP packet).  A message longer than the producer's room is
- * read whole into a staging buffer and handed out over the next calls.
- * Plain pipes, stream sockets and files have no minimum, so that near
- * max_size the producer's smaller reads consume nothing past it.
+ * for the length of the next message first (MSG_PEEK | MSG_TRUNC).  A pipe
+ * or FIFO is read at least PIPE_BUF bytes (the largest packet of an
+ * O_DIRECT pipe) at a time: the read end of a packet pipe does not say that
+ * it is one (only the write end has O_DIRECT).  A character device (a tun
+ * device is one) is read at least FD_MIN_READ bytes (more than an IP
+ * packet).  A message longer than the producer's room is read whole into a
+ * staging buffer and handed out over the next calls.  Stream sockets and
+ * files have no minimum, so near max_size the producer's smaller reads take
+ * nothing past it from them; from a pipe they take less than PIPE_BUF.
  */
 #include "internal.h"
 #include "fault.h"
@@ -250,7 +252,7 @@ static int classify(struct fd_source *s, const struct stat *st, int fl)
     }
     s->kind = FD_OTHER;
     if (S_ISFIFO(st->st_mode))
-        s->min_read = fl & O_DIRECT ? PIPE_BUF : 0;
+        s->min_read = PIPE_BUF;
     else
         s->min_read = FD_MIN_READ;
     if (fl & O_NONBLOCK) {
@@ -285,7 +287,14 @@ int sb__fd_source(int fd, sb_source *src)
         return -ENOMEM;
     s->fd = fd;
     int rc = classify(s, &st, fl);
+    /* The staging buffer for minimum-size reads now, so that a stream that
+       fits in memory allocates nothing once it runs; a message socket's
+       grows to its longest message when one does not fit. */
+    if (rc == 0)
+        rc = stage_reserve(s, s->min_read);
     if (rc < 0) {
+        if (s->rfd != fd)
+            close(s->rfd);
         free(s);
         return rc;
     }
@@ -294,6 +303,7 @@ int sb__fd_source(int fd, sb_source *src)
         int err = errno;
         if (s->rfd != fd)
             close(s->rfd);
+        free(s->stage);
         free(s);
         return -err;
     }

@@ -15,6 +15,7 @@
  */
 #include "spool.h"
 #include "fault.h"
+#include "lock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -121,7 +122,7 @@ static ssize_t pwrite_no_sigxfsz(int fd, const void *p, size_t n, off_t off)
     sigset_t xfsz, old, pending;
     sigemptyset(&xfsz);
     sigaddset(&xfsz, SIGXFSZ);
-    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
+    sb__check(pthread_sigmask(SIG_BLOCK, &xfsz, &old));
     bool was_blocked = sigismember(&old, SIGXFSZ) == 1;
     bool was_pending = false;
     if (was_blocked) {
@@ -135,7 +136,7 @@ static ssize_t pwrite_no_sigxfsz(int fd, const void *p, size_t n, off_t off)
         sigtimedwait(&xfsz, NULL, &now);
     }
     if (!was_blocked)
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
     errno = err;
     return w;
 }

@@ -74,7 +74,7 @@ int sb__wait_init(struct sb__wait *w)
     if (rc == 0)
         rc = pthread_mutex_init(&w->mu, NULL);
     if (rc != 0) {
-        pthread_condattr_destroy(&w->condattr);
+        sb__check(pthread_condattr_destroy(&w->condattr));
         return -rc;
     }
     return 0;

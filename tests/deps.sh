@@ -1,18 +1,90 @@
 #!/bin/sh
-# Make sure the test suite's one external dependency, cmocka, is installed.
-# As root on Debian it installs libcmocka-dev; otherwise it says what to run.
-set -e
-probe() {
-    printf '#include <stdarg.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <setjmp.h>\n#include <cmocka.h>\nint main(void){return 0;}\n' |
-        ${CC:-cc} -x c - -o /dev/null -lcmocka >/dev/null 2>&1
+# SPDX-License-Identifier: MIT
+# deps.sh - check every tool `make test` needs, and install what is missing.
+#
+# usage: tests/deps.sh [install] [GROUP...]
+#   GROUP: test (the default: what `make test` runs), fuzz (clang and its
+#   libFuzzer runtime, for `make fuzz`)
+#   PYTHON: the interpreter the Python tests run under (default python3)
+#
+# Each tool is probed (a compile, an import, a command), not looked up by
+# package name, so whatever provides it counts.  With `install`, as root on
+# a Debian-like system, every missing package is installed in one apt-get
+# call; otherwise it prints the one apt-get line to run and fails at once.
+set -u
+install=0
+groups=""
+for a in "$@"; do
+    case $a in
+    install) install=1 ;;
+    *) groups="$groups $a" ;;
+    esac
+done
+[ -n "$groups" ] || groups=test
+CC=${CC:-cc}
+PYTHON=${PYTHON:-python3}
+
+missing=""  # packages
+what=""     # tools, for the message
+need() { missing="$missing $1"; what="$what $2"; }
+
+compiles() { # compiles FLAGS... < source
+    tmp=$(mktemp -d) || return 1
+    cat >"$tmp/p.c"
+    "$CC" "$tmp/p.c" -o "$tmp/p" "$@" >/dev/null 2>&1
+    rc=$?
+    rm -rf "$tmp"
+    return $rc
 }
-probe && exit 0
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "deps: installing libcmocka-dev"
+
+check_test() {
+    command -v make >/dev/null 2>&1 || need make make
+    command -v "$CC" >/dev/null 2>&1 || need gcc "$CC"
+    command -v g++ >/dev/null 2>&1 || need g++ g++
+    command -v pkg-config >/dev/null 2>&1 || need pkg-config pkg-config
+    { command -v readelf && command -v nm; } >/dev/null 2>&1 || need binutils readelf/nm
+    printf '#include <stdarg.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <setjmp.h>\n#include <cmocka.h>\nint main(void){return 0;}\n' |
+        compiles -lcmocka || need libcmocka-dev cmocka
+    { printf '#include <curl/curl.h>\nint main(void){return 0;}\n' | compiles &&
+        pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
+    command -v "$PYTHON" >/dev/null 2>&1 || need python3 "$PYTHON"
+}
+
+check_fuzz() {
+    if ! command -v clang >/dev/null 2>&1; then
+        need "clang libclang-rt-dev" clang
+        return
+    fi
+    # The runtime must match the clang that is there, whatever its version.
+    printf '#include <stdint.h>\n#include <stddef.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n){(void)d;(void)n;return 0;}\n' |
+        CC=clang compiles -fsanitize=fuzzer,address,undefined && return
+    major=$(clang -dumpversion 2>/dev/null | cut -d. -f1)
+    if apt-cache show "libclang-rt-$major-dev" >/dev/null 2>&1; then
+        need "libclang-rt-$major-dev" "clang-$major's runtime"
+    else
+        need libclang-rt-dev "clang's runtime"
+    fi
+}
+
+for g in $groups; do
+    case $g in
+    test) check_test ;;
+    fuzz) check_fuzz ;;
+    *) echo "deps: unknown group $g" >&2; exit 2 ;;
+    esac
+done
+
+[ -z "$missing" ] && exit 0
+# shellcheck disable=SC2086 # word lists
+set -- $missing
+if [ "$install" = 1 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "deps: installing$missing (for$what)"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q libcmocka-dev >/dev/null 2>&1 ||
-        { apt-get update -q >/dev/null && apt-get install -y -q libcmocka-dev >/dev/null; }
-    probe && exit 0
+    { apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 ||
+        { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$@"; }; } ||
+        { echo "deps: apt-get install$missing failed" >&2; exit 1; }
+    exec "$0" $groups # check again: everything must be there now
 fi
-echo "deps: cmocka is missing; run: sudo apt-get install libcmocka-dev" >&2
+echo "deps: missing$what; install them with:" >&2
+echo "    apt-get install$missing" >&2
 exit 1

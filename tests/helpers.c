@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * helpers.c - shared test helpers; see helpers.h.
  */
@@ -618,6 +619,9 @@ int bg_wait(bg_call *c, int timeout_ms)
 
 void bg_join(bg_call *c)
 {
+    if (c->joined)
+        return;
+    c->joined = 1;
     pthread_join(c->th, NULL);
     pthread_cond_destroy(&c->cv);
     pthread_mutex_destroy(&c->mu);

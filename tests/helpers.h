@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * helpers.h - shared test helpers for the streambuffer cmocka suite.
  *
@@ -184,6 +185,16 @@ int check_stream(sb_buffer *b, uint64_t len);
         assert_int_equal(errno_, (e));                                        \
     } while (0)
 
+/* Assert that expr returns NULL with errno e (needs cmocka.h). */
+#define assert_null_with(expr, e)                                             \
+    do {                                                                      \
+        errno = 0;                                                            \
+        const void *rp_ = (expr);                                             \
+        int errno_ = errno;                                                   \
+        assert_null(rp_);                                                     \
+        assert_int_equal(errno_, (e));                                        \
+    } while (0)
+
 /* ---- reader threads ----------------------------------------------------------- */
 
 enum { RD_PREAD, RD_TIMED, RD_WAIT_END, RD_WAIT_END_NULL };
@@ -231,11 +242,12 @@ typedef struct bg_call {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int done;
+    int joined;
 } bg_call;
 
 int bg_start(bg_call *c, void (*fn)(void *), void *arg);
 int bg_wait(bg_call *c, int timeout_ms); /* 1 if fn returned in time */
-void bg_join(bg_call *c);
+void bg_join(bg_call *c); /* once joined, a no-op */
 
 /* ---- a writer thread feeding a pipe ------------------------------------------- */
 

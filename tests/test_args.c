@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_args.c - argument checking: every EINVAL the header documents, and
  * that a failed open leaves nothing behind (no fd, no thread, no close

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_fail.c - failing streams: source errors, misbehaving sources,
  * max_size, spill failures (missing directory, not a directory, file size

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_faults.c - fault injection.  Through the seam (src/fault.h): every
  * allocation and thread creation of sb_open, sb_open_fd and sb_open_mem in

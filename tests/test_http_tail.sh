@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_http_tail.sh - examples/http_tail against a local HTTP server.
 #
 # Serves generated files from a scratch directory with python3's
@@ -23,6 +24,8 @@ failed=0
 skip() {
     echo "http_tail: skipped: $1"
     echo "http_tail: 0 passed, 0 failed, 1 skipped"
+    if [ -n "${SB_TALLY:-}" ]; then echo "http_tail 0 0 1" >>"$SB_TALLY"; fi
+    if [ "${SB_NO_SKIPS:-0}" = 1 ]; then exit 1; fi
     exit 0
 }
 
@@ -62,7 +65,8 @@ fail() {
 }
 
 finish() {
-    echo "http_tail: $passed passed, $failed failed"
+    echo "http_tail: $passed passed, $failed failed, 0 skipped"
+    if [ -n "${SB_TALLY:-}" ]; then echo "http_tail $passed $failed 0" >>"$SB_TALLY"; fi
     if [ "$failed" -eq 0 ]; then exit 0; fi
     exit 1
 }

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_install.sh - install like a system library, then use it like a user.
 #
 # Builds the library in a scratch directory, runs `make install` into a
@@ -46,7 +47,8 @@ check() {
 }
 
 finish() {
-    echo "install: $passed passed, $failed failed"
+    echo "install: $passed passed, $failed failed, 0 skipped"
+    if [ -n "${SB_TALLY:-}" ]; then echo "install $passed $failed 0" >>"$SB_TALLY"; fi
     if [ "$failed" -eq 0 ]; then exit 0; fi
     exit 1
 }
@@ -91,7 +93,10 @@ prefix=/usr/local
 lib=$dest$prefix/lib
 inc=$dest$prefix/include
 real=libstreambuffer.so.$version
-soname=libstreambuffer.so.$major
+# While the version is 0.x every minor release may break the ABI: the
+# soname carries the minor.  From 1.0 on, the major alone.
+if [ "$major" = 0 ]; then sover=0.$minor; else sover=$major; fi
+soname=libstreambuffer.so.$sover
 
 if run_make PREFIX=$prefix DESTDIR="$dest" install >"$log" 2>&1; then
     ok "make install PREFIX=$prefix DESTDIR=..."
@@ -125,8 +130,9 @@ fi
 
 sed -n 's/^[A-Za-z_][A-Za-z0-9_ ]*[ *]\(sb_[a-z0-9_]*\)(.*/\1/p' "$hdr" |
     sort -u >"$scratch/api"
-nm -D --defined-only "$lib/$real" | awk 'NF >= 3 { print $3 }' | sort -u \
-    >"$scratch/exported"
+# (The version node itself shows as an absolute symbol; versions cut off.)
+nm -D --defined-only "$lib/$real" | awk 'NF >= 3 && $2 != "A" { print $3 }' |
+    sed 's/@.*//' | sort -u >"$scratch/exported"
 {
     echo "exported, not sb_*:"
     grep -v '^sb_' "$scratch/exported" || true
@@ -143,6 +149,35 @@ if diff "$scratch/api" "$scratch/exported" >"$log" 2>&1; then
     ok "it exports exactly the $(wc -l <"$scratch/api" | tr -d ' ') functions the header declares"
 else
     fail "it exports exactly the functions the header declares (< header, > library)"
+fi
+# Every export carries the version node of the map, named after the
+# version while it is 0.x; the map lists exactly the header's functions.
+node=$(sed -n 's/^\(STREAMBUFFER_[0-9.]*\) {.*/\1/p' "$root/src/streambuffer.map" | tail -n 1)
+if [ "$major" = 0 ]; then want_node=STREAMBUFFER_0.$minor; else want_node=STREAMBUFFER_$major.0; fi
+echo "map node: $node, expected: $want_node" >"$log"
+if [ "$node" = "$want_node" ]; then
+    ok "src/streambuffer.map's version node is $want_node"
+else
+    fail "src/streambuffer.map's version node is $want_node"
+fi
+sed -n 's/^ *\(sb_[a-z0-9_]*\);$/\1/p' "$root/src/streambuffer.map" | sort -u >"$scratch/map"
+if diff "$scratch/api" "$scratch/map" >"$log" 2>&1; then
+    ok "the map lists exactly the functions the header declares"
+else
+    fail "the map lists exactly the functions the header declares (< header, > map)"
+fi
+objdump -T "$lib/$real" | awk '$NF ~ /^sb_/ && $(NF-1) !~ /STREAMBUFFER_/ { print }' >"$log"
+if [ -s "$log" ] || ! objdump -T "$lib/$real" | grep -q "$want_node.*sb_pread\$"; then
+    fail "every exported function carries the version $want_node"
+else
+    ok "every exported function carries the version $want_node"
+fi
+# The fault-injection seam is built into the tests' archive only.
+{ nm "$lib/libstreambuffer.a"; nm -D "$lib/$real"; } 2>/dev/null | grep 'sb__fault' >"$log" || true
+if [ -s "$log" ]; then
+    fail "the installed libraries have no fault-injection seam"
+else
+    ok "the installed libraries have no fault-injection seam"
 fi
 nm -g --defined-only "$lib/libstreambuffer.a" | awk 'NF == 3 { print $3 }' |
     grep -v '^sb_' >"$log" || true
@@ -196,12 +231,12 @@ cat >"$src/header.c" <<'EOF'
 #include <streambuffer.h>
 #include <streambuffer.h>
 
-typedef ssize_t (*pread_fn)(sb *, void *, size_t, uint64_t);
+typedef ssize_t (*pread_fn)(sb_buffer *, void *, size_t, uint64_t);
 static pread_fn const pread_ptr = sb_pread;
-static sb *(*const opens[])(const sb_options *) = {sb_open_writer};
-static const sb_source src_init = {0, 0, 0, 0};
-static const sb_options opt_init = {0, 0, 0, 0, 0};
-static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0};
+static sb_buffer *(*const opens[])(const sb_options *) = {sb_open_writer};
+static const sb_source src_init = {0, 0, 0, 0, 0, {0}};
+static const sb_options opt_init = {0, 0, 0, 0, 0, {0}};
+static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0, {0}};
 
 int header_use(void);
 int header_use(void)
@@ -210,7 +245,7 @@ int header_use(void)
     sb_options opt = opt_init;
     sb_stats st = stats_init;
     enum sb_state s = SB_ENDED;
-    sb *b = sb_open(&src, &opt);
+    sb_buffer *b = sb_open(&src, &opt);
     FILE *f = sb_fopen(b);
     (void)f;
     (void)opens;
@@ -265,7 +300,7 @@ int main(void)
                                      SB_VERSION_MINOR * 100 +
                                      SB_VERSION_PATCH) << 2;
 
-    sb *m = sb_open_mem(msg, len, NULL);
+    sb_buffer *m = sb_open_mem(msg, len, NULL);
     bad |= (m == NULL) << 3;
     if (m != NULL) {
         bad |= (sb_pread(m, buf, 12, 7) != 12 || memcmp(buf, "streambuffer", 12)
@@ -275,7 +310,7 @@ int main(void)
 
     sb_options o = {0};
     o.mem_limit = 8; /* spill: the file part works too */
-    sb *w = sb_open_writer(&o);
+    sb_buffer *w = sb_open_writer(&o);
     bad |= (w == NULL) << 5;
     if (w != NULL) {
         uint64_t total = 0;
@@ -397,7 +432,7 @@ cat >"$src/use.cpp" <<'EOF'
 int main()
 {
     const std::string msg = "from C++\nline two\n";
-    sb *b = sb_open_writer(nullptr);
+    sb_buffer *b = sb_open_writer(nullptr);
     if (b == nullptr)
         return 1;
     int bad = sb_write(b, msg.data(), msg.size()) !=
@@ -450,15 +485,62 @@ else
     fail "make install PREFIX=$prefix2 DESTDIR=... (second install)"
 fi
 
+# ---- a packager's flags -----------------------------------------------------------
+
+# CPPFLAGS on the command line adds to the project's own (it used to
+# replace -Iinclude); LDFLAGS reaches every link.
+if run_make BUILD="$scratch/build2" CPPFLAGS=-DNDEBUG \
+    LDFLAGS=-Wl,-rpath,/sb-ldflags-check lib examples >"$log" 2>&1; then
+    ok "make CPPFLAGS=-DNDEBUG LDFLAGS=... lib examples builds"
+    readelf -d "$scratch/build2/$real" >"$log" 2>&1 || true
+    if grep -q 'sb-ldflags-check' "$log"; then
+        ok "LDFLAGS reaches the shared library's link"
+    else
+        fail "LDFLAGS reaches the shared library's link"
+    fi
+    readelf -d "$scratch/build2/examples/quickstart" >"$log" 2>&1 || true
+    if grep -q 'sb-ldflags-check' "$log"; then
+        ok "LDFLAGS reaches the examples' link"
+    else
+        fail "LDFLAGS reaches the examples' link"
+    fi
+else
+    fail "make CPPFLAGS=-DNDEBUG LDFLAGS=... lib examples builds"
+fi
+
+# ---- the README's compile line -----------------------------------------------------
+
+# README: cc prog.c $(pkg-config --cflags --libs streambuffer), then run it
+# (here with LD_LIBRARY_PATH, as the install is staged, not in ld.so's path).
+# shellcheck disable=SC2046
+if $CC "$root/examples/quickstart.c" $(pkg-config --cflags --libs streambuffer) \
+    -o "$scratch/quickstart" >"$log" 2>&1; then
+    ok "cc examples/quickstart.c \$(pkg-config --cflags --libs streambuffer)"
+    out=$(printf 'hello, installed library' |
+        LD_LIBRARY_PATH=$lib "$scratch/quickstart" 2>"$log") || true
+    case $out in
+    *"24 bytes in all"*) ok "the README's example runs against the installed library" ;;
+    *) echo "$out" >>"$log"; fail "the README's example runs against the installed library" ;;
+    esac
+else
+    fail "cc examples/quickstart.c \$(pkg-config --cflags --libs streambuffer)"
+fi
+
 # ---- make uninstall --------------------------------------------------------------
 
 if run_make PREFIX=$prefix DESTDIR="$dest" uninstall >"$log" 2>&1; then
     ok "make uninstall"
-    find "$dest" ! -type d >"$log"
+    find "$dest" ! -type d >"$log" 2>/dev/null || true
     if [ -s "$log" ]; then
         fail "make uninstall removes every installed file"
     else
         ok "make uninstall removes every installed file"
+    fi
+    find "$dest" -mindepth 1 -type d >"$log" 2>/dev/null || true
+    if [ -s "$log" ]; then
+        fail "make uninstall removes the directories install made, now empty"
+    else
+        ok "make uninstall removes the directories install made, now empty"
     fi
 else
     fail "make uninstall"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_read.c - reading: read and iterator sources, the watermark, short
  * counts and the end of the stream, sb_available, sb_wait_end, sb_open_mem.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_spool.c - the memory/file boundary: reads in memory, in the spill
  * file and across the boundary; the spill file is created only when needed,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_stats.c - sb_get_stats: the counters and the state it reports, and
  * what they show about waiting (blocked readers are counted; a publish wakes
@@ -12,7 +13,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
 static sb_stats stats(sb_buffer *b)
 {
@@ -325,6 +326,43 @@ static void test_stats_consistent_while_producing(void **state)
     assert_int_equal(fin.state, SB_ENDED);
 }
 
+/* publishes counts the times filled grew, not calls that added nothing. */
+static void test_publishes_count_only_new_bytes(void **state)
+{
+    (void)state;
+    /* The source reaches max_size exactly, then offers more. */
+    chunk_src *s = fx_chunk(6000, NULL, 0);
+    sb_options o = {.chunk_size = 1000, .max_size = 5000};
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
+    assert_non_null(b);
+    assert_fails_with(sb_wait_end(b, NULL), EFBIG);
+    sb_stats st;
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.filled, 5000);
+    assert_int_equal(st.publishes, 5);
+
+    /* sb_open_mem: one publish, none for an empty buffer. */
+    static const unsigned char data[100];
+    b = fx_buffer(sb_open_mem(data, sizeof data, NULL));
+    assert_non_null(b);
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.publishes, 1);
+    b = fx_buffer(sb_open_mem(data, 0, NULL));
+    assert_non_null(b);
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.publishes, 0);
+    assert_int_equal(st.state, SB_ENDED);
+
+    /* Push mode: empty writes publish nothing. */
+    b = fx_buffer(sb_open_writer(NULL));
+    assert_non_null(b);
+    assert_int_equal(sb_write(b, data, 0), 0);
+    assert_int_equal(sb_write(b, data, 10), 10);
+    assert_int_equal(sb_write(b, data, 0), 0);
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.publishes, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -336,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_stats_wakeups_count_timeouts),
         cmocka_unit_test(test_publish_wakes_only_completed_readers),
         cmocka_unit_test(test_stats_consistent_while_producing),
+        FX_TEST(test_publishes_count_only_new_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_stdio.c - sb_fopen: a read-only FILE * with its own cursor.
  *
@@ -19,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
 /* ---- local helpers (no asserts) ------------------------------------------ */
 
@@ -782,6 +783,87 @@ static void do_fread(void *arg)
     free(buf);
 }
 
+/* ---- SEEK_SET and SEEK_CUR never wait ------------------------------------------- */
+
+static void close_file(void *f)
+{
+    fclose(f);
+}
+
+struct set_call {
+    FILE *f;
+    long off;
+    int whence;
+    long pos;     /* ftell after, or -2 if fseek failed */
+    int err;
+};
+
+static void do_seek(void *arg)
+{
+    struct set_call *c = arg;
+    errno = 0;
+    c->pos = seek_tell(c->f, c->off, c->whence);
+    c->err = errno;
+}
+
+/*
+ * glibc's fseek reads a buffer at the block boundary below its target
+ * through the cookie; none of that may wait for bytes that have not
+ * arrived.  Offsets inside a block, on a boundary, far ahead, back in
+ * what arrived; SEEK_SET, SEEK_CUR, rewind.
+ */
+static void test_seek_set_never_waits(void **state)
+{
+    (void)state;
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
+    assert_non_null(b);
+    FILE *f = sb_fopen(b);
+    assert_non_null(f);
+    fx_track(f, NULL, close_file);
+    gate_allow(g, 100);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+
+    static const struct { long off; int whence; long want; } seeks[] = {
+        {10000, SEEK_SET, 10000}, {16384, SEEK_SET, 16384},
+        {8191, SEEK_SET, 8191},   {(1L << 20) + 5, SEEK_SET, (1L << 20) + 5},
+        {50, SEEK_SET, 50},       {20000, SEEK_CUR, 20050},
+        {-50, SEEK_CUR, 20000},   {123457, SEEK_SET, 123457},
+    };
+    for (size_t i = 0; i < sizeof seeks / sizeof seeks[0]; i++) {
+        struct set_call *c = fx_calloc(sizeof *c);
+        *c = (struct set_call){.f = f, .off = seeks[i].off,
+                               .whence = seeks[i].whence};
+        bg_call *bg = fx_bg(do_seek, c);
+        assert_non_null(bg);
+        assert_true(bg_wait(bg, 10000));
+        assert_int_equal(c->pos, seeks[i].want);
+        assert_false(ferror(f));
+    }
+    rewind(f);
+    assert_int_equal(ftell(f), 0);
+    assert_int_equal(fread_check(f, 100, 0, 100), 0);
+
+    /* After a seek past what arrived, the read waits, then reads there:
+       inside a block, then on a block boundary. */
+    static const long targets[] = {10000, 16384};
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal(seek_tell(f, targets[i], SEEK_SET), targets[i]);
+        struct fread_call *c = fx_calloc(sizeof *c);
+        *c = (struct fread_call){.f = f, .n = 10};
+        bg_call *bg = fx_bg(do_fread, c);
+        assert_non_null(bg);
+        assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+        assert_false(bg_wait(bg, 0));
+        gate_allow(g, (uint64_t)targets[i] + 5000);
+        assert_true(bg_wait(bg, WAIT_LONG_MS));
+        assert_int_equal(c->got, 10);
+        assert_int_equal(c->bad, 0);
+        assert_false(ferror(f));
+        assert_false(feof(f));
+    }
+}
+
 static void test_cancel_is_ferror_ecanceled(void **state)
 {
     (void)state;
@@ -958,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_fgets_returns_lines_as_they_arrive),
         cmocka_unit_test(test_fgets_over_writer),
         cmocka_unit_test(test_getc_returns_each_byte_as_it_arrives),
+        FX_TEST(test_seek_set_never_waits),
         cmocka_unit_test(test_seek_end_waits_for_end),
         cmocka_unit_test(test_seek_end_uses_length_hint),
         cmocka_unit_test(test_source_failure_is_ferror),

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_timed.c - sb_pread_timed: 0 never waits, a positive timeout waits
  * about that long, -1 waits for data, and what ends a wait early.

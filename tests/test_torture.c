@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_torture.c - concurrency torture: random interleavings of many
  * readers (random offsets and lengths, past the end too), sb_cancel at

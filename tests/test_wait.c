@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_wait.c - concurrency: many readers blocked at different offsets while
  * the stream arrives bit by bit, readers past the end, sb_wait_end from many

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * test_writer.c - push mode: sb_open_writer, sb_write, sb_finish.
  *
@@ -24,7 +25,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
 /* ---- local helpers (no asserts) ------------------------------------------ */
 
@@ -961,6 +962,32 @@ static void test_writer_close_frees(void **state)
     scratch_free(dir);
 }
 
+/* A write that straddles mem_limit when the spill file cannot be made:
+   the part that fits in memory is published before the stream fails. */
+static void test_writer_straddle_keeps_memory_part(void **state)
+{
+    (void)state;
+    char *dir = fx_scratch();
+    char gone[PATH_MAX];
+    snprintf(gone, sizeof gone, "%s/missing", dir);
+    static const size_t chunks[] = {0, 3000, 100000};
+    for (size_t i = 0; i < 3; i++) {
+        sb_options o = {.mem_limit = 4096, .tmp_dir = gone,
+                        .chunk_size = chunks[i]};
+        sb_buffer *b = fx_buffer(sb_open_writer(&o));
+        assert_non_null(b);
+        unsigned char buf[10000];
+        gen_fill(buf, 1000, 0);
+        assert_int_equal(sb_write(b, buf, 1000), 1000);
+        gen_fill(buf, sizeof buf, 1000);
+        assert_fails_with(sb_write(b, buf, sizeof buf), ENOENT);
+        assert_int_equal(sb_available(b), 4096);
+        assert_int_equal(check_read(b, 0, 4096, 4096), 0);
+        assert_int_equal(check_read_err(b, 4096, 1, ENOENT), 0);
+        assert_fails_with(sb_wait_end(b, NULL), ENOENT);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +1006,7 @@ int main(void)
         cmocka_unit_test(test_writer_concurrent_records_contiguous),
         cmocka_unit_test(test_writer_cancel_while_writing),
         cmocka_unit_test(test_writer_close_frees),
+        FX_TEST(test_writer_straddle_keeps_memory_part),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * fuzz_sb.c - libFuzzer target: a random stream, random reads, a model.
  *

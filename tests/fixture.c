@@ -1,0 +1,251 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * fixture.c - cleanup that runs even when an assertion fails; see fixture.h.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include "fixture.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct record {
+    void *obj;
+    void (*unblock)(void *);
+    void (*cleanup)(void *);
+} record;
+
+/* The running test's records.  Tests run one at a time on the main thread,
+   so plain statics do. */
+static record *records;
+static size_t nrecords, caprecords;
+static int teardown_failures;
+
+int fx_setup(void **state)
+{
+    (void)state;
+    nrecords = 0;
+    teardown_failures = 0;
+    return 0;
+}
+
+void fx_track(void *obj, void (*unblock)(void *), void (*cleanup)(void *))
+{
+    if (nrecords == caprecords) {
+        size_t cap = caprecords ? 2 * caprecords : 64;
+        record *r = realloc(records, cap * sizeof *r);
+        if (r == NULL) {
+            fprintf(stderr, "fixture: out of memory\n");
+            abort();
+        }
+        records = r;
+        caprecords = cap;
+    }
+    records[nrecords++] = (record){obj, unblock, cleanup};
+}
+
+void fx_untrack(void *obj)
+{
+    for (size_t i = 0; i < nrecords; i++)
+        if (records[i].obj == obj)
+            records[i].obj = NULL;
+}
+
+int fx_teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < nrecords; i++)
+        if (records[i].obj != NULL && records[i].unblock != NULL)
+            records[i].unblock(records[i].obj);
+    for (size_t i = nrecords; i-- > 0;)
+        if (records[i].obj != NULL && records[i].cleanup != NULL)
+            records[i].cleanup(records[i].obj);
+    nrecords = 0;
+    return teardown_failures == 0 ? 0 : -1;
+}
+
+void *fx_calloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (p == NULL) {
+        fprintf(stderr, "fixture: out of memory\n");
+        abort();
+    }
+    fx_track(p, NULL, free);
+    return p;
+}
+
+/* ---- buffers ------------------------------------------------------------------ */
+
+static void cancel_buffer(void *b)
+{
+    sb_cancel(b);
+}
+
+static void close_buffer(void *b)
+{
+    sb_close(b);
+}
+
+sb_buffer *fx_buffer(sb_buffer *b)
+{
+    if (b != NULL)
+        fx_track(b, cancel_buffer, close_buffer);
+    return b;
+}
+
+void fx_close(sb_buffer *b)
+{
+    fx_untrack(b);
+    sb_close(b);
+}
+
+/* ---- sources -------------------------------------------------------------------- */
+
+static void end_gate(void *g)
+{
+    gate_end(g);
+}
+
+static void destroy_gate(void *g)
+{
+    gate_destroy(g);
+}
+
+gate_src *fx_gate(void)
+{
+    gate_src *g = fx_calloc(sizeof *g);
+    gate_init(g);
+    /* Destroyed after everything made later is gone, freed after that. */
+    fx_track(g, end_gate, destroy_gate);
+    return g;
+}
+
+static void release_hold(void *h)
+{
+    hold_release(h);
+}
+
+static void destroy_hold(void *h)
+{
+    hold_destroy(h);
+}
+
+hold_src *fx_hold(sb_source inner)
+{
+    hold_src *h = fx_calloc(sizeof *h);
+    hold_init(h, inner);
+    fx_track(h, release_hold, destroy_hold);
+    return h;
+}
+
+chunk_src *fx_chunk(uint64_t len, const size_t *pattern, size_t npattern)
+{
+    chunk_src *s = fx_calloc(sizeof *s);
+    chunk_init(s, len, pattern, npattern);
+    return s;
+}
+
+static void destroy_iter(void *s)
+{
+    iter_destroy(s);
+}
+
+iter_src *fx_iter(uint64_t len, const size_t *pattern, size_t npattern)
+{
+    iter_src *s = fx_calloc(sizeof *s);
+    if (iter_init(s, len, pattern, npattern) != 0)
+        fail_msg("iter_init: out of memory");
+    fx_track(s, NULL, destroy_iter);
+    return s;
+}
+
+/* ---- threads -------------------------------------------------------------------- */
+
+/* Pass 1 has cancelled every buffer and opened every gate: a thread that
+   still does not return is a bug, and joining it would hang. */
+#define FX_JOIN_MS WAIT_LONG_MS
+
+static void join_reader(void *p)
+{
+    reader *r = p;
+    if (r->started && !reader_wait(r, FX_JOIN_MS)) {
+        fprintf(stderr, "fixture: a reader thread did not return\n");
+        teardown_failures++;
+        abort(); /* its buffer must not be freed under it */
+    }
+    reader_join(r);
+}
+
+reader *fx_reader(sb_buffer *b, int kind, uint64_t off, size_t n,
+                  int timeout_ms)
+{
+    reader *r = fx_calloc(sizeof *r);
+    if (reader_start(r, b, kind, off, n, timeout_ms) != 0)
+        return NULL;
+    fx_track(r, NULL, join_reader);
+    return r;
+}
+
+static void join_bg(void *p)
+{
+    bg_call *c = p;
+    if (c->joined)
+        return;
+    if (!bg_wait(c, FX_JOIN_MS)) {
+        fprintf(stderr, "fixture: a background call did not return\n");
+        teardown_failures++;
+        abort();
+    }
+    bg_join(c);
+}
+
+bg_call *fx_bg(void (*fn)(void *), void *arg)
+{
+    bg_call *c = fx_calloc(sizeof *c);
+    if (bg_start(c, fn, arg) != 0)
+        return NULL;
+    fx_track(c, NULL, join_bg);
+    return c;
+}
+
+/* ---- the file system ------------------------------------------------------------ */
+
+static void free_scratch(void *dir)
+{
+    scratch_free(dir);
+}
+
+char *fx_scratch(void)
+{
+    char *dir = scratch_new();
+    if (dir == NULL)
+        fail_msg("cannot make a scratch directory");
+    fx_track(dir, NULL, free_scratch);
+    return dir;
+}
+
+static void close_fd(void *p)
+{
+    close((int)(intptr_t)p - 1);
+}
+
+int fx_fd(int fd)
+{
+    if (fd >= 0)
+        fx_track((void *)(intptr_t)(fd + 1), NULL, close_fd);
+    return fd;
+}
+
+void fx_close_fd(int fd)
+{
+    fx_untrack((void *)(intptr_t)(fd + 1));
+    close(fd);
+}

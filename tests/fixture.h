@@ -1,0 +1,68 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * fixture.h - cleanup that runs even when an assertion fails.
+ *
+ * A cmocka assertion that fails longjmps out of the test: whatever the test
+ * would have joined, closed or freed after it is left behind, and threads
+ * still running on the test's stack objects would poison the tests that
+ * follow.  So every test runs between fx_setup and fx_teardown (FX_TEST),
+ * and keeps what threads touch on the heap, made by the fx_* helpers below,
+ * which record how to undo it.  Teardown undoes everything in two passes:
+ *
+ *   1. unblock, in the order things were made: cancel every buffer, end
+ *      every gate, release every hold, so that no thread can stay blocked;
+ *   2. clean up, in reverse order: join readers and background calls,
+ *      close buffers, destroy sources, remove scratch directories, close
+ *      fds, free memory.
+ *
+ * A test that finishes cleans up what it wants to check itself (fx_close,
+ * reader_join) and leaves the rest to teardown.  Teardown fails the test if
+ * its own cleanup could not run (a thread that did not return in time).
+ */
+#ifndef SB_TESTS_FIXTURE_H
+#define SB_TESTS_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "helpers.h"
+
+int fx_setup(void **state);
+int fx_teardown(void **state);
+#define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+
+/* Record obj: unblock (may be NULL) runs in pass 1, cleanup in pass 2. */
+void fx_track(void *obj, void (*unblock)(void *), void (*cleanup)(void *));
+/* Forget every record of obj: the test has cleaned it up itself. */
+void fx_untrack(void *obj);
+
+/* Zeroed memory, freed in pass 2.  Never NULL (aborts the test). */
+void *fx_calloc(size_t n);
+
+/* b (which may be NULL) is cancelled in pass 1 and closed in pass 2. */
+sb_buffer *fx_buffer(sb_buffer *b);
+/* Close b now: sb_close, and teardown forgets it. */
+void fx_close(sb_buffer *b);
+
+/* Sources on the heap, initialised; gates are ended and holds released in
+   pass 1, all are destroyed in pass 2. */
+gate_src *fx_gate(void);
+hold_src *fx_hold(sb_source inner);
+chunk_src *fx_chunk(uint64_t len, const size_t *pattern, size_t npattern);
+iter_src *fx_iter(uint64_t len, const size_t *pattern, size_t npattern);
+
+/* A reader thread (see reader_start) on the heap, joined in pass 2 unless
+   the test joined it.  NULL if it could not be started. */
+reader *fx_reader(sb_buffer *b, int kind, uint64_t off, size_t n,
+                  int timeout_ms);
+/* fn(arg) on a background thread, joined in pass 2.  NULL on failure. */
+bg_call *fx_bg(void (*fn)(void *), void *arg);
+
+/* A scratch directory under /tmp, removed with its contents in pass 2. */
+char *fx_scratch(void);
+/* fd (returned as is), closed in pass 2 unless fx_close_fd closed it. */
+int fx_fd(int fd);
+void fx_close_fd(int fd);
+
+#endif /* SB_TESTS_FIXTURE_H */
