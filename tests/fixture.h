@@ -31,6 +31,11 @@
 int fx_setup(void **state);
 int fx_teardown(void **state);
 #define FX_TEST(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
+/* One test body run with a state (*state on entry), e.g. the memory-only
+   and the spilled variant of one case: FX_TEST_STATE(f, &spilled). */
+#define FX_TEST_STATE(f, st)                                                  \
+    cmocka_unit_test_prestate_setup_teardown(f, fx_setup, fx_teardown,        \
+                                             (void *)(st))
 
 /* Record obj: unblock (may be NULL) runs in pass 1, cleanup in pass 2. */
 void fx_track(void *obj, void (*unblock)(void *), void (*cleanup)(void *));
