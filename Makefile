@@ -13,6 +13,7 @@
 #   make fuzz          the libFuzzer target for FUZZ_SECONDS (default 60)
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
+#   make bench-runs    RUNS=5 runs of it: each row's median ratio and range
 #   make examples      build the examples
 #   make install       PREFIX=/usr/local, DESTDIR= for staging; make uninstall
 #   make clean
@@ -83,7 +84,7 @@ EXAMPLE_SRC := $(filter-out examples/http_tail.c,$(EXAMPLE_SRC))
 endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
-.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench \
+.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
 	install uninstall install-test examples-test quickstart clean FORCE
 .DELETE_ON_ERROR:
 
@@ -184,6 +185,11 @@ $(BENCH_BIN): $(BENCH_SRC) $(wildcard bench/*.h) $(STATIC)
 
 bench: $(BENCH_BIN)
 	$(BENCH_BIN) $(BENCH_ARGS)
+
+# The figures to publish: RUNS runs, each row's median ratio and range.
+RUNS ?= 5
+bench-runs: $(BENCH_BIN)
+	@sh bench/runs.sh $(RUNS) $(BENCH_BIN) $(BENCH_ARGS)
 
 demo: $(BUILD)/examples/fanout
 	$(BUILD)/examples/fanout

@@ -169,6 +169,8 @@ struct row {
     char variant[40];     /* what was measured */
     int threads;          /* 0: not applicable */
     double ours, base;    /* medians */
+    double lo, hi;        /* spread of ours/base over the paired reps
+                             (lowest, highest); NAN: not paired */
     const char *unit;     /* of ours and base */
     enum better better;   /* HIGHER: throughput; LOWER: latency, RSS, ... */
     double target;        /* on the ratio ours/base; NAN: for information */
@@ -178,6 +180,10 @@ struct row {
 /* A row with no target and no seed figure. */
 struct row row_init(const char *name, int threads, const char *unit,
                     enum better better);
+/* Set ours and base to the medians of n interleaved reps (times scale) and
+   lo/hi to the lowest and highest ratio ours[k]/base[k] of a pair. */
+void row_reps(struct row *r, const double *ours, const double *base, int n,
+              double scale);
 /* Print a row (and write it to the CSV). */
 void report(const struct row *r);
 

@@ -166,16 +166,25 @@ static const char *tput_unit(size_t n, double *scale)
     return ops ? "Mop/s" : "GiB/s";
 }
 
+/* One row's measurements: throughput in bytes per second, per side and
+   rep. */
+struct tput {
+    double v[NSIDES][MAX_REPS];
+    bool with_seed;
+};
+
 /*
  * Measure the sides in use, interleaved (ours, base, seed, ours, ...), and
- * store the median throughput of each, in bytes per second, in tput[].
+ * store the throughput of each rep in t.
  */
 static void rread_measure(struct rread *r, int nthr, bool with_seed,
-                          double tput[NSIDES])
+                          struct tput *t)
 {
     static const char *const side_name[NSIDES] = { "ours", "base", "seed" };
-    double v[NSIDES][MAX_REPS];
+    double (*v)[MAX_REPS] = t->v;
     int nsides = with_seed ? 3 : 2;
+
+    t->with_seed = with_seed;
 
     for (int s = 0; s < nsides; s++)
         calibrate(r, (enum side)s, nthr);
@@ -186,8 +195,6 @@ static void rread_measure(struct rread *r, int nthr, bool with_seed,
             v[s][k] = (double)nthr * (double)r->ops[s] * (double)r->n / dt;
         }
     }
-    for (int s = 0; s < NSIDES; s++)
-        tput[s] = s < nsides ? median(v[s], opt.reps) : NAN;
     if (opt.verbose) {
         double scale;
         const char *unit = tput_unit(r->n, &scale);
@@ -198,7 +205,7 @@ static void rread_measure(struct rread *r, int nthr, bool with_seed,
 
 /* Report one throughput row: Mop/s for reads under 1 KiB, else GiB/s. */
 static void report_tput(const char *name, size_t n, int nthr,
-                        const double tput[NSIDES], double target)
+                        const struct tput *t, double target)
 {
     double scale;
     const char *unit = tput_unit(n, &scale);
@@ -206,9 +213,8 @@ static void report_tput(const char *name, size_t n, int nthr,
     char sz[32];
 
     snprintf(row.variant, sizeof row.variant, "%s", fmt_size(n, sz, sizeof sz));
-    row.ours = tput[OURS] * scale;
-    row.base = tput[BASE] * scale;
-    row.seed = tput[SEED] * scale;
+    row_reps(&row, t->v[OURS], t->v[BASE], opt.reps, scale);
+    row.seed = t->with_seed ? median(t->v[SEED], opt.reps) * scale : NAN;
     row.target = target;
     report(&row);
 }
@@ -342,14 +348,14 @@ void case_rand_mem(void)
         rread_offsets(&r, 0, len);
         for (int t = 0; t < opt.nthreads; t++) {
             int nthr = opt.threads[t];
-            double tput[NSIDES];
-            rread_measure(&r, nthr, with_seed, tput);
+            struct tput tput;
+            rread_measure(&r, nthr, with_seed, &tput);
             double target = NAN;
             if (r.n == 64)
                 target = 0.4;
             else if (r.n == 4 * KiB && nthr <= 2)
                 target = 0.9;
-            report_tput("rand-mem", r.n, nthr, tput, target);
+            report_tput("rand-mem", r.n, nthr, &tput, target);
         }
     }
     rread_teardown(&r, dst_len);
@@ -379,9 +385,9 @@ void case_large(void)
     rread_offsets(&r, 0, len);
     for (int t = 0; t < opt.nthreads; t++) {
         int nthr = opt.threads[t];
-        double tput[NSIDES];
-        rread_measure(&r, nthr, false, tput);
-        report_tput("large", n, nthr, tput, 0.95);
+        struct tput tput;
+        rread_measure(&r, nthr, false, &tput);
+        report_tput("large", n, nthr, &tput, 0.95);
     }
     rread_teardown(&r, n);
     unmap(plain, len);
@@ -432,9 +438,9 @@ void case_rand_spill(void)
         rread_offsets(&r, mem, len);
         for (int t = 0; t < opt.nthreads; t++) {
             int nthr = opt.threads[t];
-            double tput[NSIDES];
-            rread_measure(&r, nthr, with_seed, tput);
-            report_tput("rand-spill", r.n, nthr, tput,
+            struct tput tput;
+            rread_measure(&r, nthr, with_seed, &tput);
+            report_tput("rand-spill", r.n, nthr, &tput,
                         r.n == 4 * KiB ? 0.9 : NAN);
         }
     }

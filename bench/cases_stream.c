@@ -112,8 +112,7 @@ static void fill_variant(const char *variant, size_t mem, bool iter,
     }
     struct row row = row_init("fill", 1, "GiB/s", HIGHER);
     snprintf(row.variant, sizeof row.variant, "%s", variant);
-    row.ours = median(v[OURS], opt.reps) / (double)GiB;
-    row.base = median(v[BASE], opt.reps) / (double)GiB;
+    row_reps(&row, v[OURS], v[BASE], opt.reps, 1.0 / (double)GiB);
     row.target = target;
     report(&row);
 }
@@ -281,8 +280,7 @@ static void follow_variant(const char *variant, size_t mem, double target)
                        1.0 / (double)GiB, "GiB/s");
     struct row row = row_init("follow", FOLLOW_READERS, "GiB/s", HIGHER);
     snprintf(row.variant, sizeof row.variant, "%s", variant);
-    row.ours = median(v[OURS], opt.reps) / (double)GiB;
-    row.base = median(v[BASE], opt.reps) / (double)GiB;
+    row_reps(&row, v[OURS], v[BASE], opt.reps, 1.0 / (double)GiB);
     row.seed = with_seed ? median(v[SEED], opt.reps) / (double)GiB : NAN;
     row.target = target;
     report(&row);

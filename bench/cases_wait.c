@@ -306,6 +306,15 @@ void case_wakeup(void)
     snprintf(row.variant, sizeof row.variant, "median of %d", n);
     row.ours = median(lat[0], n);
     row.base = median(lat[1], n);
+    /* The spread: the ratio of the two medians of each interleaved round. */
+    row.lo = INFINITY;
+    row.hi = -INFINITY;
+    for (int k = 0; k < opt.reps; k++) {
+        double q = median(lat[0] + (size_t)k * count, (int)count)
+                   / median(lat[1] + (size_t)k * count, (int)count);
+        row.lo = q < row.lo ? q : row.lo;
+        row.hi = q > row.hi ? q : row.hi;
+    }
     row.target = 1.5;
     report(&row);
 
