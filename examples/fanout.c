@@ -583,7 +583,7 @@ _Noreturn static void usage(FILE *f, int status)
         "  -m SIZE    bytes kept in memory before spilling to a temporary\n"
         "             file (default 16M; 0 means the library's default)\n"
         "  -t N       reader threads (default: online CPUs)\n"
-        "  -h         this help\n"
+        "  -h, --help this help\n"
         "\n"
         "SIZE is a number of bytes with an optional K, M, G or T suffix.\n"
         "Exit status: 0 all checks passed, 1 an error or a failed check,\n"
@@ -623,6 +623,10 @@ int main(int argc, char **argv)
     unsigned nthreads = cpus >= 1 && cpus <= MAX_THREADS ? (unsigned)cpus : 2;
     int c;
 
+    /* --help as well as -h: it is what a newcomer types first. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            usage(stdout, 0);
     while ((c = getopt(argc, argv, "s:m:t:h")) != -1) {
         switch (c) {
         case 's':
