@@ -70,7 +70,7 @@ TSTATIC  := $(BUILD)/libstreambuffer-test.a
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_LIB := tests/helpers.c tests/fixture.c
+TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BUILD)/bench/sbbench

@@ -142,9 +142,28 @@ typedef struct sb_options {
     /* Expected total length, if known.  Only a hint: the stream ends where
        the source ends.  0: unknown. */
     uint64_t length_hint;
+
+    /* Flow control: each is off at 0 (see "Flow control" below). */
+
+    /* Lazy pull: the producer (or sb_write) pauses while filled >=
+       demand + read_ahead, where demand is the end of the furthest range
+       a reader had to wait for.  0: drain the source eagerly. */
+    uint64_t read_ahead;
+    /* Backpressure, with SB_RELEASE only: the producer (or sb_write)
+       pauses while filled - sb_floor() >= max_retained, so the slowest
+       reader holds the stream back.  0: no bound. */
+    uint64_t max_retained;
+    /* SB_RELEASE; other bits must be zero. */
+    uint32_t flags;
     /* Must be zero. */
-    uint64_t reserved[11];
+    uint32_t reserved32;
+    uint64_t reserved[8];
 } sb_options;
+
+/* sb_options.flags */
+/* Give bytes below the floor back to the system: memory pages and spill
+   file space (see "Flow control"). */
+#define SB_RELEASE 0x1u
 
 /*
  * sb_open - start buffering a stream from a source.
@@ -157,7 +176,8 @@ typedef struct sb_options {
  *           a reserved field of *src or *opts is not zero;
  *           opts->chunk_size or opts->mem_limit above SSIZE_MAX;
  *           opts->tmp_dir is an empty string; opts->length_hint greater than
- *           a non-zero opts->max_size.
+ *           a non-zero opts->max_size; an unknown bit in opts->flags;
+ *           opts->max_retained without SB_RELEASE.
  *   ENOMEM  out of memory or address space for the memory region.
  *   EAGAIN  the producer thread could not be created.
  * On failure nothing is left behind and src->close is not called.
@@ -241,14 +261,18 @@ sb_buffer *sb_open_writer(const sb_options *opts);
  *
  * Copies data into the spool (memory, then the spill file) and wakes the
  * readers whose range is complete; a large write is published chunk_size
- * bytes at a time.  Blocks only for the copy and the spill file's write;
- * never waits for readers.
+ * bytes at a time.  Without flow control it blocks only for the copy and
+ * the spill file's write.  With opts->read_ahead or opts->max_retained it
+ * also blocks, before each chunk, for as long as the producer thread of a
+ * pulled stream would pause (see "Flow control"), like a write(2) to a full
+ * pipe: until readers ask for more or release what they have read, or
+ * until sb_cancel.  sb_finish takes turns with a blocked sb_write.
  *
  * Returns len, or -1 with errno:
  *   EINVAL     b is NULL or not from sb_open_writer; data is NULL while
  *              len > 0; len > SSIZE_MAX.
  *   EPIPE      sb_finish was called, with or without an error.
- *   ECANCELED  sb_cancel was called.
+ *   ECANCELED  sb_cancel was called (also while the call was blocked).
  *   EFBIG      the stream would pass opts->max_size: the bytes up to it are
  *              stored and the stream fails with EFBIG.  Also when the spill
  *              file hits RLIMIT_FSIZE: SIGXFSZ is blocked around the write
@@ -290,9 +314,14 @@ int sb_finish(sb_buffer *b, int err);
  * or was cancelled, the bytes that arrived before are still returned as
  * above, and a read that can return none fails with the stream's error.
  * A read of bytes that have already arrived takes no lock and never blocks.
+ * A read that has to wait raises the demand to off + n (see "Flow
+ * control"), so under opts->read_ahead the producer pulls what it needs.
  *
  * Returns the number of bytes copied, or -1 with errno:
  *   EINVAL     b or buf is NULL, n > SSIZE_MAX, or off + n overflows.
+ *   ESPIPE     off is below sb_floor(b): those bytes have been released
+ *              (with SB_RELEASE).  Never other bytes instead, not even when
+ *              a release races with the read.
  *   ECANCELED  sb_cancel was called before the bytes arrived.
  *   EFBIG      the stream passed opts->max_size, or the spill file hit the
  *              file size limit.
@@ -343,14 +372,17 @@ uint64_t sb_available(sb_buffer *b);
  * fgets and getc return as soon as their bytes are there, and fread waits
  * until it has all it asked for or the stream ends; the end of the
  * stream is EOF; a failed or cancelled stream sets the error indicator
- * (ferror) with errno set as sb_pread sets it.  fseek and ftell work
+ * (ferror) with errno set as sb_pread sets it (ESPIPE for released bytes:
+ * the FILE holds no floor, so with SB_RELEASE it reads only what readers
+ * still hold; see sb_reader_fopen for one that does).  fseek and ftell work
  * (glibc's fopencookie) and never wait, except for SEEK_END: it uses the
  * total length, waiting for the end, unless the stream is still running
  * and opts->length_hint was given, in which case the hint is used; on a
  * failed or cancelled stream it fails with the stream's error.  A seek to
- * bytes that have not arrived succeeds at once; the next read waits.  Writing fails.  Any number of FILEs may
- * be open on one buffer, each used by its own thread.  fclose it before
- * sb_close; fclose does not close the buffer.  glibc only.
+ * bytes that have not arrived succeeds at once; the next read waits.
+ * Writing fails.  Any number of FILEs may be open on one buffer, each used
+ * by its own thread.  fclose it before sb_close; fclose does not close the
+ * buffer.  glibc only.
  *
  * Returns the FILE, or NULL with errno:
  *   EINVAL  b is NULL.
@@ -360,6 +392,144 @@ uint64_t sb_available(sb_buffer *b);
  * as any FILE (stdio locks it).
  */
 FILE *sb_fopen(sb_buffer *b);
+
+/*
+ * Flow control: lazy pull, readers that release, backpressure.
+ *
+ * With all-zero options the producer drains the source eagerly and every
+ * byte stays until sb_close.  Three knobs bound what a stream uses; each is
+ * off unless set, and none changes the bytes of the stream.
+ *
+ * demand is the end (off + n) of the furthest range that any call had to
+ * wait for: sb_pread*, sb_reader_pread* and sb_fopen reads that found their
+ * bytes missing, the floor of every sb_reader (its own, at open and on each
+ * release), and sb_wait_end, which demands everything.  It only grows.
+ * Reads of bytes that have arrived do not touch it.
+ *
+ * opts->read_ahead (lazy pull): the producer pauses while filled >= demand
+ * + read_ahead and resumes as soon as the demand rises.  It pulls a whole
+ * chunk at a time, so it stops at most chunk_size bytes past that mark.
+ *
+ * A reader (sb_reader_open) is a registered cursor with a floor: the lowest
+ * offset it may still read.  The floor starts where the reader is opened and
+ * only rises (sb_reader_release).  The buffer's floor, sb_floor(), is the
+ * lowest floor of the open readers with SB_RELEASE, and 0 without it; it
+ * never goes down, and while no reader is open it stays where it was.
+ *
+ * SB_RELEASE: bytes below sb_floor() count as released at once.  Every read
+ * of them, through a reader or not, fails with ESPIPE, and their memory
+ * pages and spill-file space are given back (madvise, a hole punched in the
+ * file) no later than the next publish.  A read that races with a release
+ * returns the right bytes or fails with ESPIPE, never other bytes.  A
+ * reader's own bytes, [its floor, ...), are never released while it is open.
+ *
+ * opts->max_retained (backpressure, needs SB_RELEASE): the producer pauses
+ * while filled - sb_floor() >= max_retained, so the slowest reader holds
+ * the stream back and a stream without end runs in max_retained plus a
+ * chunk or two of memory and disk.  A reader's wait for bytes more than
+ * max_retained past its own floor could never end; it fails at once with
+ * ENOBUFS.  Plain reads hold no floor: they wait.
+ *
+ * In push mode sb_write blocks exactly where the producer would pause.
+ * sb_cancel and sb_close end every pause and every wait.
+ */
+
+/* A registered cursor over one buffer; see sb_reader_open. */
+typedef struct sb_reader sb_reader;
+
+/*
+ * sb_reader_open - register a reader with its floor at floor.
+ *
+ * The reader's floor counts as demand, so under read_ahead the producer
+ * pulls up to it.  Never blocks for long.
+ *
+ * Returns the reader, or NULL with errno:
+ *   EINVAL  b is NULL.
+ *   ESPIPE  floor is below sb_floor(b): those bytes are released already.
+ *   ENOMEM  out of memory.
+ *
+ * Thread-safety: safe from any thread.  Close every reader before
+ * sb_close.
+ */
+sb_reader *sb_reader_open(sb_buffer *b, uint64_t floor);
+
+/*
+ * sb_reader_pread - sb_pread through a reader.
+ *
+ * As sb_pread, with two more errors:
+ *   ESPIPE   off is below the reader's floor.
+ *   ENOBUFS  with opts->max_retained, off + n is more than max_retained
+ *            past the reader's floor and those bytes have not arrived: the
+ *            wait could never end (the reader itself holds the producer).
+ * The reader's bytes cannot be released under it, so a read through a
+ * reader never fails because of a race with release.
+ *
+ * Thread-safety: one thread at a time per reader; different readers in
+ * parallel.
+ */
+ssize_t sb_reader_pread(sb_reader *r, void *buf, size_t n, uint64_t off);
+
+/* sb_reader_pread with a timeout, as sb_pread_timed. */
+ssize_t sb_reader_pread_timed(sb_reader *r, void *buf, size_t n, uint64_t off,
+                              int timeout_ms);
+
+/*
+ * sb_reader_release - raise the reader's floor to floor.
+ *
+ * The reader may read only [floor, ...) from now on.  With SB_RELEASE, when
+ * this raises sb_floor(), the bytes below the new floor are released: their
+ * memory and disk are given back before this returns or by the next
+ * publish, and a producer paused by max_retained resumes.  Raises the
+ * demand to floor.  Releasing to the current floor does nothing.
+ *
+ * Returns 0, or -1 with errno:
+ *   EINVAL  r is NULL, or floor is below the reader's floor.
+ *   EIO, ...  giving back spill-file space failed (say, a file system that
+ *           cannot punch holes: EOPNOTSUPP); the stream fails with that
+ *           error, and the floor has still risen.
+ *
+ * Thread-safety: as sb_reader_pread.
+ */
+int sb_reader_release(sb_reader *r, uint64_t floor);
+
+/*
+ * sb_reader_close - unregister and free a reader.
+ *
+ * The buffer's floor may rise (the lowest floor of the readers that are
+ * left); when the last reader closes it stays.  A NULL r is ignored.
+ *
+ * Thread-safety: as sb_reader_pread; not concurrently with another call on
+ * r.
+ */
+void sb_reader_close(sb_reader *r);
+
+/*
+ * sb_floor - the buffer's floor: reads below it fail with ESPIPE.
+ *
+ * 0 without SB_RELEASE.  Never blocks, takes no lock.  0 with errno EINVAL
+ * if b is NULL.
+ *
+ * Thread-safety: safe from any thread.
+ */
+uint64_t sb_floor(sb_buffer *b);
+
+/*
+ * sb_reader_fopen - a FILE * that reads through a reader and releases as it
+ * reads.
+ *
+ * As sb_fopen, starting at the reader's floor, with one difference: after
+ * each read the reader's floor rises to the FILE's read position (stdio
+ * keeps its own copy of what it buffered), so a FILE over an endless
+ * stream reads it in bounded space.  It is forward-only: fseek works and
+ * never waits, but a read at a position below the floor fails with ESPIPE
+ * (ferror).  The FILE uses r and does not close it: fclose the FILE, then
+ * sb_reader_close(r).  Use r only through the FILE while it is open.
+ *
+ * Returns the FILE, or NULL with errno EINVAL (r is NULL) or ENOMEM.
+ *
+ * Thread-safety: safe to call from any thread.
+ */
+FILE *sb_reader_fopen(sb_reader *r);
 
 /* The stream's state, as reported by sb_get_stats. */
 enum sb_state {
@@ -380,9 +550,19 @@ typedef struct sb_stats {
                              targeted wake-up, timeout or spurious return */
     int state;            /* enum sb_state */
     int error;            /* the stream's errno when SB_FAILED, else 0 */
+    /* Flow control (see "Flow control"). */
+    uint64_t floor;       /* sb_floor: bytes below it are released */
+    uint64_t demand;      /* the furthest byte readers have asked for */
+    uint64_t released;    /* bytes whose memory or disk has been given back */
+    uint64_t pauses;      /* times the producer (or sb_write) paused under
+                             read_ahead or max_retained */
+    uint64_t paused_ns;   /* the time it spent paused, in nanoseconds */
+    uint64_t readers;     /* sb_reader objects open now */
+    uint64_t paused;      /* 1 while the producer (or sb_write) is paused
+                             now, else 0 */
     /* Zero: room for counters of later versions, which take their place
        here so that the struct keeps its size. */
-    uint64_t reserved[9];
+    uint64_t reserved[2];
 } sb_stats;
 
 /*

@@ -14,7 +14,6 @@
 #include "fault.h"
 
 #include <errno.h>
-#include <unistd.h>
 
 /* Fail the stream with err (unless it is over already) and return the
    stream's error, negated. */
@@ -63,8 +62,7 @@ int sb__append(sb_buffer *b, const void *data, size_t len)
  */
 static unsigned char *scratch_alloc(size_t cap)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    size_t pg = page > 0 ? (size_t)page : 4096;
+    size_t pg = sb__spool_page();
     return sb__aligned_alloc(pg, (cap + pg - 1) / pg * pg);
 }
 

@@ -3,9 +3,9 @@
  *
  * internal.h - the buffer object, shared by the library's own files: the
  * lifecycle (sb.c), the write step (append.c), the producer thread
- * (producer.c), push mode (writer.c) and stdio (stdio.c).  The fd source
- * (source.c) sees only the public sb_source.  Internal: nothing here is
- * part of the public API.
+ * (producer.c), push mode (writer.c), readers and release (reader.c) and
+ * stdio (stdio.c).  The fd source (source.c) sees only the public
+ * sb_source.  Internal: nothing here is part of the public API.
  */
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
@@ -34,10 +34,30 @@ struct sb_buffer {
     uint64_t max_size;        /* UINT64_MAX when there is no cap */
     uint64_t length_hint;
     size_t chunk_size;
+    uint32_t flags;           /* SB_RELEASE */
 
     /* The writer's own (append.c): the bounce buffer for a read-style
        source's chunks that do not fit in memory.  Allocated on first use. */
     unsigned char *scratch;
+
+    /*
+     * Readers (reader.c).  readers_mu protects the list, every reader's
+     * floor, and nreaders; it is taken before wait.mu, never after, and
+     * it is held while the buffer's floor is raised, so that floors are
+     * raised in the order they were computed.  Never held across I/O.
+     */
+    pthread_mutex_t readers_mu;
+    struct sb_reader *readers;
+    uint64_t nreaders;
+
+    /*
+     * Giving back what is below the floor (reader.c).  release_mu lets one
+     * thread at a time do it and is only ever tried, never waited for: the
+     * thread that holds it looks again after letting go, so no release is
+     * missed.  released: bytes [0, released) have been given back.
+     */
+    pthread_mutex_t release_mu;
+    _Atomic uint64_t released;
 
     /* The producer thread, when there is one. */
     pthread_t producer;
@@ -81,10 +101,25 @@ int sb__commit(sb_buffer *b, const void *room, size_t len);
 /*
  * sb_pread's engine: wait until `least` (1..n) bytes from off have arrived
  * or the stream is over, then copy as much of [off, off + n) as exists.
- * least == n is sb_pread; least == 1 is read(2)-like (sb_fopen).
+ * least == n is sb_pread; least == 1 is read(2)-like (sb_fopen).  r is the
+ * reader the read goes through, or NULL for a plain read.
  */
-ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
-                 int timeout_ms);
+ssize_t sb__read(sb_buffer *b, const sb_reader *r, void *buf, size_t n,
+                 uint64_t off, size_t least, int timeout_ms);
+
+/* The floor of reader r (its lowest readable offset). */
+uint64_t sb__reader_floor(const sb_reader *r);
+/* The buffer r reads. */
+sb_buffer *sb__reader_buffer(const sb_reader *r);
+
+/*
+ * With SB_RELEASE, give back the memory and disk of the whole pages below
+ * both the floor and the watermark.  The writer calls it before each step
+ * (writer true: it waits for a give-back in progress), a reader after it
+ * raised the floor (it never waits).  Returns 0, or -errno when giving back
+ * failed (the stream then fails with it).
+ */
+int sb__give_back(sb_buffer *b, bool writer);
 
 /* Start the producer thread with every signal blocked.  Returns 0 or -errno. */
 int sb__producer_start(sb_buffer *b);

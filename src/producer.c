@@ -3,9 +3,13 @@
  *
  * producer.c - the producer thread: pull from the source, then append.
  *
- * The producer is the stream's only writer.  It drains the source eagerly,
- * whether or not anyone is reading, so a reader only ever waits for bytes
- * that have not been produced yet, never for its own turn to pull them.
+ * The producer is the stream's only writer.  Without flow control it
+ * drains the source eagerly, whether or not anyone is reading, so a reader
+ * only ever waits for bytes that have not been produced yet, never for its
+ * own turn to pull them.  With read_ahead or max_retained it pauses before
+ * a step while flow control says so (sb__wait_room), and with SB_RELEASE
+ * it gives back what is below the floor before each step, so released
+ * space comes back no later than the next publish.
  *
  * A read-style source reads into room reserved at the end of the stream
  * (sb__reserve): straight into the memory region while a whole chunk fits
@@ -76,7 +80,8 @@ static void *producer_main(void *arg)
     sb_buffer *b = arg;
     bool (*step)(sb_buffer *) = b->src.read != NULL ? pull_read : pull_next;
 
-    while (running(b) && step(b))
+    while (running(b) && sb__give_back(b, true) == 0 && sb__wait_room(&b->wait) == 0
+           && running(b) && step(b))
         ;
     return NULL;
 }

@@ -38,6 +38,9 @@ struct config {
     uint64_t max_size;
     uint64_t length_hint;
     const char *tmp_dir;
+    uint64_t read_ahead;
+    uint64_t max_retained;
+    uint32_t flags;
 };
 
 /* Whether n bytes at p are all zero: reserved fields must be. */
@@ -55,8 +58,12 @@ static int resolve_options(const sb_options *o, struct config *c)
     static const sb_options defaults;
     if (o == NULL)
         o = &defaults;
-    if (!all_zero(o->reserved, sizeof o->reserved))
+    if (!all_zero(o->reserved, sizeof o->reserved) || o->reserved32 != 0)
         return -EINVAL;
+    if ((o->flags & ~SB_RELEASE) != 0)
+        return -EINVAL;
+    if (o->max_retained != 0 && !(o->flags & SB_RELEASE))
+        return -EINVAL; /* nothing would ever lower what is retained */
     if (o->mem_limit > SSIZE_MAX || o->chunk_size > SSIZE_MAX)
         return -EINVAL;
     if (o->tmp_dir != NULL && o->tmp_dir[0] == '\0')
@@ -68,6 +75,9 @@ static int resolve_options(const sb_options *o, struct config *c)
     c->chunk_size = o->chunk_size ? o->chunk_size : SB__DEFAULT_CHUNK_SIZE;
     c->max_size = o->max_size ? o->max_size : UINT64_MAX;
     c->length_hint = o->length_hint;
+    c->read_ahead = o->read_ahead;
+    c->max_retained = o->max_retained;
+    c->flags = o->flags;
     c->tmp_dir = o->tmp_dir;
     if (c->tmp_dir == NULL) {
         /* secure_getenv: a setuid program must not spill where its
@@ -86,17 +96,31 @@ static sb_buffer *alloc_buffer(const struct config *c)
     sb_buffer *b = sb__calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    int rc = sb__wait_init(&b->wait);
-    if (rc < 0) {
-        free(b);
-        errno = -rc;
-        return NULL;
-    }
+    int rc = sb__wait_init(&b->wait, c->read_ahead, c->max_retained);
+    if (rc < 0)
+        goto no_wait;
+    rc = -pthread_mutex_init(&b->readers_mu, NULL);
+    if (rc < 0)
+        goto no_readers;
+    rc = -pthread_mutex_init(&b->release_mu, NULL);
+    if (rc < 0)
+        goto no_release;
+    atomic_init(&b->released, 0);
     sb__spool_init_borrowed(&b->spool, NULL, 0);
     b->max_size = c->max_size;
     b->length_hint = c->length_hint;
     b->chunk_size = c->chunk_size;
+    b->flags = c->flags;
     return b;
+
+no_release:
+    sb__check(pthread_mutex_destroy(&b->readers_mu));
+no_readers:
+    sb__wait_destroy(&b->wait);
+no_wait:
+    free(b);
+    errno = -rc;
+    return NULL;
 }
 
 static void free_buffer(sb_buffer *b)
@@ -104,6 +128,8 @@ static void free_buffer(sb_buffer *b)
     if (b->is_writer)
         sb__check(pthread_mutex_destroy(&b->write_mu));
     sb__spool_destroy(&b->spool);
+    sb__check(pthread_mutex_destroy(&b->release_mu));
+    sb__check(pthread_mutex_destroy(&b->readers_mu));
     sb__wait_destroy(&b->wait);
     free(b->scratch);
     free(b);
@@ -233,12 +259,27 @@ static int check_read(const sb_buffer *b, const void *buf, size_t n, uint64_t of
  * load, a compare and a copy: no lock, no shared write.  Otherwise wait
  * until `least` bytes from off are there or the stream is over, then copy
  * as much of [off, off + n) as exists.
+ *
+ * With SB_RELEASE a plain read holds no floor, so the bytes it copies may
+ * be given back while it copies them (the pages then read as zeros).  It
+ * checks the floor again after the copy: the floor is raised before any
+ * byte below it is given back, so if it still lies at or below off once
+ * the copy is done, no byte copied was touched.  A read through a reader
+ * needs no such check: nothing at or above its own floor is released.
  */
-ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
-                 int timeout_ms)
+ssize_t sb__read(sb_buffer *b, const sb_reader *r, void *buf, size_t n,
+                 uint64_t off, size_t least, int timeout_ms)
 {
     int rc = check_read(b, buf, n, off);
-    if (rc < 0 || n == 0)
+    if (rc < 0)
+        goto out;
+    bool released = r == NULL && (b->flags & SB_RELEASE);
+    if (r != NULL ? off < sb__reader_floor(r)
+                  : released && off < sb__wait_floor(&b->wait)) {
+        rc = -ESPIPE;
+        goto out;
+    }
+    if (n == 0)
         goto out;
 
     uint64_t filled = sb__wait_filled(&b->wait);
@@ -246,7 +287,15 @@ ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
         int err;
         if (off + least > filled
             && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
-            rc = sb__wait_until(&b->wait, off + least, timeout_ms);
+            /* A reader's own floor holds the producer within max_retained
+               of it: a wait past that could never end. */
+            uint64_t cap = b->wait.max_retained;
+            if (r != NULL && cap != 0
+                && off + least - sb__reader_floor(r) > cap) {
+                rc = -ENOBUFS;
+                goto out;
+            }
+            rc = sb__wait_until(&b->wait, off + least, off + n, timeout_ms);
             if (rc < 0)
                 goto out;
         }
@@ -263,6 +312,11 @@ ssize_t sb__read(sb_buffer *b, void *buf, size_t n, uint64_t off, size_t least,
             n = (size_t)(filled - off);
     }
     rc = sb__spool_read(&b->spool, buf, n, off);
+    if (released) {
+        atomic_thread_fence(memory_order_acquire);
+        if (off < atomic_load_explicit(&b->wait.floor, memory_order_relaxed))
+            rc = -ESPIPE;
+    }
 out:
     if (rc < 0) {
         errno = -rc;
@@ -273,7 +327,7 @@ out:
 
 SB_API ssize_t sb_pread(sb_buffer *b, void *buf, size_t n, uint64_t off)
 {
-    return sb__read(b, buf, n, off, n, -1);
+    return sb__read(b, NULL, buf, n, off, n, -1);
 }
 
 SB_API ssize_t sb_pread_timed(sb_buffer *b, void *buf, size_t n, uint64_t off,
@@ -283,7 +337,7 @@ SB_API ssize_t sb_pread_timed(sb_buffer *b, void *buf, size_t n, uint64_t off,
         errno = EINVAL;
         return -1;
     }
-    return sb__read(b, buf, n, off, n, timeout_ms);
+    return sb__read(b, NULL, buf, n, off, n, timeout_ms);
 }
 
 SB_API uint64_t sb_available(sb_buffer *b)
@@ -302,7 +356,7 @@ SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
         errno = EINVAL;
         return -1;
     }
-    sb__wait_until(&b->wait, UINT64_MAX, -1);
+    sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, -1);
     if (sb__wait_state(&b->wait, &err) != SB_ENDED) {
         errno = err;
         return -1;
@@ -319,7 +373,13 @@ SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
         return -1;
     }
     memset(out, 0, sizeof *out);
+    /* readers_mu first, as everywhere: the reader counts belong to the
+       same instant as the rest. */
+    sb__mutex_lock(&b->readers_mu);
     sb__wait_stats(&b->wait, out);
+    out->readers = b->nreaders;
+    out->released = atomic_load(&b->released);
+    sb__mutex_unlock(&b->readers_mu);
     uint64_t cap = b->spool.mem_cap;
     out->in_memory = out->filled < cap ? out->filled : cap;
     out->spilled = out->filled - out->in_memory;

@@ -30,8 +30,7 @@
 
 int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir)
 {
-    long page = sysconf(_SC_PAGESIZE);
-    size_t pg = page > 0 ? (size_t)page : 4096;
+    size_t pg = sb__spool_page();
     size_t map_len = (mem_cap + pg - 1) / pg * pg;
 
     memset(s, 0, sizeof *s);
@@ -184,6 +183,47 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
         foff += (uint64_t)w;
         len -= (size_t)w;
         *stored += (size_t)w;
+    }
+    return 0;
+}
+
+size_t sb__spool_page(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    return page > 0 ? (size_t)page : 4096;
+}
+
+/*
+ * Why holes rather than one file per segment (as Kafka keeps its log): a
+ * hole frees the disk just as well on the file systems a spill lives on
+ * (tmpfs, ext4, xfs, btrfs), keeps one fd whose lifetime is the buffer's
+ * (a reader's pread can never meet a closed or reused fd), keeps file
+ * offsets a plain subtraction, and lets a mapping of the file (zero-copy
+ * views) stay valid: a punched page reads as zeros, it does not fault.
+ * The price is a sparse file whose size only grows, which costs nothing.
+ */
+int sb__spool_release(struct sb__spool *s, uint64_t from, uint64_t to)
+{
+    int err = sb__fault(SB__FAULT_RELEASE);
+    if (err != 0)
+        return -err;
+    if (from >= to)
+        return 0;
+    if (s->map_len > 0 && from < s->mem_cap) {
+        /* Every byte of a page below to is released; past mem_cap the
+           last, partial page holds no later byte either. */
+        size_t hi = to >= s->mem_cap ? s->map_len : (size_t)to;
+        hi -= hi % sb__spool_page();
+        if (hi > from && madvise(s->mem + from, hi - (size_t)from,
+                                 MADV_DONTNEED) != 0)
+            return -errno;
+    }
+    if (to > s->mem_cap && s->fd >= 0) {
+        uint64_t lo = from > s->mem_cap ? from - s->mem_cap : 0;
+        uint64_t len = to - s->mem_cap - lo;
+        if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      (off_t)lo, (off_t)len) != 0)
+            return -errno;
     }
     return 0;
 }

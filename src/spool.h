@@ -67,6 +67,20 @@ static inline unsigned char *sb__spool_reserve(const struct sb__spool *s,
 int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
                     size_t len, size_t *stored);
 
+/*
+ * Give back the memory pages and spill-file space of bytes [from, to), which
+ * nobody will read again: from and to are multiples of the page size (or to
+ * is past mem_cap).  Memory goes back with madvise(MADV_DONTNEED), so the
+ * pages no longer count in RSS and would read as zeros; the file gets a
+ * hole (fallocate PUNCH_HOLE), so the disk space is free and the offsets of
+ * later bytes stay where they are.  A borrowed region is left alone.
+ * Returns 0 or -errno (EOPNOTSUPP: the file system cannot punch holes).
+ */
+int sb__spool_release(struct sb__spool *s, uint64_t from, uint64_t to);
+
+/* The page size the spool rounds to. */
+size_t sb__spool_page(void);
+
 /* pread(2) the spilled part [off, off + n) with off >= mem_cap.
    Returns 0 or -errno. */
 int sb__spool_read_file(const struct sb__spool *s, void *buf, size_t n,

@@ -31,6 +31,7 @@
 
 struct cursor {
     sb_buffer *b;
+    sb_reader *r;     /* sb_reader_fopen: read through it, release behind */
     FILE *f;          /* the FILE this cookie belongs to */
     uint64_t pos;
     bool seek_set;    /* the last call was a SEEK_SET */
@@ -49,9 +50,15 @@ static ssize_t cursor_read(void *c, char *buf, size_t size)
     cur->seek_set = false;
     /* Like read(2): return what has arrived rather than wait for a whole
        stdio buffer's worth, or fgets would stall on a slow stream. */
-    ssize_t n = sb__read(cur->b, buf, size, cur->pos, 1, timeout_ms);
-    if (n > 0)
+    ssize_t n = sb__read(cur->b, cur->r, buf, size, cur->pos, 1, timeout_ms);
+    if (n > 0) {
         cur->pos += (uint64_t)n;
+        /* stdio holds its own copy of what it read: the reader may let go
+           of it.  A release that fails has failed the stream; the bytes
+           just read are still good. */
+        if (cur->r != NULL)
+            sb_reader_release(cur->r, cur->pos);
+    }
     return n; /* -1 with errno: stdio sets the error indicator, except
                  inside fseek, which seeks the rest of the way instead */
 }
@@ -106,23 +113,20 @@ static int cursor_close(void *c)
     return 0;
 }
 
-SB_API FILE *sb_fopen(sb_buffer *b)
+static FILE *open_cursor(sb_buffer *b, sb_reader *r)
 {
     static const cookie_io_functions_t io = {
         .read = cursor_read,
         .seek = cursor_seek,
         .close = cursor_close,
     };
-    if (b == NULL) {
-        errno = EINVAL;
-        return NULL;
-    }
     struct cursor *cur = sb__malloc(sizeof *cur);
     if (cur == NULL)
         return NULL;
     cur->b = b;
+    cur->r = r;
     cur->f = NULL;
-    cur->pos = 0;
+    cur->pos = r != NULL ? sb__reader_floor(r) : 0;
     cur->seek_set = false;
     FILE *f = fopencookie(cur, "r", io);
     if (f == NULL) {
@@ -132,5 +136,32 @@ SB_API FILE *sb_fopen(sb_buffer *b)
         return NULL;
     }
     cur->f = f;
+    /* fopencookie starts at offset 0: tell stdio where a reader's FILE
+       starts, without reading (SEEK_SET never waits). */
+    if (r != NULL && cur->pos != 0
+        && fseeko(f, (off_t)cur->pos, SEEK_SET) != 0) {
+        int err = errno;
+        fclose(f);
+        errno = err;
+        return NULL;
+    }
     return f;
+}
+
+SB_API FILE *sb_fopen(sb_buffer *b)
+{
+    if (b == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return open_cursor(b, NULL);
+}
+
+SB_API FILE *sb_reader_fopen(sb_reader *r)
+{
+    if (r == NULL) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return open_cursor(sb__reader_buffer(r), r);
 }

@@ -35,6 +35,17 @@ struct sb__wait {
     int err;
 
     /*
+     * floor: with SB_RELEASE, bytes below it are released.  Only grows.
+     * Stored (release) with mu held, before any of those bytes is given
+     * back; loaded (acquire) by anyone without it.
+     */
+    _Atomic uint64_t floor;
+
+    /* Flow control, set at init and read-only after: 0 is off. */
+    uint64_t read_ahead;
+    uint64_t max_retained;
+
+    /*
      * mu protects: the stores to filled and state (so that a waiter that
      * checked them under mu cannot miss the wake-up), the waiter queue,
      * and the counters below.  Never held across I/O, a copy of stream
@@ -44,6 +55,11 @@ struct sb__wait {
     pthread_mutex_t mu;
     pthread_condattr_t condattr;    /* CLOCK_MONOTONIC, for timed waits */
     struct sb__waiter *queue;       /* sorted by ascending need */
+    uint64_t demand;                /* furthest byte asked for; only grows */
+    pthread_cond_t room;            /* the writer waits here while paused */
+    bool writer_paused;             /* ... and says so */
+    uint64_t pauses;                /* times the writer paused */
+    uint64_t paused_ns;             /* and for how long */
     uint64_t publishes;             /* calls that published bytes */
     uint64_t waiting;               /* readers in the queue now */
     uint64_t wakeups;               /* returns from a condition wait */
@@ -53,14 +69,21 @@ struct sb__wait {
 #endif
 };
 
-/* Returns 0 or -errno (pthread's: ENOMEM, EAGAIN). */
-int sb__wait_init(struct sb__wait *w);
+/* Returns 0 or -errno (pthread's: ENOMEM, EAGAIN).  read_ahead and
+   max_retained are the flow-control options, 0 for off. */
+int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
+                  uint64_t max_retained);
 /* No thread may be waiting. */
 void sb__wait_destroy(struct sb__wait *w);
 
 static inline uint64_t sb__wait_filled(struct sb__wait *w)
 {
     return atomic_load_explicit(&w->filled, memory_order_acquire);
+}
+
+static inline uint64_t sb__wait_floor(struct sb__wait *w)
+{
+    return atomic_load_explicit(&w->floor, memory_order_acquire);
 }
 
 /* The state, and in *err the stream's error when it is SB_FAILED. */
@@ -88,13 +111,32 @@ bool sb__wait_finish(struct sb__wait *w, int err);
 
 /*
  * Block until filled >= need or the state is final, for at most timeout_ms
- * (-1 forever, 0 not at all).  Returns 0, -ETIMEDOUT, or -ENOMEM/-EAGAIN
- * when the waiter's condition variable cannot be set up.
+ * (-1 forever, 0 not at all).  Unless it returns at once, the demand rises
+ * to `demand` (the end of the range asked for; at least need).  Returns 0,
+ * -ETIMEDOUT, or -ENOMEM/-EAGAIN when the waiter's condition variable
+ * cannot be set up.
  */
-int sb__wait_until(struct sb__wait *w, uint64_t need, int timeout_ms);
+int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
+                   int timeout_ms);
 
-/* Fill filled, publishes, waiting, wakeups, state and error of *out, all
-   read at one instant. */
+/*
+ * The writer's pause: block while the stream runs and flow control says
+ * stop (filled >= demand + read_ahead, or filled - floor >= max_retained).
+ * Returns 0 to go on, or -err once the stream is over (its error; 0 is
+ * returned for a stream that ended, which the writer never sees running).
+ */
+int sb__wait_room(struct sb__wait *w);
+
+/* Raise the demand to at least d (a reader's floor).  Wakes a paused
+   writer that may now go on. */
+void sb__wait_demand(struct sb__wait *w, uint64_t d);
+
+/* Raise the floor to f (never lowers it).  Wakes a paused writer that may
+   now go on.  Returns the floor now. */
+uint64_t sb__wait_raise_floor(struct sb__wait *w, uint64_t f);
+
+/* Fill filled, publishes, waiting, wakeups, state, error, floor, demand,
+   pauses and paused_ns of *out, all read at one instant. */
 void sb__wait_stats(struct sb__wait *w, sb_stats *out);
 
 #endif /* SB_WAIT_H */

@@ -49,6 +49,14 @@ SB_API ssize_t sb_write(sb_buffer *b, const void *data, size_t len)
     const unsigned char *p = data;
     for (size_t left = len; rc == 0 && left > 0;) {
         size_t n = left < b->chunk_size ? left : b->chunk_size;
+        /* Block where the producer would pause, like a full pipe. */
+        rc = sb__give_back(b, true);
+        if (rc == 0)
+            rc = sb__wait_room(&b->wait);
+        if (rc == 0)
+            rc = -write_refusal(b);
+        if (rc < 0)
+            break;
         rc = sb__append(b, p, n);
         p += n;
         left -= n;
