@@ -222,9 +222,10 @@ valgrind: $(TEST_BIN)
 install-test:
 	@sh ./tests/test_install.sh
 
-# http_tail against a local HTTP server.
-examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
+# http_tail against a local HTTP server; tee in bounded space.
+examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
+	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 
 # The README's first example, built from examples/quickstart.c (which the
 # README shows) and run on a pipe.

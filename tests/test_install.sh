@@ -235,8 +235,9 @@ typedef ssize_t (*pread_fn)(sb_buffer *, void *, size_t, uint64_t);
 static pread_fn const pread_ptr = sb_pread;
 static sb_buffer *(*const opens[])(const sb_options *) = {sb_open_writer};
 static const sb_source src_init = {0, 0, 0, 0, 0, {0}};
-static const sb_options opt_init = {0, 0, 0, 0, 0, {0}};
-static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0, {0}};
+static const sb_options opt_init = {0, 0, 0, 0, 0, 0, 0, SB_RELEASE, 0, {0}};
+static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0,
+                                    0, 0, 0, 0, 0, 0, 0, {0}};
 
 int header_use(void);
 int header_use(void)
@@ -258,6 +259,12 @@ int header_use(void)
     (void)sb_available(b);
     (void)sb_get_stats(b, &st);
     (void)sb_wait_end(b, 0);
+    sb_reader *r = sb_reader_open(b, sb_floor(b));
+    (void)sb_reader_pread(r, &st, sizeof st, 0);
+    (void)sb_reader_pread_timed(r, &st, sizeof st, 0, 0);
+    (void)sb_reader_release(r, 1);
+    (void)sb_reader_fopen(r);
+    sb_reader_close(r);
     sb_cancel(b);
     sb_close(b);
     return (int)s + SB_FAILED + SB_VERSION_NUMBER + (sb_version()[0] == SB_VERSION[0]);

@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# test_tee.sh - examples/tee copies standard input to several outputs in
+# bounded space: the outputs equal the input, a 1 GiB stream runs in a few
+# MiB of RSS with a 4 MiB bound, and a failing output does not hold the
+# others back.
+# usage: tests/test_tee.sh PATH/TO/tee
+set -u
+bin=$1
+passed=0 failed=0
+ok() { passed=$((passed + 1)); echo "tee: ok   - $1"; }
+fail() { failed=$((failed + 1)); echo "tee: FAIL - $1"; }
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbtee.XXXXXX") || exit 1
+trap 'rm -rf "$scratch"' EXIT
+export TMPDIR=$scratch
+
+head -c 20000000 /dev/urandom >"$scratch/in"
+if timeout 120 "$bin" -k 1000000 "$scratch/o1" "$scratch/o2" "$scratch/o3" \
+    <"$scratch/in" && cmp -s "$scratch/in" "$scratch/o1" &&
+    cmp -s "$scratch/in" "$scratch/o2" && cmp -s "$scratch/in" "$scratch/o3"; then
+    ok "three outputs of a 20 MB input equal it (1 MB retained at most)"
+else
+    fail "three outputs of a 20 MB input equal it (1 MB retained at most)"
+fi
+
+# 1 GiB through a 4 MiB bound: the peak RSS stays far below the stream.
+report=$(yes 'streambuffer tee test line' | head -c 1073741824 |
+    timeout 300 "$bin" -v -k 4194304 /dev/null - 2>&1 >/dev/null)
+rss=$(printf '%s\n' "$report" | sed -n 's/.*peak RSS \([0-9]*\) KiB.*/\1/p')
+released=$(printf '%s\n' "$report" | sed -n 's/.* \([0-9]*\) released.*/\1/p')
+echo "    $report"
+if [ -n "$rss" ] && [ "$rss" -lt 65536 ] && [ -n "$released" ] &&
+    [ "$released" -ge $((1073741824 - 8388608)) ]; then
+    ok "1 GiB with a 4 MiB bound: peak RSS ${rss} KiB, ${released} bytes released"
+else
+    fail "1 GiB with a 4 MiB bound: peak RSS < 64 MiB and all but the bound released"
+fi
+
+# An output that fails (a full device) must not stop the others.
+if [ -w /dev/full ]; then
+    if ! timeout 120 "$bin" -k 100000 /dev/full "$scratch/o4" <"$scratch/in" \
+        2>"$scratch/err" && grep -q 'No space left' "$scratch/err" &&
+        cmp -s "$scratch/in" "$scratch/o4"; then
+        ok "a failing output (/dev/full) fails the run but the others get everything"
+    else
+        fail "a failing output (/dev/full) fails the run but the others get everything"
+    fi
+fi
+
+echo "tee: $passed passed, $failed failed, 0 skipped"
+if [ -n "${SB_TALLY:-}" ]; then echo "tee $passed $failed 0" >>"$SB_TALLY"; fi
+[ "$failed" -eq 0 ]
