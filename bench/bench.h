@@ -51,6 +51,7 @@ enum case_id {
     CASE_WAITERS,    /* 7 many waiters: wake-ups per satisfied wait */
     CASE_RSS,        /* 8 peak RSS of a 1 GiB stream */
     CASE_SEED,       /* 9 the seed's design, on cases 1, 3 and 5 */
+    CASE_RELEASE,    /* 10 follow in bounded space: SB_RELEASE, max_retained */
     CASE_COUNT
 };
 
@@ -63,6 +64,7 @@ struct opts {
     int nread_sizes;           /* 0: the defaults of each case */
     size_t follow_read;        /* read size of the follow case */
     size_t rss_size;           /* stream size of the RSS case */
+    size_t retain;             /* max_retained of the release case */
     double seconds;            /* least duration of one measurement */
     int reps;                  /* measurements per row and side */
     const char *csv;           /* NULL: no CSV */
@@ -211,5 +213,6 @@ void case_follow(void);     /* cases_stream.c */
 void case_wakeup(void);     /* cases_wait.c */
 void case_waiters(void);    /* cases_wait.c */
 void case_rss(void);        /* cases_rss.c */
+void case_release(void);    /* cases_release.c */
 
 #endif /* SBBENCH_H */

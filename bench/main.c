@@ -58,6 +58,10 @@ static const struct bench_case {
     { CASE_SEED, "seed", NULL,
       "the seed's design (one lock across pull and copy, the reader pulls)\n"
       "                   on rand-mem, rand-spill and follow: its ratio in column seed/base" },
+    { CASE_RELEASE, "release", case_release,
+      "4 readers follow through sb_readers that release (SB_RELEASE,\n"
+      "                   max_retained --retain) vs the plain follow; then peak RSS\n"
+      "                   and spill disk of a --rss-size stream, in a child process" },
 };
 
 /* ---- options ---------------------------------------------------------------------- */
@@ -87,7 +91,9 @@ static void usage(FILE *f)
 "  --read-size LIST      random read sizes of rand-mem and rand-spill\n"
 "                        (default: 64,4K and 4K)\n"
 "  --follow-read BYTES   read size of the follow readers (default 256K)\n"
-"  --rss-size BYTES      stream size of the rss case (default 1G)\n"
+"  --rss-size BYTES      stream size of the rss case and of release's peaks\n"
+"                        (default 1G)\n"
+"  --retain BYTES        max_retained of the release case (default 16M)\n"
 "  --seconds S           least duration of one timed measurement of the read\n"
 "                        cases (default 0.1); fill and follow time one whole\n"
 "                        stream of --size per measurement\n"
@@ -204,7 +210,7 @@ static void threads_up_to(int n)
 static void parse_options(int argc, char **argv)
 {
     enum { O_CASE = 256, O_THREADS, O_SIZE, O_MEM, O_READ, O_FOLLOW, O_RSS,
-           O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
+           O_RETAIN, O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
     static const struct option longopts[] = {
         { "case", required_argument, NULL, O_CASE },
         { "threads", required_argument, NULL, O_THREADS },
@@ -213,6 +219,7 @@ static void parse_options(int argc, char **argv)
         { "read-size", required_argument, NULL, O_READ },
         { "follow-read", required_argument, NULL, O_FOLLOW },
         { "rss-size", required_argument, NULL, O_RSS },
+        { "retain", required_argument, NULL, O_RETAIN },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "reps", required_argument, NULL, O_REPS },
         { "csv", required_argument, NULL, O_CSV },
@@ -230,6 +237,7 @@ static void parse_options(int argc, char **argv)
     opt.mem_limit = 4 * MiB;
     opt.follow_read = 256 * KiB;
     opt.rss_size = GiB;
+    opt.retain = 16 * MiB;
     opt.seconds = 0.1;
     opt.reps = 9;
     opt.tmp_dir = getenv("TMPDIR");
@@ -263,6 +271,7 @@ static void parse_options(int argc, char **argv)
             break;
         case O_FOLLOW: opt.follow_read = parse_size(optarg); break;
         case O_RSS: opt.rss_size = parse_size(optarg); break;
+        case O_RETAIN: opt.retain = parse_size(optarg); break;
         case O_SECONDS:
             opt.seconds = strtod(optarg, &end);
             if (*end != '\0' || !(opt.seconds > 0) || opt.seconds > 60)

@@ -419,7 +419,9 @@ FILE *sb_fopen(sb_buffer *b);
  * SB_RELEASE: bytes below sb_floor() count as released at once.  Every read
  * of them, through a reader or not, fails with ESPIPE, and their memory
  * pages and spill-file space are given back (madvise, a hole punched in the
- * file) no later than the next publish.  A read that races with a release
+ * file) a chunk_size batch at a time: by the time the producer (or
+ * sb_write) stores its next chunk, all but less than chunk_size bytes of
+ * them are back.  A read that races with a release
  * returns the right bytes or fails with ESPIPE, never other bytes.  A
  * reader's own bytes, [its floor, ...), are never released while it is open.
  *
@@ -478,8 +480,9 @@ ssize_t sb_reader_pread_timed(sb_reader *r, void *buf, size_t n, uint64_t off,
  *
  * The reader may read only [floor, ...) from now on.  With SB_RELEASE, when
  * this raises sb_floor(), the bytes below the new floor are released: their
- * memory and disk are given back before this returns or by the next
- * publish, and a producer paused by max_retained resumes.  Raises the
+ * memory and disk are given back (before this returns, once a chunk_size
+ * worth is due, or else by the producer's next step), and a producer paused
+ * by max_retained resumes.  Raises the
  * demand to floor.  Releasing to the current floor does nothing.
  *
  * Returns 0, or -1 with errno:

@@ -59,7 +59,9 @@ static void raise_floor_locked(sb_buffer *b)
 {
     if (!(b->flags & SB_RELEASE) || b->readers == NULL)
         return; /* without readers the floor stays where it was */
-    sb__wait_raise_floor(&b->wait, lowest_floor_locked(b));
+    uint64_t low = lowest_floor_locked(b);
+    if (low > sb__wait_floor(&b->wait))
+        sb__wait_raise_floor(&b->wait, low);
 }
 
 /* The page below both the floor and the watermark: what may go back. */
@@ -71,12 +73,25 @@ static uint64_t give_back_target(sb_buffer *b)
     return to - to % sb__spool_page();
 }
 
+/*
+ * Each give-back is a syscall (two where memory and file meet), so it waits
+ * until a chunk's worth is due: then released space lags the floor by less
+ * than a chunk, and a follower that releases every few KiB does not pay a
+ * madvise for each.  The writer gives back before every step, so the spill
+ * stays within max_retained plus two chunks.
+ */
+static bool give_back_due(sb_buffer *b, uint64_t to)
+{
+    uint64_t from = atomic_load(&b->released);
+    return to > from && to - from >= b->chunk_size;
+}
+
 int sb__give_back(sb_buffer *b, bool writer)
 {
     if (!(b->flags & SB_RELEASE))
         return 0;
     for (;;) {
-        if (give_back_target(b) <= atomic_load(&b->released))
+        if (!give_back_due(b, give_back_target(b)))
             return 0;
         /* A reader leaves the work to a thread that is at it already,
            which looks again after letting go.  The writer waits for it:
@@ -148,8 +163,11 @@ SB_API int sb_reader_release(sb_reader *r, uint64_t floor)
         return 0;
     sb_buffer *b = r->b;
     sb__mutex_lock(&b->readers_mu);
+    /* Only the lowest reader can move the buffer's floor. */
+    bool lowest = r->floor <= sb__wait_floor(&b->wait);
     r->floor = floor;
-    raise_floor_locked(b);
+    if (lowest)
+        raise_floor_locked(b);
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);

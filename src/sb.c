@@ -356,7 +356,11 @@ SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
         errno = EINVAL;
         return -1;
     }
-    sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, -1);
+    int rc = sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, -1);
+    if (rc < 0) {
+        errno = -rc; /* the wait could not be set up */
+        return -1;
+    }
     if (sb__wait_state(&b->wait, &err) != SB_ENDED) {
         errno = err;
         return -1;

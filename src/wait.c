@@ -72,7 +72,7 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
     w->read_ahead = read_ahead;
     w->max_retained = max_retained;
     w->queue = NULL;
-    w->demand = 0;
+    atomic_init(&w->demand, 0);
     w->writer_paused = false;
     w->pauses = 0;
     w->paused_ns = 0;
@@ -136,9 +136,9 @@ static bool must_pause_locked(struct sb__wait *w)
         return false;
     uint64_t filled = atomic_load_explicit(&w->filled, memory_order_relaxed);
     if (w->read_ahead != 0) {
-        uint64_t until = w->demand > UINT64_MAX - w->read_ahead
-                             ? UINT64_MAX
-                             : w->demand + w->read_ahead;
+        uint64_t d = atomic_load_explicit(&w->demand, memory_order_relaxed);
+        uint64_t until = d > UINT64_MAX - w->read_ahead ? UINT64_MAX
+                                                        : d + w->read_ahead;
         if (filled >= until)
             return true;
     }
@@ -163,8 +163,8 @@ static void wake_writer_locked(struct sb__wait *w)
 static void raise_demand_locked(struct sb__wait *w, uint64_t d)
 {
     assert_locked(w);
-    if (d > w->demand) {
-        w->demand = d;
+    if (d > atomic_load_explicit(&w->demand, memory_order_relaxed)) {
+        atomic_store_explicit(&w->demand, d, memory_order_relaxed);
         wake_writer_locked(w);
     }
 }
@@ -197,6 +197,10 @@ int sb__wait_room(struct sb__wait *w)
 
 void sb__wait_demand(struct sb__wait *w, uint64_t d)
 {
+    /* A reader that releases behind what it has read asks for nothing
+       new: no lock for that. */
+    if (d <= atomic_load_explicit(&w->demand, memory_order_relaxed))
+        return;
     lock(w);
     raise_demand_locked(w, d);
     unlock(w);
@@ -357,7 +361,7 @@ void sb__wait_stats(struct sb__wait *w, sb_stats *out)
     out->waiting = w->waiting;
     out->wakeups = w->wakeups;
     out->floor = atomic_load_explicit(&w->floor, memory_order_relaxed);
-    out->demand = w->demand;
+    out->demand = atomic_load_explicit(&w->demand, memory_order_relaxed);
     out->pauses = w->pauses;
     out->paused = w->writer_paused;
     out->paused_ns = w->paused_ns;

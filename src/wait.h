@@ -55,7 +55,8 @@ struct sb__wait {
     pthread_mutex_t mu;
     pthread_condattr_t condattr;    /* CLOCK_MONOTONIC, for timed waits */
     struct sb__waiter *queue;       /* sorted by ascending need */
-    uint64_t demand;                /* furthest byte asked for; only grows */
+    _Atomic uint64_t demand;        /* furthest byte asked for; only grows;
+                                       stored under mu, loaded anywhere */
     pthread_cond_t room;            /* the writer waits here while paused */
     bool writer_paused;             /* ... and says so */
     uint64_t pauses;                /* times the writer paused */

@@ -553,7 +553,8 @@ static void race(size_t mem_limit)
     }
     assert_true(ok > 0);
     assert_true(espipe > 0);
-    assert_true(stats(b).released >= len - 8 * KB);
+    /* Given back a chunk at a time: all but less than one (64 KiB). */
+    assert_true(stats(b).released > len - 64 * KB);
 }
 
 static void test_reads_race_releases_in_memory(void **state)
