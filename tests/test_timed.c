@@ -138,7 +138,7 @@ static void test_minus_one_waits_for_data(void **state)
        after r was waiting, runs out while r still waits.  That timeout
        elapsing is what this part tests. */
     unsigned char *buf = fx_calloc(5000);
-    assert_fails_with(sb_pread_timed(b, buf, 5000, 50, 3 * SETTLE_MS),
+    assert_fails_with(sb_pread_timed(b, buf, 5000, 50, 300),
                       ETIMEDOUT);
     assert_false(reader_done(r));
     gate_allow(g, 5050);
