@@ -24,7 +24,8 @@ static sb_stats stats(sb_buffer *b)
     return st;
 }
 
-/* Poll until `waiting` reaches n.  1 on success. */
+/* Poll until `waiting` is exactly n (wait_for_waiters takes "at least").
+   1 on success. */
 static int wait_waiting(sb_buffer *b, uint64_t n, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
@@ -41,22 +42,20 @@ static void test_stats_null_args(void **state)
     (void)state;
     sb_stats st;
     assert_fails_with(sb_get_stats(NULL, &st), EINVAL);
-    unsigned char data[10];
-    gen_fill(data, sizeof data, 0);
-    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
+    unsigned char *data = fx_calloc(10);
+    gen_fill(data, 10, 0);
+    sb_buffer *b = fx_buffer(sb_open_mem(data, 10, NULL));
     assert_non_null(b);
     assert_fails_with(sb_get_stats(b, NULL), EINVAL);
     assert_int_equal(sb_get_stats(b, &st), 0);
-    sb_close(b);
 }
 
 static void test_stats_running_then_ended(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 4096};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
 
     sb_stats st = stats(b);
@@ -67,7 +66,7 @@ static void test_stats_running_then_ended(void **state)
     assert_int_equal(st.spilled, 0);
     assert_int_equal(st.waiting, 0);
 
-    gate_allow(&g, 3000);
+    gate_allow(g, 3000);
     assert_true(wait_available(b, 3000, WAIT_LONG_MS));
     st = stats(b);
     assert_int_equal(st.state, SB_RUNNING);
@@ -77,7 +76,7 @@ static void test_stats_running_then_ended(void **state)
     assert_true(st.publishes >= 1 && st.publishes <= 3000);
     uint64_t pub1 = st.publishes;
 
-    gate_allow(&g, 10000);
+    gate_allow(g, 10000);
     assert_true(wait_available(b, 10000, WAIT_LONG_MS));
     st = stats(b);
     assert_int_equal(st.filled, 10000);
@@ -85,67 +84,58 @@ static void test_stats_running_then_ended(void **state)
     assert_int_equal(st.spilled, 10000 - 4096);
     assert_true(st.publishes > pub1 && st.publishes <= 10000);
 
-    gate_end(&g);
+    gate_end(g);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     st = stats(b);
     assert_int_equal(st.state, SB_ENDED);
     assert_int_equal(st.error, 0);
     assert_int_equal(st.filled, 10000);
     assert_int_equal(st.waiting, 0);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 static void test_stats_failed_and_cancelled(void **state)
 {
     (void)state;
-    chunk_src s;
-    chunk_init(&s, 100000, NULL, 0);
-    s.fail_at = 5000;
-    s.fail_err = EIO;
-    sb_buffer *b = open_chunk(&s, NULL);
+    chunk_src *s = fx_chunk(100000, NULL, 0);
+    s->fail_at = 5000;
+    s->fail_err = EIO;
+    sb_buffer *b = fx_buffer(open_chunk(s, NULL));
     assert_non_null(b);
     assert_fails_with(sb_wait_end(b, NULL), EIO);
     sb_stats st = stats(b);
     assert_int_equal(st.state, SB_FAILED);
     assert_int_equal(st.error, EIO);
     assert_int_equal(st.filled, 5000);
-    sb_close(b);
 
-    gate_src g;
-    gate_init(&g);
-    b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    gate_allow(&g, 100);
+    gate_allow(g, 100);
     assert_true(wait_available(b, 100, WAIT_LONG_MS));
     sb_cancel(b);
     st = stats(b);
     assert_int_equal(st.state, SB_FAILED);
     assert_int_equal(st.error, ECANCELED);
     assert_true(st.filled >= 100);
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
 
-    unsigned char data[1000];
-    gen_fill(data, sizeof data, 0);
+    unsigned char *data = fx_calloc(1000);
+    gen_fill(data, 1000, 0);
     sb_options o = {.max_size = 600};
-    b = sb_open_mem(data, sizeof data, &o);
+    b = fx_buffer(sb_open_mem(data, 1000, &o));
     assert_non_null(b);
     st = stats(b);
     assert_int_equal(st.state, SB_FAILED);
     assert_int_equal(st.error, EFBIG);
     assert_int_equal(st.filled, 600);
-    sb_close(b);
 }
 
 static void test_stats_open_mem(void **state)
 {
     (void)state;
-    unsigned char data[5000];
-    gen_fill(data, sizeof data, 0);
+    unsigned char *data = fx_calloc(5000);
+    gen_fill(data, 5000, 0);
     sb_options o = {.mem_limit = 1000}; /* no effect on sb_open_mem */
-    sb_buffer *b = sb_open_mem(data, sizeof data, &o);
+    sb_buffer *b = fx_buffer(sb_open_mem(data, 5000, &o));
     assert_non_null(b);
     sb_stats st = stats(b);
     assert_int_equal(st.state, SB_ENDED);
@@ -154,73 +144,61 @@ static void test_stats_open_mem(void **state)
     assert_int_equal(st.in_memory + st.spilled, 5000);
     assert_int_equal(st.spilled, 0); /* there is no spill file */
     assert_int_equal(st.waiting, 0);
-    sb_close(b);
 }
 
 static void test_stats_count_blocked_readers(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    gate_allow(&g, 1000);
+    gate_allow(g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
-    reader filled, r[3], w[2];
     /* A read of arrived bytes never waits, so it is never counted. */
-    assert_int_equal(reader_start(&filled, b, RD_PREAD, 0, 1000, 0), 0);
-    int filled_ok = reader_wait(&filled, WAIT_LONG_MS);
-    for (int i = 0; i < 3; i++)
-        assert_int_equal(reader_start(&r[i], b, RD_PREAD,
-                                      1000 + (uint64_t)i * 1000, 100, 0),
-                         0);
-    for (int i = 0; i < 2; i++)
-        assert_int_equal(reader_start(&w[i], b, RD_WAIT_END, 0, 0, 0), 0);
-    int five = wait_waiting(b, 5, WAIT_LONG_MS);
-    /* Complete two of the three ranges: exactly those two stop waiting. */
-    gate_allow(&g, 2100);
-    int got01 = reader_wait(&r[0], WAIT_LONG_MS) &&
-                reader_wait(&r[1], WAIT_LONG_MS);
-    int three = wait_waiting(b, 3, WAIT_LONG_MS);
-    sleep_ms(SETTLE_MS);
-    int r2_early = reader_done(&r[2]);
-    gate_end(&g);
-    int rest = reader_wait(&r[2], WAIT_LONG_MS) &&
-               reader_wait(&w[0], WAIT_LONG_MS) &&
-               reader_wait(&w[1], WAIT_LONG_MS);
-    sb_stats end = stats(b);
-    reader_join(&filled);
-    for (int i = 0; i < 3; i++)
-        reader_join(&r[i]);
-    for (int i = 0; i < 2; i++)
-        reader_join(&w[i]);
-
-    assert_true(filled_ok);
-    assert_int_equal(filled.ret, 1000);
-    assert_int_equal(filled.bad, 0);
-    assert_true(five);
-    assert_true(got01);
-    assert_true(three);
-    assert_false(r2_early);
-    assert_true(rest);
-    assert_int_equal(end.waiting, 0);
-    assert_int_equal(r[0].ret, 100);
-    assert_int_equal(r[0].bad, 0);
-    assert_int_equal(r[1].ret, 100);
-    assert_int_equal(r[1].bad, 0);
-    assert_int_equal(r[2].ret, 0); /* [3000, 3100) is past the end */
-    assert_int_equal(w[0].ret, 0);
-    assert_int_equal(w[0].length, 2100);
-    sb_close(b);
-    gate_destroy(&g);
+    reader *filled = fx_reader(b, RD_PREAD, 0, 1000, 0);
+    assert_non_null(filled);
+    assert_true(reader_wait(filled, WAIT_LONG_MS));
+    assert_int_equal(filled->ret, 1000);
+    assert_int_equal(filled->bad, 0);
+    reader *r[3], *w[2];
+    for (int i = 0; i < 3; i++) {
+        r[i] = fx_reader(b, RD_PREAD, 1000 + (uint64_t)i * 1000, 100, 0);
+        assert_non_null(r[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        w[i] = fx_reader(b, RD_WAIT_END, 0, 0, 0);
+        assert_non_null(w[i]);
+    }
+    assert_true(wait_waiting(b, 5, WAIT_LONG_MS));
+    /* Complete two of the three ranges: exactly those two stop waiting.
+       Once the producer is back in the source, nothing more is published,
+       so three waiters then means r[2] was left alone. */
+    gate_allow(g, 2100);
+    assert_true(reader_wait(r[0], WAIT_LONG_MS));
+    assert_true(reader_wait(r[1], WAIT_LONG_MS));
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_waiting(b, 3, WAIT_LONG_MS));
+    assert_false(reader_done(r[2]));
+    gate_end(g);
+    assert_true(reader_wait(r[2], WAIT_LONG_MS));
+    assert_true(reader_wait(w[0], WAIT_LONG_MS));
+    assert_true(reader_wait(w[1], WAIT_LONG_MS));
+    assert_int_equal(stats(b).waiting, 0);
+    assert_int_equal(r[0]->ret, 100);
+    assert_int_equal(r[0]->bad, 0);
+    assert_int_equal(r[1]->ret, 100);
+    assert_int_equal(r[1]->bad, 0);
+    assert_int_equal(r[2]->ret, 0); /* [3000, 3100) is past the end */
+    assert_int_equal(w[0]->ret, 0);
+    assert_int_equal(w[0]->length, 2100);
 }
 
+/* The 50 ms timeout elapsing is what this tests. */
 static void test_stats_wakeups_count_timeouts(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
     uint64_t w0 = stats(b).wakeups;
     unsigned char buf[10];
@@ -228,9 +206,6 @@ static void test_stats_wakeups_count_timeouts(void **state)
     sb_stats st = stats(b);
     assert_true(st.wakeups >= w0 + 1);
     assert_int_equal(st.waiting, 0); /* the timed-out reader left */
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 static void test_publish_wakes_only_completed_readers(void **state)
@@ -239,41 +214,32 @@ static void test_publish_wakes_only_completed_readers(void **state)
     /* Readers far ahead are not woken by each publish on the way (no
        thundering herd): 4 readers, 100 publishes, only a handful of
        wake-ups. */
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 1u << 20};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    reader r[4];
-    for (int i = 0; i < 4; i++)
-        assert_int_equal(reader_start(&r[i], b, RD_PREAD, 100000, 10, 0), 0);
-    int four = wait_waiting(b, 4, WAIT_LONG_MS);
+    reader *r[4];
+    for (int i = 0; i < 4; i++) {
+        r[i] = fx_reader(b, RD_PREAD, 100000, 10, 0);
+        assert_non_null(r[i]);
+    }
+    assert_true(wait_waiting(b, 4, WAIT_LONG_MS));
     sb_stats st0 = stats(b);
-    int steps_ok = 1;
     for (uint64_t upto = 500; upto <= 50000; upto += 500) {
-        gate_allow(&g, upto);
-        steps_ok = wait_available(b, upto, WAIT_LONG_MS) && steps_ok;
+        gate_allow(g, upto);
+        assert_true(wait_available(b, upto, WAIT_LONG_MS));
     }
     sb_stats st1 = stats(b);
-    gate_allow(&g, 100010);
-    int ok = 1;
+    gate_allow(g, 100010);
     for (int i = 0; i < 4; i++)
-        ok = reader_wait(&r[i], WAIT_LONG_MS) && ok;
-    for (int i = 0; i < 4; i++)
-        reader_join(&r[i]);
-    assert_true(four);
-    assert_true(steps_ok);
-    assert_true(ok);
+        assert_true(reader_wait(r[i], WAIT_LONG_MS));
     assert_true(st1.publishes >= st0.publishes + 100);
     assert_int_equal(st1.waiting, 4);
     assert_true(st1.wakeups - st0.wakeups < 40); /* a herd gives >= 400 */
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(r[i].ret, 10);
-        assert_int_equal(r[i].bad, 0);
+        assert_int_equal(r[i]->ret, 10);
+        assert_int_equal(r[i]->bad, 0);
     }
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 static void test_stats_consistent_while_producing(void **state)
@@ -281,13 +247,11 @@ static void test_stats_consistent_while_producing(void **state)
     (void)state;
     const size_t mem = 50000;
     static const size_t pat[] = {999, 1, 3000};
-    chunk_src s;
-    chunk_init(&s, 400000, pat, 3);
-    s.delay_us = 20;
-    char *dir = scratch_new();
-    assert_non_null(dir);
+    chunk_src *s = fx_chunk(400000, pat, 3);
+    s->delay_us = 20;
+    char *dir = fx_scratch();
     sb_options o = {.mem_limit = mem, .tmp_dir = dir};
-    sb_buffer *b = open_chunk(&s, &o);
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
     assert_non_null(b);
     uint64_t last_filled = 0, last_pub = 0;
     int bad_sum = 0, bad_split = 0, went_back = 0, behind = 0, n = 0;
@@ -312,8 +276,6 @@ static void test_stats_consistent_while_producing(void **state)
     uint64_t len = 0;
     assert_int_equal(sb_wait_end(b, &len), 0);
     sb_stats fin = stats(b);
-    sb_close(b);
-    scratch_free(dir);
     assert_true(n > 1);
     assert_int_equal(bad_sum, 0);
     assert_int_equal(bad_split, 0);
@@ -366,14 +328,14 @@ static void test_publishes_count_only_new_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_stats_null_args),
-        cmocka_unit_test(test_stats_running_then_ended),
-        cmocka_unit_test(test_stats_failed_and_cancelled),
-        cmocka_unit_test(test_stats_open_mem),
-        cmocka_unit_test(test_stats_count_blocked_readers),
-        cmocka_unit_test(test_stats_wakeups_count_timeouts),
-        cmocka_unit_test(test_publish_wakes_only_completed_readers),
-        cmocka_unit_test(test_stats_consistent_while_producing),
+        FX_TEST(test_stats_null_args),
+        FX_TEST(test_stats_running_then_ended),
+        FX_TEST(test_stats_failed_and_cancelled),
+        FX_TEST(test_stats_open_mem),
+        FX_TEST(test_stats_count_blocked_readers),
+        FX_TEST(test_stats_wakeups_count_timeouts),
+        FX_TEST(test_publish_wakes_only_completed_readers),
+        FX_TEST(test_stats_consistent_while_producing),
         FX_TEST(test_publishes_count_only_new_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

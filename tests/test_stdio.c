@@ -8,6 +8,9 @@
  * worth); SEEK_END waiting for the end, or using length_hint; the stream's
  * errors as ferror + errno; EOF; one FILE per thread over one buffer;
  * invalid seeks and writes; and fclose leaving the buffer alone.
+ *
+ * A FILE blocked in a read is a reader blocked in the library, so
+ * wait_for_waiters tells when it waits.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +25,34 @@
 
 #include "fixture.h"
 
+/* The states of the tests that run over both kinds of stream, and over
+   both kinds of producer. */
+static int in_memory = 0, spilled = 1;
+static int pull = 0, push = 1;
+
 /* ---- local helpers (no asserts) ------------------------------------------ */
+
+static void close_file(void *f)
+{
+    fclose(f);
+}
+
+/* sb_fopen(b), fclose'd by teardown.  Made after b, so it is closed before
+   b is. */
+static FILE *fx_fopen(sb_buffer *b)
+{
+    FILE *f = sb_fopen(b);
+    if (f != NULL)
+        fx_track(f, NULL, close_file);
+    return f;
+}
+
+/* fclose f now, for a test that checks what fclose returns. */
+static int fx_fclose(FILE *f)
+{
+    fx_untrack(f);
+    return fclose(f);
+}
 
 /* A read-style source over fixed text that delivers only what the test has
    allowed; past that it blocks until more is allowed, or the stream is
@@ -38,21 +68,6 @@ typedef struct text_gate {
     int err;
     int blocked;
 } text_gate;
-
-static void tg_init(text_gate *g, const char *text)
-{
-    memset(g, 0, sizeof *g);
-    pthread_mutex_init(&g->mu, NULL);
-    pthread_cond_init(&g->cv, NULL);
-    g->text = text;
-    g->len = strlen(text);
-}
-
-static void tg_destroy(text_gate *g)
-{
-    pthread_cond_destroy(&g->cv);
-    pthread_mutex_destroy(&g->mu);
-}
 
 static ssize_t tg_read(void *ctx, void *buf, size_t cap)
 {
@@ -89,12 +104,32 @@ static void tg_allow(text_gate *g, size_t upto)
     pthread_mutex_unlock(&g->mu);
 }
 
-static void tg_end(text_gate *g)
+static void tg_end(void *p)
 {
+    text_gate *g = p;
     pthread_mutex_lock(&g->mu);
     g->ended = 1;
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
+}
+
+static void tg_destroy(void *p)
+{
+    text_gate *g = p;
+    pthread_cond_destroy(&g->cv);
+    pthread_mutex_destroy(&g->mu);
+}
+
+/* A text gate on the heap, ended in pass 1 and destroyed in pass 2. */
+static text_gate *fx_text_gate(const char *text)
+{
+    text_gate *g = fx_calloc(sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+    g->text = text;
+    g->len = strlen(text);
+    fx_track(g, tg_end, tg_destroy);
+    return g;
 }
 
 /* fread n bytes at the FILE's position and compare them with the generator
@@ -143,51 +178,47 @@ static void test_fopen_null(void **state)
 struct stream {
     sb_buffer *b;
     uint64_t len;
-    unsigned char *data;
-    chunk_src cs;
-    char *dir;
+    int spilled;
 };
 
-static void stream_open(struct stream *s, int spilled, uint64_t len)
+#define STREAM_MEM (64 << 10)
+
+static void stream_open(struct stream *s, int spill, uint64_t len)
 {
-    memset(s, 0, sizeof *s);
     s->len = len;
-    if (!spilled) {
-        s->data = malloc((size_t)len);
-        assert_non_null(s->data);
-        gen_fill(s->data, (size_t)len, 0);
-        s->b = sb_open_mem(s->data, (size_t)len, NULL);
+    s->spilled = spill;
+    if (!spill) {
+        unsigned char *data = fx_calloc((size_t)len);
+        gen_fill(data, (size_t)len, 0);
+        s->b = fx_buffer(sb_open_mem(data, (size_t)len, NULL));
     } else {
         static const size_t pattern[] = {1000, 17, 65536, 3, 4096};
-        s->dir = scratch_new();
-        assert_non_null(s->dir);
-        chunk_init(&s->cs, len, pattern, 5);
-        sb_options o = {.mem_limit = 64 << 10, .tmp_dir = s->dir};
-        sb_source src = chunk_source(&s->cs);
-        s->b = sb_open(&src, &o);
+        char *dir = fx_scratch();
+        chunk_src *cs = fx_chunk(len, pattern, 5);
+        sb_options o = {.mem_limit = STREAM_MEM, .tmp_dir = dir};
+        s->b = fx_buffer(open_chunk(cs, &o));
     }
     assert_non_null(s->b);
 }
 
-static void stream_close(struct stream *s)
+/* The spilled variant is only worth its name if it did spill. */
+static void stream_check_spilled(const struct stream *s)
 {
-    if (s->dir != NULL) { /* it did spill */
-        sb_stats st;
-        assert_int_equal(sb_wait_end(s->b, NULL), 0);
-        assert_int_equal(sb_get_stats(s->b, &st), 0);
-        assert_int_equal(st.spilled, s->len - (64 << 10));
-    }
-    sb_close(s->b);
-    free(s->data);
-    scratch_free(s->dir);
+    if (!s->spilled)
+        return;
+    sb_stats st;
+    assert_int_equal(sb_wait_end(s->b, NULL), 0);
+    assert_int_equal(sb_get_stats(s->b, &st), 0);
+    assert_int_equal(st.spilled, s->len - STREAM_MEM);
 }
 
-static void fread_all(int spilled)
+static void test_fread(void **state)
 {
-    const uint64_t len = spilled ? 1000003 : 200003;
+    const int spill = *(int *)*state;
+    const uint64_t len = spill ? 1000003 : 200003;
     struct stream s;
-    stream_open(&s, spilled, len);
-    FILE *f = sb_fopen(s.b);
+    stream_open(&s, spill, len);
+    FILE *f = fx_fopen(s.b);
     assert_non_null(f);
 
     static const size_t sizes[] = {1, 7, 4093, 65536, 100, 8192, 3};
@@ -200,7 +231,6 @@ static void fread_all(int spilled)
         assert_int_equal(ftell(f), (long)off);
         assert_int_equal(feof(f) != 0, want < n);
     }
-    assert_int_equal(off, len);
     assert_true(feof(f));
     assert_false(ferror(f));
     unsigned char c;
@@ -208,28 +238,17 @@ static void fread_all(int spilled)
     assert_int_equal(getc(f), EOF);
     assert_true(feof(f));
     assert_false(ferror(f));
-    assert_int_equal(fclose(f), 0);
-    stream_close(&s);
+    assert_int_equal(fx_fclose(f), 0);
+    stream_check_spilled(&s);
 }
 
-static void test_fread_memory(void **state)
+static void test_getc_fgets(void **state)
 {
-    (void)state;
-    fread_all(0);
-}
-
-static void test_fread_spilled(void **state)
-{
-    (void)state;
-    fread_all(1);
-}
-
-static void getc_fgets_all(int spilled)
-{
-    const uint64_t len = spilled ? 300007 : 100003;
+    const int spill = *(int *)*state;
+    const uint64_t len = spill ? 300007 : 100003;
     struct stream s;
-    stream_open(&s, spilled, len);
-    FILE *f = sb_fopen(s.b);
+    stream_open(&s, spill, len);
+    FILE *f = fx_fopen(s.b);
     assert_non_null(f);
 
     /* getc, byte by byte. */
@@ -274,28 +293,17 @@ static void getc_fgets_all(int spilled)
     assert_int_equal(off, len);
     assert_true(feof(f));
     assert_false(ferror(f));
-    assert_int_equal(fclose(f), 0);
-    stream_close(&s);
+    assert_int_equal(fx_fclose(f), 0);
+    stream_check_spilled(&s);
 }
 
-static void test_getc_fgets_memory(void **state)
+static void test_seek(void **state)
 {
-    (void)state;
-    getc_fgets_all(0);
-}
-
-static void test_getc_fgets_spilled(void **state)
-{
-    (void)state;
-    getc_fgets_all(1);
-}
-
-static void seek_all(int spilled)
-{
-    const uint64_t len = spilled ? 700001 : 150001;
+    const int spill = *(int *)*state;
+    const uint64_t len = spill ? 700001 : 150001;
     struct stream s;
-    stream_open(&s, spilled, len);
-    FILE *f = sb_fopen(s.b);
+    stream_open(&s, spill, len);
+    FILE *f = fx_fopen(s.b);
     assert_non_null(f);
     const long L = (long)len;
 
@@ -334,20 +342,8 @@ static void seek_all(int spilled)
     assert_int_equal(ftell(f), 0);
     assert_false(feof(f));
     assert_int_equal(fread_check(f, 3000, 0, 3000), 0);
-    assert_int_equal(fclose(f), 0);
-    stream_close(&s);
-}
-
-static void test_seek_memory(void **state)
-{
-    (void)state;
-    seek_all(0);
-}
-
-static void test_seek_spilled(void **state)
-{
-    (void)state;
-    seek_all(1);
+    assert_int_equal(fx_fclose(f), 0);
+    stream_check_spilled(&s);
 }
 
 static void test_seek_before_start_fails(void **state)
@@ -355,7 +351,7 @@ static void test_seek_before_start_fails(void **state)
     (void)state;
     struct stream s;
     stream_open(&s, 0, 5000);
-    FILE *f = sb_fopen(s.b);
+    FILE *f = fx_fopen(s.b);
     assert_non_null(f);
 
     assert_fails_with(fseek(f, -1, SEEK_SET), EINVAL);
@@ -368,8 +364,7 @@ static void test_seek_before_start_fails(void **state)
     assert_int_equal(ftell(f), 11);
     assert_int_equal(getc(f), gen_byte(11));
     assert_false(ferror(f));
-    assert_int_equal(fclose(f), 0);
-    stream_close(&s);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 static void test_write_fails(void **state)
@@ -377,7 +372,7 @@ static void test_write_fails(void **state)
     (void)state;
     struct stream s;
     stream_open(&s, 0, 5000);
-    FILE *f = sb_fopen(s.b);
+    FILE *f = fx_fopen(s.b);
     assert_non_null(f);
 
     assert_int_equal(fputc('x', f), EOF);
@@ -391,40 +386,37 @@ static void test_write_fails(void **state)
     clearerr(f);
     /* Nothing was written: the stream reads as before. */
     assert_int_equal(fread_check(f, 5000, 0, 5000), 0);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(fx_fclose(f), 0);
     assert_int_equal(check_stream(s.b, 5000), 0);
-    stream_close(&s);
 }
 
 static void test_fclose_keeps_buffer(void **state)
 {
     (void)state;
     int fds = count_fds();
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    gate_allow(&g, 3000);
+    gate_allow(g, 3000);
 
     for (int i = 0; i < 3; i++) {
-        FILE *f = sb_fopen(b);
+        FILE *f = fx_fopen(b);
         assert_non_null(f);
         assert_int_equal(fread_check(f, 1000, 0, 1000), 0);
-        assert_int_equal(fclose(f), 0);
+        assert_int_equal(fx_fclose(f), 0);
     }
     /* The stream runs on and reads as before. */
     assert_int_equal(wait_available(b, 3000, WAIT_LONG_MS), 1);
     assert_int_equal(check_read(b, 0, 3000, 3000), 0);
-    gate_allow(&g, 9000);
-    gate_end(&g);
+    gate_allow(g, 9000);
+    gate_end(g);
     assert_int_equal(check_stream(b, 9000), 0);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
     assert_int_equal(fread_check(f, 10000, 0, 9000), 0);
-    assert_int_equal(fclose(f), 0);
+    assert_int_equal(fx_fclose(f), 0);
     assert_int_equal(check_stream(b, 9000), 0);
-    sb_close(b);
-    gate_destroy(&g);
+    fx_close(b);
     assert_int_equal(count_fds(), fds);
 }
 
@@ -446,114 +438,105 @@ static void do_fgets(void *arg)
     c->error = ferror(c->f) != 0;
 }
 
+/* An fgets of f on its own thread; its record lives until teardown. */
+static struct line_call *fgets_bg(FILE *f, bg_call **bg)
+{
+    struct line_call *c = fx_calloc(sizeof *c);
+    c->f = f;
+    *bg = fx_bg(do_fgets, c);
+    return c;
+}
+
 static const char text[] = "first line\n"
                            "second line\n"
                            "3\n";
 
 /* fgets returns each line as soon as it has arrived.  A pulling source
    (text gate) or a writer feeds the stream. */
-static void fgets_slow(int push)
+static void test_fgets_returns_lines_as_they_arrive(void **state)
 {
-    text_gate g;
-    tg_init(&g, text);
+    const int pushing = *(int *)*state;
+    text_gate *g = NULL;
     sb_buffer *b;
-    if (push) {
-        b = sb_open_writer(NULL);
+    if (pushing) {
+        b = fx_buffer(sb_open_writer(NULL));
     } else {
-        sb_source src = {.read = tg_read, .ctx = &g};
-        b = sb_open(&src, NULL);
+        g = fx_text_gate(text);
+        sb_source src = {.read = tg_read, .ctx = g};
+        b = fx_buffer(sb_open(&src, NULL));
     }
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
 
     const size_t l1 = strlen("first line\n");
     const size_t l2 = strlen("second line\n");
     const size_t part = strlen("sec");
-    struct line_call c;
-    bg_call bg;
+    struct line_call *c;
+    bg_call *bg;
 
     /* Blocks while nothing has arrived. */
-    memset(&c, 0, sizeof c);
-    c.f = f;
-    assert_int_equal(bg_start(&bg, do_fgets, &c), 0);
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0));
+    c = fgets_bg(f, &bg);
+    assert_non_null(bg);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
     /* One line arrives: fgets returns it, while the rest has not. */
-    if (push)
+    if (pushing)
         assert_int_equal(sb_write(b, text, l1), (ssize_t)l1);
     else
-        tg_allow(&g, l1);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_ptr_equal(c.ret, c.buf);
-    assert_string_equal(c.buf, "first line\n");
-    assert_false(c.eof);
-    assert_false(c.error);
+        tg_allow(g, l1);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_ptr_equal(c->ret, c->buf);
+    assert_string_equal(c->buf, "first line\n");
+    assert_false(c->eof);
+    assert_false(c->error);
     assert_int_equal(sb_available(b), l1);
 
-    /* Part of a line is not a line: fgets waits for the rest. */
-    memset(&c, 0, sizeof c);
-    c.f = f;
-    assert_int_equal(bg_start(&bg, do_fgets, &c), 0);
-    if (push)
+    /* Part of a line is not a line: fgets waits for the rest.  Once "sec"
+       is published, a waiting reader can only be one that took it and
+       waits for what follows. */
+    c = fgets_bg(f, &bg);
+    assert_non_null(bg);
+    if (pushing)
         assert_int_equal(sb_write(b, text + l1, part), (ssize_t)part);
     else
-        tg_allow(&g, l1 + part);
+        tg_allow(g, l1 + part);
     assert_true(wait_available(b, l1 + part, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0));
-    if (push)
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+    if (pushing)
         assert_int_equal(sb_write(b, text + l1 + part, l2 - part),
                          (ssize_t)(l2 - part));
     else
-        tg_allow(&g, l1 + l2);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_ptr_equal(c.ret, c.buf);
-    assert_string_equal(c.buf, "second line\n");
+        tg_allow(g, l1 + l2);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_ptr_equal(c->ret, c->buf);
+    assert_string_equal(c->buf, "second line\n");
     assert_int_equal(sb_available(b), l1 + l2);
 
     /* The last line, then the end: EOF. */
-    if (push) {
+    if (pushing) {
         assert_int_equal(sb_write(b, text + l1 + l2, 2), 2);
     } else {
-        tg_allow(&g, sizeof text - 1);
+        tg_allow(g, sizeof text - 1);
     }
-    memset(&c, 0, sizeof c);
-    c.f = f;
-    do_fgets(&c);
-    assert_string_equal(c.buf, "3\n");
-    memset(&c, 0, sizeof c);
-    c.f = f;
-    assert_int_equal(bg_start(&bg, do_fgets, &c), 0);
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0));
-    if (push)
+    c = fx_calloc(sizeof *c);
+    c->f = f;
+    do_fgets(c);
+    assert_string_equal(c->buf, "3\n");
+    c = fgets_bg(f, &bg);
+    assert_non_null(bg);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+    if (pushing)
         assert_int_equal(sb_finish(b, 0), 0);
     else
-        tg_end(&g);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_null(c.ret);
-    assert_true(c.eof);
-    assert_false(c.error);
-
-    assert_int_equal(fclose(f), 0);
-    sb_close(b);
-    tg_destroy(&g);
-}
-
-static void test_fgets_returns_lines_as_they_arrive(void **state)
-{
-    (void)state;
-    fgets_slow(0);
-}
-
-static void test_fgets_over_writer(void **state)
-{
-    (void)state;
-    fgets_slow(1);
+        tg_end(g);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_null(c->ret);
+    assert_true(c->eof);
+    assert_false(c->error);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 struct getc_call {
@@ -574,47 +557,49 @@ static void do_getc(void *arg)
     c->error = ferror(c->f) != 0;
 }
 
+static struct getc_call *getc_bg(FILE *f, bg_call **bg)
+{
+    struct getc_call *c = fx_calloc(sizeof *c);
+    c->f = f;
+    *bg = fx_bg(do_getc, c);
+    return c;
+}
+
 static void test_getc_returns_each_byte_as_it_arrives(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
 
+    /* Each getc waits until its byte is there, not for more. */
     for (uint64_t i = 0; i < 5; i++) {
-        struct getc_call c = {.f = f};
-        bg_call bg;
-        assert_int_equal(bg_start(&bg, do_getc, &c), 0);
-        if (i == 0) {
-            sleep_ms(SETTLE_MS);
-            assert_false(bg_wait(&bg, 0));
-        }
-        gate_allow(&g, i + 1);
-        assert_true(bg_wait(&bg, WAIT_LONG_MS));
-        bg_join(&bg);
-        assert_int_equal(c.c, gen_byte(i));
+        bg_call *bg;
+        struct getc_call *c = getc_bg(f, &bg);
+        assert_non_null(bg);
+        assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+        assert_false(bg_wait(bg, 0));
+        gate_allow(g, i + 1);
+        assert_true(bg_wait(bg, WAIT_LONG_MS));
+        assert_int_equal(c->c, gen_byte(i));
         assert_int_equal(ftell(f), (long)i + 1);
     }
     /* At the end of what arrived, getc waits; the end of the stream gives
        EOF, not an error. */
-    struct getc_call c = {.f = f};
-    bg_call bg;
-    assert_int_equal(bg_start(&bg, do_getc, &c), 0);
-    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0));
-    gate_end(&g);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_int_equal(c.c, EOF);
-    assert_true(c.eof);
-    assert_false(c.error);
-    assert_int_equal(fclose(f), 0);
-    sb_close(b);
-    gate_destroy(&g);
+    bg_call *bg;
+    struct getc_call *c = getc_bg(f, &bg);
+    assert_non_null(bg);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+    gate_end(g);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_int_equal(c->c, EOF);
+    assert_true(c->eof);
+    assert_false(c->error);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 /* ---- SEEK_END ------------------------------------------------------------ */
@@ -639,80 +624,76 @@ static void do_seek_end(void *arg)
 static void test_seek_end_waits_for_end(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
-    gate_allow(&g, 1000);
-    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
+    gate_allow(g, 1000);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
 
-    struct seek_call c = {.f = f, .off = -10};
-    bg_call bg;
-    assert_int_equal(bg_start(&bg, do_seek_end, &c), 0);
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0));
-    gate_allow(&g, 5000);
-    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&bg, 0)); /* more bytes, but not the end */
-    gate_end(&g);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_int_equal(c.rc, 0);
-    assert_int_equal(c.pos, 4990);
+    struct seek_call *c = fx_calloc(sizeof *c);
+    *c = (struct seek_call){.f = f, .off = -10};
+    bg_call *bg = fx_bg(do_seek_end, c);
+    assert_non_null(bg);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+    /* More bytes, but not the end: with all 5000 published, the seek
+       still waits. */
+    gate_allow(g, 5000);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+    gate_end(g);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(c->pos, 4990);
     assert_int_equal(fread_check(f, 100, 4990, 10), 0);
     assert_true(feof(f));
-    assert_int_equal(fclose(f), 0);
-    sb_close(b);
-    gate_destroy(&g);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 static void test_seek_end_uses_length_hint(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.length_hint = 123456};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
-    gate_allow(&g, 1000);
-    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
+    gate_allow(g, 1000);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
 
     /* The stream is running and will not end until told: the seek must not
        wait for it. */
-    struct seek_call c = {.f = f, .off = 0};
-    bg_call bg;
-    assert_int_equal(bg_start(&bg, do_seek_end, &c), 0);
-    assert_true(bg_wait(&bg, WAIT_LONG_MS));
-    bg_join(&bg);
-    assert_int_equal(c.rc, 0);
-    assert_int_equal(c.pos, 123456);
-    c.off = -456;
-    do_seek_end(&c);
-    assert_int_equal(c.rc, 0);
-    assert_int_equal(c.pos, 123000);
+    struct seek_call *c = fx_calloc(sizeof *c);
+    *c = (struct seek_call){.f = f, .off = 0};
+    bg_call *bg = fx_bg(do_seek_end, c);
+    assert_non_null(bg);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(c->pos, 123456);
+    c->off = -456;
+    do_seek_end(c);
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(c->pos, 123000);
     /* Back into what has arrived. */
     assert_int_equal(seek_tell(f, 500, SEEK_SET), 500);
     assert_int_equal(fread_check(f, 500, 500, 500), 0);
 
     /* Once the stream has ended, SEEK_END is its real length, whatever the
        hint said. */
-    gate_allow(&g, 3000);
-    gate_end(&g);
+    gate_allow(g, 3000);
+    gate_end(g);
     uint64_t len = 0;
     assert_int_equal(sb_wait_end(b, &len), 0);
     assert_int_equal(len, 3000);
-    c.off = 0;
-    do_seek_end(&c);
-    assert_int_equal(c.rc, 0);
-    assert_int_equal(c.pos, 3000);
-    assert_int_equal(fclose(f), 0);
-    sb_close(b);
-    gate_destroy(&g);
+    c->off = 0;
+    do_seek_end(c);
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(c->pos, 3000);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 /* ---- errors ------------------------------------------------------------------ */
@@ -720,14 +701,13 @@ static void test_seek_end_uses_length_hint(void **state)
 static void test_source_failure_is_ferror(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
-    gate_allow(&g, 100);
-    gate_fail(&g, EPROTO);
+    gate_allow(g, 100);
+    gate_fail(g, EPROTO);
     uint64_t len;
     assert_fails_with(sb_wait_end(b, &len), EPROTO);
 
@@ -750,9 +730,7 @@ static void test_source_failure_is_ferror(void **state)
     rewind(f);
     assert_int_equal(fread_check(f, 100, 0, 100), 0);
     assert_false(ferror(f));
-    assert_int_equal(fclose(f), 0);
-    sb_close(b);
-    gate_destroy(&g);
+    assert_int_equal(fx_fclose(f), 0);
 }
 
 struct fread_call {
@@ -785,11 +763,6 @@ static void do_fread(void *arg)
 
 /* ---- SEEK_SET and SEEK_CUR never wait ------------------------------------------- */
 
-static void close_file(void *f)
-{
-    fclose(f);
-}
-
 struct set_call {
     FILE *f;
     long off;
@@ -818,9 +791,8 @@ static void test_seek_set_never_waits(void **state)
     gate_src *g = fx_gate();
     sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    FILE *f = sb_fopen(b);
+    FILE *f = fx_fopen(b);
     assert_non_null(f);
-    fx_track(f, NULL, close_file);
     gate_allow(g, 100);
     assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
 
@@ -867,47 +839,43 @@ static void test_seek_set_never_waits(void **state)
 static void test_cancel_is_ferror_ecanceled(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    gate_allow(&g, 100);
-    assert_true(gate_wait_blocked(&g, WAIT_LONG_MS));
+    gate_allow(g, 100);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
 
     /* One FILE waits inside a fread, another in a getc past the end. */
-    FILE *f1 = sb_fopen(b), *f2 = sb_fopen(b);
+    FILE *f1 = fx_fopen(b), *f2 = fx_fopen(b);
     assert_non_null(f1);
     assert_non_null(f2);
     assert_int_equal(fseek(f2, 100, SEEK_SET), 0);
-    struct fread_call r = {.f = f1, .n = 1000};
-    struct getc_call c = {.f = f2};
-    bg_call b1, b2;
-    assert_int_equal(bg_start(&b1, do_fread, &r), 0);
-    assert_int_equal(bg_start(&b2, do_getc, &c), 0);
-    sleep_ms(SETTLE_MS);
-    assert_false(bg_wait(&b1, 0));
-    assert_false(bg_wait(&b2, 0));
+    struct fread_call *r = fx_calloc(sizeof *r);
+    *r = (struct fread_call){.f = f1, .n = 1000};
+    bg_call *b1 = fx_bg(do_fread, r);
+    assert_non_null(b1);
+    bg_call *b2;
+    struct getc_call *c = getc_bg(f2, &b2);
+    assert_non_null(b2);
+    assert_true(wait_for_waiters(b, 2, WAIT_LONG_MS));
+    assert_false(bg_wait(b1, 0));
+    assert_false(bg_wait(b2, 0));
 
     sb_cancel(b);
-    assert_true(bg_wait(&b1, WAIT_LONG_MS));
-    assert_true(bg_wait(&b2, WAIT_LONG_MS));
-    bg_join(&b1);
-    bg_join(&b2);
-    assert_int_equal(r.got, 100);
-    assert_int_equal(r.bad, 0);
-    assert_true(r.error);
-    assert_false(r.eof);
-    assert_int_equal(r.err, ECANCELED);
-    assert_int_equal(c.c, EOF);
-    assert_true(c.error);
-    assert_false(c.eof);
-    assert_int_equal(c.err, ECANCELED);
+    assert_true(bg_wait(b1, WAIT_LONG_MS));
+    assert_true(bg_wait(b2, WAIT_LONG_MS));
+    assert_int_equal(r->got, 100);
+    assert_int_equal(r->bad, 0);
+    assert_true(r->error);
+    assert_false(r->eof);
+    assert_int_equal(r->err, ECANCELED);
+    assert_int_equal(c->c, EOF);
+    assert_true(c->error);
+    assert_false(c->eof);
+    assert_int_equal(c->err, ECANCELED);
 
-    assert_int_equal(fclose(f1), 0);
-    assert_int_equal(fclose(f2), 0);
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
+    assert_int_equal(fx_fclose(f1), 0);
+    assert_int_equal(fx_fclose(f2), 0);
 }
 
 /* ---- one FILE per thread ------------------------------------------------------- */
@@ -985,34 +953,32 @@ static void file_reader_main(void *arg)
 static void test_one_file_per_thread(void **state)
 {
     (void)state;
-    char *dir = scratch_new();
-    assert_non_null(dir);
+    char *dir = fx_scratch();
     const uint64_t len = 2 * (1 << 20) + 4321;
     static const size_t pattern[] = {3000, 1, 65536, 77};
-    chunk_src cs;
-    chunk_init(&cs, len, pattern, 4);
-    sb_source src = chunk_source(&cs);
+    chunk_src *cs = fx_chunk(len, pattern, 4);
     sb_options o = {.mem_limit = 256 << 10, .tmp_dir = dir};
-    sb_buffer *b = sb_open(&src, &o);
+    sb_buffer *b = fx_buffer(open_chunk(cs, &o));
     assert_non_null(b);
 
     /* Readers start while the stream is still arriving. */
-    struct file_reader r[FILE_THREADS];
-    bg_call bg[FILE_THREADS];
+    struct file_reader *r = fx_calloc(FILE_THREADS * sizeof *r);
+    bg_call *bg[FILE_THREADS];
     for (int i = 0; i < FILE_THREADS; i++) {
-        memset(&r[i], 0, sizeof r[i]);
         r[i].b = b;
         r[i].how = i;
         r[i].len = len;
         if (i % 2 == 0) { /* half opened here, half by their thread */
-            r[i].f = sb_fopen(b);
+            r[i].f = fx_fopen(b);
             assert_non_null(r[i].f);
         }
-        assert_int_equal(bg_start(&bg[i], file_reader_main, &r[i]), 0);
+        bg[i] = fx_bg(file_reader_main, &r[i]);
+        assert_non_null(bg[i]);
+        if (r[i].f != NULL)
+            fx_untrack(r[i].f); /* the thread closes it */
     }
     for (int i = 0; i < FILE_THREADS; i++) {
-        assert_true(bg_wait(&bg[i], WAIT_LONG_MS * 3));
-        bg_join(&bg[i]);
+        assert_true(bg_wait(bg[i], WAIT_LONG_MS * 3));
         assert_false(r[i].open_failed);
         assert_int_equal(r[i].got, len);
         assert_int_equal(r[i].bad, 0);
@@ -1020,32 +986,30 @@ static void test_one_file_per_thread(void **state)
         assert_true(r[i].eof);
     }
     assert_int_equal(check_stream(b, len), 0);
-    sb_close(b);
-    scratch_free(dir);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fopen_null),
-        cmocka_unit_test(test_fread_memory),
-        cmocka_unit_test(test_fread_spilled),
-        cmocka_unit_test(test_getc_fgets_memory),
-        cmocka_unit_test(test_getc_fgets_spilled),
-        cmocka_unit_test(test_seek_memory),
-        cmocka_unit_test(test_seek_spilled),
-        cmocka_unit_test(test_seek_before_start_fails),
-        cmocka_unit_test(test_write_fails),
-        cmocka_unit_test(test_fclose_keeps_buffer),
-        cmocka_unit_test(test_fgets_returns_lines_as_they_arrive),
-        cmocka_unit_test(test_fgets_over_writer),
-        cmocka_unit_test(test_getc_returns_each_byte_as_it_arrives),
+        FX_TEST(test_fopen_null),
+        FX_TEST_STATE(test_fread, &in_memory),
+        FX_TEST_STATE(test_fread, &spilled),
+        FX_TEST_STATE(test_getc_fgets, &in_memory),
+        FX_TEST_STATE(test_getc_fgets, &spilled),
+        FX_TEST_STATE(test_seek, &in_memory),
+        FX_TEST_STATE(test_seek, &spilled),
+        FX_TEST(test_seek_before_start_fails),
+        FX_TEST(test_write_fails),
+        FX_TEST(test_fclose_keeps_buffer),
+        FX_TEST_STATE(test_fgets_returns_lines_as_they_arrive, &pull),
+        FX_TEST_STATE(test_fgets_returns_lines_as_they_arrive, &push),
+        FX_TEST(test_getc_returns_each_byte_as_it_arrives),
         FX_TEST(test_seek_set_never_waits),
-        cmocka_unit_test(test_seek_end_waits_for_end),
-        cmocka_unit_test(test_seek_end_uses_length_hint),
-        cmocka_unit_test(test_source_failure_is_ferror),
-        cmocka_unit_test(test_cancel_is_ferror_ecanceled),
-        cmocka_unit_test(test_one_file_per_thread),
+        FX_TEST(test_seek_end_waits_for_end),
+        FX_TEST(test_seek_end_uses_length_hint),
+        FX_TEST(test_source_failure_is_ferror),
+        FX_TEST(test_cancel_is_ferror_ecanceled),
+        FX_TEST(test_one_file_per_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,14 +13,28 @@
 #include <limits.h>
 #include <string.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
-/* A gated stream with its first `filled` bytes in. */
-static sb_buffer *gated_with(gate_src *g, uint64_t filled)
+/*
+ * The timeout of readers that must be ended by the stream, not the clock.
+ * Such a reader is waited for at most twice WAIT_LONG_MS from its start
+ * (once until it waits, once after the event), so a library that held it
+ * until its deadline fails reader_wait; and its result (bytes, 0, the
+ * stream's error) is not ETIMEDOUT.  Together they say "long before the
+ * timeout"; an elapsed-time bound on top could not fail.
+ */
+#define LONG_TIMEOUT_MS 60000
+_Static_assert(2 * WAIT_LONG_MS < LONG_TIMEOUT_MS,
+               "reader_wait must give up before LONG_TIMEOUT_MS runs out");
+
+/* A gated stream with its first `filled` bytes in and the producer blocked
+   for more; NULL if it did not get there.  Teardown ends and closes it. */
+static sb_buffer *gated_with(gate_src **gp, uint64_t filled)
 {
-    gate_init(g);
+    gate_src *g = fx_gate();
+    *gp = g;
     sb_options o = {.mem_limit = 4096};
-    sb_buffer *b = open_gate(g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     if (b == NULL)
         return NULL;
     gate_allow(g, filled);
@@ -28,13 +42,6 @@ static sb_buffer *gated_with(gate_src *g, uint64_t filled)
         !gate_wait_blocked(g, WAIT_LONG_MS))
         return NULL;
     return b;
-}
-
-static void finish_gated(sb_buffer *b, gate_src *g)
-{
-    gate_end(g);
-    sb_close(b);
-    gate_destroy(g);
 }
 
 static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
@@ -48,7 +55,7 @@ static int all_bytes(const unsigned char *p, size_t n, unsigned char v)
 static void test_zero_timeout_unfilled(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 0);
     assert_non_null(b);
     unsigned char buf[100];
@@ -59,13 +66,12 @@ static void test_zero_timeout_unfilled(void **state)
     double dt = now_ms() - t0;
     assert_true(dt < 1000.0); /* never waits (generous for TSan) */
     assert_true(all_bytes(buf, sizeof buf, 0x5A));
-    finish_gated(b, &g);
 }
 
 static void test_zero_timeout_partly_filled_copies_nothing(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 5000); /* spilled past 4096 */
     assert_non_null(b);
     unsigned char buf[200];
@@ -75,29 +81,28 @@ static void test_zero_timeout_partly_filled_copies_nothing(void **state)
     assert_true(all_bytes(buf, sizeof buf, 0x5A));
     assert_fails_with(sb_pread_timed(b, buf, 200, 4950, 1), ETIMEDOUT);
     assert_true(all_bytes(buf, sizeof buf, 0x5A));
-    finish_gated(b, &g);
 }
 
 static void test_zero_timeout_filled_returns_data(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 6000);
     assert_non_null(b);
-    unsigned char buf[6000];
+    unsigned char *buf = fx_calloc(6000);
     assert_int_equal(sb_pread_timed(b, buf, 6000, 0, 0), 6000);
     assert_int_equal(gen_mismatches(buf, 6000, 0), 0);
     assert_int_equal(sb_pread_timed(b, buf, 100, 4050, 0), 100);
     assert_int_equal(gen_mismatches(buf, 100, 4050), 0);
     assert_int_equal(sb_pread_timed(b, buf, 1, 5999, 0), 1);
     assert_int_equal(gen_mismatches(buf, 1, 5999), 0);
-    finish_gated(b, &g);
 }
 
+/* The timeouts elapsing are what this tests. */
 static void test_positive_timeout_waits_then_etimedout(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     unsigned char buf[200];
@@ -118,112 +123,101 @@ static void test_positive_timeout_waits_then_etimedout(void **state)
     dt = now_ms() - t0;
     assert_true(dt >= 45.0);
     assert_true(dt < 10000.0);
-    finish_gated(b, &g);
 }
 
 static void test_minus_one_waits_for_data(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 100);
     assert_non_null(b);
-    reader r;
-    assert_int_equal(reader_start(&r, b, RD_TIMED, 50, 5000, -1), 0);
-    sleep_ms(3 * SETTLE_MS);
-    int early = reader_done(&r);
-    gate_allow(&g, 5050);
-    int ok = reader_wait(&r, WAIT_LONG_MS);
-    reader_join(&r);
-    assert_false(early);
-    assert_true(ok);
-    assert_int_equal(r.ret, 5000);
-    assert_int_equal(r.bad, 0);
-    finish_gated(b, &g);
+    reader *r = fx_reader(b, RD_TIMED, 50, 5000, -1);
+    assert_non_null(r);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    /* -1 is no finite timeout: a 300 ms one for the same bytes, started
+       after r was waiting, runs out while r still waits.  That timeout
+       elapsing is what this part tests. */
+    unsigned char *buf = fx_calloc(5000);
+    assert_fails_with(sb_pread_timed(b, buf, 5000, 50, 300),
+                      ETIMEDOUT);
+    assert_false(reader_done(r));
+    gate_allow(g, 5050);
+    assert_true(reader_wait(r, WAIT_LONG_MS));
+    assert_int_equal(r->ret, 5000);
+    assert_int_equal(r->bad, 0);
 }
 
 static void test_timed_read_succeeds_before_timeout(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 0);
     assert_non_null(b);
-    reader r;
-    assert_int_equal(reader_start(&r, b, RD_TIMED, 4000, 1000, 60000), 0);
-    sleep_ms(SETTLE_MS);
-    int early = reader_done(&r);
-    gate_allow(&g, 5000);
-    int ok = reader_wait(&r, WAIT_LONG_MS);
-    reader_join(&r);
-    assert_false(early);
-    assert_true(ok);
-    assert_int_equal(r.ret, 1000);
-    assert_int_equal(r.bad, 0);
-    assert_true(r.elapsed_ms < 30000.0); /* long before the timeout */
-    finish_gated(b, &g);
+    reader *r = fx_reader(b, RD_TIMED, 4000, 1000, LONG_TIMEOUT_MS);
+    assert_non_null(r);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(reader_done(r));
+    gate_allow(g, 5000);
+    /* Long before the timeout: see LONG_TIMEOUT_MS. */
+    assert_true(reader_wait(r, WAIT_LONG_MS));
+    assert_int_equal(r->ret, 1000);
+    assert_int_equal(r->bad, 0);
 }
 
 static void test_timed_wait_ended_by_end_of_stream(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
-    reader straddle, past;
-    assert_int_equal(reader_start(&straddle, b, RD_TIMED, 900, 500, 60000),
-                     0);
-    assert_int_equal(reader_start(&past, b, RD_TIMED, 2000, 10, 60000), 0);
-    sleep_ms(SETTLE_MS);
-    int early = reader_done(&straddle) || reader_done(&past);
-    gate_end(&g);
-    int ok = reader_wait(&straddle, WAIT_LONG_MS) &&
-             reader_wait(&past, WAIT_LONG_MS);
-    reader_join(&straddle);
-    reader_join(&past);
-    assert_false(early);
-    assert_true(ok);
-    assert_int_equal(straddle.ret, 100);
-    assert_int_equal(straddle.bad, 0);
-    assert_int_equal(past.ret, 0);
-    assert_true(straddle.elapsed_ms < 30000.0);
+    reader *straddle = fx_reader(b, RD_TIMED, 900, 500, LONG_TIMEOUT_MS);
+    reader *past = fx_reader(b, RD_TIMED, 2000, 10, LONG_TIMEOUT_MS);
+    assert_non_null(straddle);
+    assert_non_null(past);
+    assert_true(wait_for_waiters(b, 2, WAIT_LONG_MS));
+    assert_false(reader_done(straddle));
+    assert_false(reader_done(past));
+    gate_end(g);
+    /* Long before the timeout: see LONG_TIMEOUT_MS. */
+    assert_true(reader_wait(straddle, WAIT_LONG_MS));
+    assert_true(reader_wait(past, WAIT_LONG_MS));
+    assert_int_equal(straddle->ret, 100);
+    assert_int_equal(straddle->bad, 0);
+    assert_int_equal(past->ret, 0);
     /* After the end, a zero timeout gives short counts and 0, not
        ETIMEDOUT. */
     unsigned char buf[500];
     assert_int_equal(sb_pread_timed(b, buf, 500, 900, 0), 100);
     assert_int_equal(gen_mismatches(buf, 100, 900), 0);
     assert_int_equal(sb_pread_timed(b, buf, 10, 1000, 0), 0);
-    finish_gated(b, &g);
 }
 
 static void test_timed_wait_ended_by_failure(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
-    reader r;
-    assert_int_equal(reader_start(&r, b, RD_TIMED, 1500, 10, 60000), 0);
-    sleep_ms(SETTLE_MS);
-    int early = reader_done(&r);
-    gate_fail(&g, EPROTO);
-    int ok = reader_wait(&r, WAIT_LONG_MS);
-    reader_join(&r);
-    assert_false(early);
-    assert_true(ok);
-    assert_int_equal(r.ret, -1);
-    assert_int_equal(r.err, EPROTO);
-    assert_true(r.elapsed_ms < 30000.0);
+    reader *r = fx_reader(b, RD_TIMED, 1500, 10, LONG_TIMEOUT_MS);
+    assert_non_null(r);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(reader_done(r));
+    gate_fail(g, EPROTO);
+    /* Long before the timeout: see LONG_TIMEOUT_MS. */
+    assert_true(reader_wait(r, WAIT_LONG_MS));
+    assert_int_equal(r->ret, -1);
+    assert_int_equal(r->err, EPROTO);
     /* Zero timeout after the failure: the stream's error, not ETIMEDOUT. */
     unsigned char buf[10];
     assert_fails_with(sb_pread_timed(b, buf, 10, 1500, 0), EPROTO);
     assert_int_equal(sb_pread_timed(b, buf, 10, 990, 0), 10);
     assert_int_equal(gen_mismatches(buf, 10, 990), 0);
-    finish_gated(b, &g);
 }
 
 static void test_timed_after_cancel(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     sb_cancel(b);
@@ -233,13 +227,12 @@ static void test_timed_after_cancel(void **state)
     assert_fails_with(sb_pread_timed(b, buf, 10, 1000, -1), ECANCELED);
     assert_int_equal(sb_pread_timed(b, buf, 10, 995, 0), 5);
     assert_int_equal(gen_mismatches(buf, 5, 995), 0);
-    finish_gated(b, &g);
 }
 
 static void test_timeout_below_minus_one_einval(void **state)
 {
     (void)state;
-    gate_src g;
+    gate_src *g;
     sb_buffer *b = gated_with(&g, 1000);
     assert_non_null(b);
     unsigned char buf[10];
@@ -254,22 +247,21 @@ static void test_timeout_below_minus_one_einval(void **state)
     assert_int_equal(sb_pread_timed(b, buf, 10, 0, -1), 10);
     assert_int_equal(sb_pread_timed(b, buf, 10, 0, INT_MAX), 10);
     assert_int_equal(gen_mismatches(buf, 10, 0), 0);
-    finish_gated(b, &g);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_zero_timeout_unfilled),
-        cmocka_unit_test(test_zero_timeout_partly_filled_copies_nothing),
-        cmocka_unit_test(test_zero_timeout_filled_returns_data),
-        cmocka_unit_test(test_positive_timeout_waits_then_etimedout),
-        cmocka_unit_test(test_minus_one_waits_for_data),
-        cmocka_unit_test(test_timed_read_succeeds_before_timeout),
-        cmocka_unit_test(test_timed_wait_ended_by_end_of_stream),
-        cmocka_unit_test(test_timed_wait_ended_by_failure),
-        cmocka_unit_test(test_timed_after_cancel),
-        cmocka_unit_test(test_timeout_below_minus_one_einval),
+        FX_TEST(test_zero_timeout_unfilled),
+        FX_TEST(test_zero_timeout_partly_filled_copies_nothing),
+        FX_TEST(test_zero_timeout_filled_returns_data),
+        FX_TEST(test_positive_timeout_waits_then_etimedout),
+        FX_TEST(test_minus_one_waits_for_data),
+        FX_TEST(test_timed_read_succeeds_before_timeout),
+        FX_TEST(test_timed_wait_ended_by_end_of_stream),
+        FX_TEST(test_timed_wait_ended_by_failure),
+        FX_TEST(test_timed_after_cancel),
+        FX_TEST(test_timeout_below_minus_one_einval),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

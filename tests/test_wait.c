@@ -5,7 +5,8 @@
  * threads, and random readers racing the producer.
  *
  * Worker threads never assert; they record what happened and the test
- * thread asserts after joining them.
+ * thread asserts on it.  Everything they touch comes from the fx_* helpers,
+ * so a failed assertion leaves nothing running.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
 #define NREADERS 12
 
@@ -34,105 +35,97 @@ static void test_many_readers_gradual_release(void **state)
 {
     (void)state;
     const uint64_t total = 80000;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 16384, .chunk_size = 3000};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
 
-    reader r[NREADERS];
+    reader *r[NREADERS];
     for (int i = 0; i < NREADERS; i++) {
         uint64_t off = (uint64_t)i * 6000 + (uint64_t)(i * 37 % 1000);
         size_t n = 3000 + (size_t)i * 500;
-        assert_int_equal(reader_start(&r[i], b, RD_PREAD, off, n, 0), 0);
+        r[i] = fx_reader(b, RD_PREAD, off, n, 0);
+        assert_non_null(r[i]);
     }
-    int early = 0, late = 0;
     for (uint64_t allowed = 4096;; allowed += 4096) {
         if (allowed > total)
             allowed = total;
-        gate_allow(&g, allowed);
-        if (!wait_available(b, allowed, WAIT_LONG_MS))
-            late++;
+        gate_allow(g, allowed);
+        assert_true(wait_available(b, allowed, WAIT_LONG_MS));
+        /* Nothing more is published until the next step: every reader
+           whose range is not in yet must be waiting now. */
+        assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+        uint64_t pending = 0;
+        for (int i = 0; i < NREADERS; i++)
+            if (r[i]->off + r[i]->n > allowed)
+                pending++;
+        assert_true(wait_for_waiters(b, pending, WAIT_LONG_MS));
+        int early = 0;
         for (int i = 0; i < NREADERS; i++) {
-            if (r[i].off + r[i].n <= allowed) {
-                if (!reader_wait(&r[i], WAIT_LONG_MS))
-                    late++;
-            } else if (reader_done(&r[i])) {
+            if (r[i]->off + r[i]->n <= allowed) {
+                assert_true(reader_wait(r[i], WAIT_LONG_MS));
+            } else if (reader_done(r[i])) {
                 fprintf(stderr, "reader %d [%llu, +%zu) returned with only "
                                 "%llu bytes in\n",
-                        i, (unsigned long long)r[i].off, r[i].n,
+                        i, (unsigned long long)r[i]->off, r[i]->n,
                         (unsigned long long)allowed);
                 early++;
             }
         }
+        assert_int_equal(early, 0);
         if (allowed == total)
             break;
     }
-    gate_end(&g);
-    for (int i = 0; i < NREADERS; i++)
-        reader_join(&r[i]);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
+    gate_end(g);
     for (int i = 0; i < NREADERS; i++) {
-        assert_int_equal(r[i].ret, (ssize_t)r[i].n);
-        assert_int_equal(r[i].bad, 0);
+        assert_int_equal(r[i]->ret, (ssize_t)r[i]->n);
+        assert_int_equal(r[i]->bad, 0);
     }
     assert_int_equal(check_stream(b, total), 0);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 static void test_blocked_reader_really_blocks(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 2048};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    gate_allow(&g, 2000);
+    gate_allow(g, 2000);
     assert_true(wait_available(b, 2000, WAIT_LONG_MS));
 
-    reader a, c;
-    assert_int_equal(reader_start(&a, b, RD_PREAD, 1500, 1000, 0), 0);
-    assert_int_equal(reader_start(&c, b, RD_PREAD, 1500, 1000, 0), 0);
-    sleep_ms(2 * SETTLE_MS);
-    int early = reader_done(&a) || reader_done(&c);
+    reader *a = fx_reader(b, RD_PREAD, 1500, 1000, 0);
+    reader *c = fx_reader(b, RD_PREAD, 1500, 1000, 0);
+    assert_non_null(a);
+    assert_non_null(c);
+    assert_true(wait_for_waiters(b, 2, WAIT_LONG_MS));
+    assert_false(reader_done(a));
+    assert_false(reader_done(c));
     unsigned char buf[1000];
-    errno = 0;
-    ssize_t t0 = sb_pread_timed(b, buf, 1000, 1500, 0);
-    int t0_err = errno;
-    /* One byte short is still short. */
-    gate_allow(&g, 2499);
+    assert_fails_with(sb_pread_timed(b, buf, 1000, 1500, 0), ETIMEDOUT);
+    /* One byte short is still short: with 2499 published and the
+       producer back in the source, both still wait. */
+    gate_allow(g, 2499);
     assert_true(wait_available(b, 2499, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    int early2 = reader_done(&a) || reader_done(&c);
-    gate_allow(&g, 2500);
-    int ok = reader_wait(&a, WAIT_LONG_MS) && reader_wait(&c, WAIT_LONG_MS);
-    reader_join(&a);
-    reader_join(&c);
-
-    assert_false(early);
-    assert_int_equal(t0, -1);
-    assert_int_equal(t0_err, ETIMEDOUT);
-    assert_false(early2);
-    assert_true(ok);
-    assert_int_equal(a.ret, 1000);
-    assert_int_equal(a.bad, 0);
-    assert_int_equal(c.ret, 1000);
-    assert_int_equal(c.bad, 0);
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 2, WAIT_LONG_MS));
+    assert_false(reader_done(a));
+    assert_false(reader_done(c));
+    gate_allow(g, 2500);
+    assert_true(reader_wait(a, WAIT_LONG_MS));
+    assert_true(reader_wait(c, WAIT_LONG_MS));
+    assert_int_equal(a->ret, 1000);
+    assert_int_equal(a->bad, 0);
+    assert_int_equal(c->ret, 1000);
+    assert_int_equal(c->bad, 0);
 }
 
 static void test_readers_past_the_end(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 4096};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
     static const struct {
         uint64_t off;
@@ -144,136 +137,111 @@ static void test_readers_past_the_end(void **state)
         {UINT64_MAX - 100, 50, 0},
     };
     enum { N = sizeof cases / sizeof cases[0] };
-    reader r[N];
-    for (size_t i = 0; i < N; i++)
-        assert_int_equal(
-            reader_start(&r[i], b, RD_PREAD, cases[i].off, cases[i].n, 0), 0);
-    gate_allow(&g, 9050);
-    assert_true(wait_available(b, 9050, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    int early = 0;
-    for (size_t i = 0; i < N; i++)
-        early += reader_done(&r[i]);
-    gate_end(&g);
-    int late = 0;
-    for (size_t i = 0; i < N; i++)
-        late += !reader_wait(&r[i], WAIT_LONG_MS);
-    for (size_t i = 0; i < N; i++)
-        reader_join(&r[i]);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
+    reader *r[N];
     for (size_t i = 0; i < N; i++) {
-        assert_int_equal(r[i].ret, cases[i].want);
-        assert_int_equal(r[i].bad, 0);
+        r[i] = fx_reader(b, RD_PREAD, cases[i].off, cases[i].n, 0);
+        assert_non_null(r[i]);
     }
-    sb_close(b);
-    gate_destroy(&g);
+    gate_allow(g, 9050);
+    assert_true(wait_available(b, 9050, WAIT_LONG_MS));
+    /* All 9050 bytes are published and no range is complete. */
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, N, WAIT_LONG_MS));
+    for (size_t i = 0; i < N; i++)
+        assert_false(reader_done(r[i]));
+    gate_end(g);
+    for (size_t i = 0; i < N; i++)
+        assert_true(reader_wait(r[i], WAIT_LONG_MS));
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(r[i]->ret, cases[i].want);
+        assert_int_equal(r[i]->bad, 0);
+    }
 }
 
 static void test_wait_end_from_many_threads(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 4096};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    reader w[8];
-    for (int i = 0; i < 8; i++)
-        assert_int_equal(reader_start(&w[i], b,
-                                      i % 2 ? RD_WAIT_END_NULL : RD_WAIT_END,
-                                      0, 0, 0),
-                         0);
-    gate_allow(&g, 10000);
-    assert_true(wait_available(b, 10000, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    int early = 0;
-    for (int i = 0; i < 8; i++)
-        early += reader_done(&w[i]);
-    gate_allow(&g, 12345);
-    gate_end(&g);
-    int late = 0;
-    for (int i = 0; i < 8; i++)
-        late += !reader_wait(&w[i], WAIT_LONG_MS);
-    for (int i = 0; i < 8; i++)
-        reader_join(&w[i]);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
+    reader *w[8];
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(w[i].ret, 0);
+        w[i] = fx_reader(b, i % 2 ? RD_WAIT_END_NULL : RD_WAIT_END, 0, 0, 0);
+        assert_non_null(w[i]);
+    }
+    gate_allow(g, 10000);
+    assert_true(wait_available(b, 10000, WAIT_LONG_MS));
+    /* Bytes are no end: with all 10000 published, all 8 still wait. */
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 8, WAIT_LONG_MS));
+    for (int i = 0; i < 8; i++)
+        assert_false(reader_done(w[i]));
+    gate_allow(g, 12345);
+    gate_end(g);
+    for (int i = 0; i < 8; i++)
+        assert_true(reader_wait(w[i], WAIT_LONG_MS));
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(w[i]->ret, 0);
         if (i % 2 == 0)
-            assert_int_equal(w[i].length, 12345);
+            assert_int_equal(w[i]->length, 12345);
     }
     assert_int_equal(check_stream(b, 12345), 0);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 static void test_wait_end_from_many_threads_failure(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
-    sb_buffer *b = open_gate(&g, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
-    reader w[8];
-    for (int i = 0; i < 8; i++)
-        assert_int_equal(reader_start(&w[i], b, RD_WAIT_END, 0, 0, 0), 0);
-    gate_allow(&g, 3000);
-    assert_true(wait_available(b, 3000, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    int early = 0;
-    for (int i = 0; i < 8; i++)
-        early += reader_done(&w[i]);
-    gate_fail(&g, ECONNRESET);
-    int late = 0;
-    for (int i = 0; i < 8; i++)
-        late += !reader_wait(&w[i], WAIT_LONG_MS);
-    for (int i = 0; i < 8; i++)
-        reader_join(&w[i]);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
+    reader *w[8];
     for (int i = 0; i < 8; i++) {
-        assert_int_equal(w[i].ret, -1);
-        assert_int_equal(w[i].err, ECONNRESET);
-        assert_int_equal(w[i].length, UINT64_MAX); /* not written */
+        w[i] = fx_reader(b, RD_WAIT_END, 0, 0, 0);
+        assert_non_null(w[i]);
     }
-    sb_close(b);
-    gate_destroy(&g);
+    gate_allow(g, 3000);
+    assert_true(wait_available(b, 3000, WAIT_LONG_MS));
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 8, WAIT_LONG_MS));
+    for (int i = 0; i < 8; i++)
+        assert_false(reader_done(w[i]));
+    gate_fail(g, ECONNRESET);
+    for (int i = 0; i < 8; i++)
+        assert_true(reader_wait(w[i], WAIT_LONG_MS));
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(w[i]->ret, -1);
+        assert_int_equal(w[i]->err, ECONNRESET);
+        assert_int_equal(w[i]->length, UINT64_MAX); /* not written */
+    }
 }
 
 static void test_many_readers_same_range(void **state)
 {
     (void)state;
-    gate_src g;
-    gate_init(&g);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 10500};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    reader r[16];
-    for (int i = 0; i < 16; i++)
-        assert_int_equal(reader_start(&r[i], b, RD_PREAD, 10000, 2000, 0), 0);
-    gate_allow(&g, 11999);
-    assert_true(wait_available(b, 11999, WAIT_LONG_MS));
-    sleep_ms(SETTLE_MS);
-    int early = 0;
-    for (int i = 0; i < 16; i++)
-        early += reader_done(&r[i]);
-    gate_allow(&g, 12000);
-    int late = 0;
-    for (int i = 0; i < 16; i++)
-        late += !reader_wait(&r[i], WAIT_LONG_MS);
-    for (int i = 0; i < 16; i++)
-        reader_join(&r[i]);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
+    reader *r[16];
     for (int i = 0; i < 16; i++) {
-        assert_int_equal(r[i].ret, 2000);
-        assert_int_equal(r[i].bad, 0);
+        r[i] = fx_reader(b, RD_PREAD, 10000, 2000, 0);
+        assert_non_null(r[i]);
     }
-    gate_end(&g);
-    sb_close(b);
-    gate_destroy(&g);
+    gate_allow(g, 11999);
+    assert_true(wait_available(b, 11999, WAIT_LONG_MS));
+    /* One byte short: with 11999 published, all 16 still wait. */
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    assert_true(wait_for_waiters(b, 16, WAIT_LONG_MS));
+    for (int i = 0; i < 16; i++)
+        assert_false(reader_done(r[i]));
+    gate_allow(g, 12000);
+    for (int i = 0; i < 16; i++)
+        assert_true(reader_wait(r[i], WAIT_LONG_MS));
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(r[i]->ret, 2000);
+        assert_int_equal(r[i]->bad, 0);
+    }
 }
 
 /* ---- signals do not disturb waiting readers --------------------------------------- */
@@ -286,59 +254,77 @@ static void on_usr1(int sig)
     atomic_fetch_add(&usr1_count, 1);
 }
 
+/* Poll until the handler has run n times.  1 on success. */
+static int wait_usr1(int n, int timeout_ms)
+{
+    double end = now_ms() + timeout_ms;
+    while (atomic_load(&usr1_count) < n) {
+        if (now_ms() > end)
+            return 0;
+        sleep_ms(1);
+    }
+    return 1;
+}
+
+static struct sigaction old_usr1;
+
+/* Teardown: after the readers are joined, so no signal meets the default
+   action (which would end the process). */
+static void restore_usr1(void *old)
+{
+    sigaction(SIGUSR1, old, NULL);
+}
+
 static void test_signals_do_not_disturb_waiting_readers(void **state)
 {
     (void)state;
+    enum { ROUNDS = 20 };
     /* A handler without SA_RESTART: interrupted waits must resume, not
        return EINTR or a short read. */
-    struct sigaction sa, old;
+    struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
     sigemptyset(&sa.sa_mask);
-    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
-    gate_src g;
-    gate_init(&g);
+    atomic_store(&usr1_count, 0);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old_usr1), 0);
+    fx_track(&old_usr1, NULL, restore_usr1);
+    gate_src *g = fx_gate();
     sb_options o = {.mem_limit = 4096};
-    sb_buffer *b = open_gate(&g, &o);
+    sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    gate_allow(&g, 1000);
+    gate_allow(g, 1000);
     assert_true(wait_available(b, 1000, WAIT_LONG_MS));
-    reader r[4];
-    assert_int_equal(reader_start(&r[0], b, RD_PREAD, 900, 5000, 0), 0);
-    assert_int_equal(reader_start(&r[1], b, RD_TIMED, 3000, 3000, 60000), 0);
-    assert_int_equal(reader_start(&r[2], b, RD_TIMED, 5000, 1, -1), 0);
-    assert_int_equal(reader_start(&r[3], b, RD_WAIT_END, 0, 0, 0), 0);
-    sleep_ms(SETTLE_MS);
-    for (int k = 0; k < 20; k++) {
+    reader *r[4];
+    r[0] = fx_reader(b, RD_PREAD, 900, 5000, 0);
+    r[1] = fx_reader(b, RD_TIMED, 3000, 3000, 60000);
+    r[2] = fx_reader(b, RD_TIMED, 5000, 1, -1);
+    r[3] = fx_reader(b, RD_WAIT_END, 0, 0, 0);
+    for (int i = 0; i < 4; i++)
+        assert_non_null(r[i]);
+    assert_true(wait_for_waiters(b, 4, WAIT_LONG_MS));
+    /* Each round's signals are all handled before the next round is sent,
+       so none merges with a pending one: every one of them interrupts. */
+    for (int k = 0; k < ROUNDS; k++) {
         for (int i = 0; i < 4; i++)
-            pthread_kill(r[i].th, SIGUSR1);
-        sleep_ms(5);
+            assert_int_equal(pthread_kill(r[i]->th, SIGUSR1), 0);
+        assert_true(wait_usr1(4 * (k + 1), WAIT_LONG_MS));
     }
-    sleep_ms(SETTLE_MS);
-    int early = 0;
+    assert_int_equal(atomic_load(&usr1_count), 4 * ROUNDS);
+    assert_true(wait_for_waiters(b, 4, WAIT_LONG_MS));
     for (int i = 0; i < 4; i++)
-        early += reader_done(&r[i]);
-    gate_allow(&g, 8000);
-    gate_end(&g);
-    int late = 0;
+        assert_false(reader_done(r[i]));
+    gate_allow(g, 8000);
+    gate_end(g);
     for (int i = 0; i < 4; i++)
-        late += !reader_wait(&r[i], WAIT_LONG_MS);
-    for (int i = 0; i < 4; i++)
-        reader_join(&r[i]);
-    sigaction(SIGUSR1, &old, NULL);
-    assert_true(atomic_load(&usr1_count) > 0);
-    assert_int_equal(early, 0);
-    assert_int_equal(late, 0);
-    assert_int_equal(r[0].ret, 5000);
-    assert_int_equal(r[0].bad, 0);
-    assert_int_equal(r[1].ret, 3000);
-    assert_int_equal(r[1].bad, 0);
-    assert_int_equal(r[2].ret, 1);
-    assert_int_equal(r[2].bad, 0);
-    assert_int_equal(r[3].ret, 0);
-    assert_int_equal(r[3].length, 8000);
-    sb_close(b);
-    gate_destroy(&g);
+        assert_true(reader_wait(r[i], WAIT_LONG_MS));
+    assert_int_equal(r[0]->ret, 5000);
+    assert_int_equal(r[0]->bad, 0);
+    assert_int_equal(r[1]->ret, 3000);
+    assert_int_equal(r[1]->bad, 0);
+    assert_int_equal(r[2]->ret, 1);
+    assert_int_equal(r[2]->bad, 0);
+    assert_int_equal(r[3]->ret, 0);
+    assert_int_equal(r[3]->length, 8000);
 }
 
 /* ---- random readers racing the producer ------------------------------------------- */
@@ -351,16 +337,15 @@ typedef struct racer {
     /* results */
     int wrong_count;
     size_t bad;
-    pthread_t th;
 } racer;
 
-static void *racer_main(void *arg)
+static void racer_main(void *arg)
 {
     racer *r = arg;
     unsigned char *buf = malloc(16384);
     if (buf == NULL) {
         r->wrong_count = -1;
-        return NULL;
+        return;
     }
     for (int i = 0; i < r->reads; i++) {
         uint64_t off = rng_next(&r->seed) % (r->len + 1000);
@@ -376,42 +361,35 @@ static void *racer_main(void *arg)
         r->bad += gen_mismatches(buf, want, off);
     }
     free(buf);
-    return NULL;
 }
 
+/* The source's delay is what makes the readers race production. */
 static void test_random_readers_race_producer(void **state)
 {
     (void)state;
     static const size_t pat[] = {1000, 1, 7777, 4096, 12};
     const uint64_t len = 1u << 20;
-    chunk_src s;
-    chunk_init(&s, len, pat, 5);
-    s.delay_us = 20;
-    char *dir = scratch_new();
-    assert_non_null(dir);
+    chunk_src *s = fx_chunk(len, pat, 5);
+    s->delay_us = 20;
+    char *dir = fx_scratch();
     sb_options o = {.mem_limit = 65536, .tmp_dir = dir, .chunk_size = 8192};
-    sb_buffer *b = open_chunk(&s, &o);
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
     assert_non_null(b);
-    racer r[8];
-    int started = 0;
+    racer *r = fx_calloc(8 * sizeof *r);
+    bg_call *bg[8];
     for (int i = 0; i < 8; i++) {
         r[i] = (racer){.b = b, .len = len, .seed = (uint64_t)i + 1,
                        .reads = 80};
-        if (pthread_create(&r[i].th, NULL, racer_main, &r[i]) == 0)
-            started++;
-        else
-            break;
+        bg[i] = fx_bg(racer_main, &r[i]);
+        assert_non_null(bg[i]);
     }
-    for (int i = 0; i < started; i++)
-        pthread_join(r[i].th, NULL);
-    assert_int_equal(started, 8);
+    for (int i = 0; i < 8; i++)
+        assert_true(bg_wait(bg[i], 3 * WAIT_LONG_MS));
     for (int i = 0; i < 8; i++) {
         assert_int_equal(r[i].wrong_count, 0);
         assert_int_equal(r[i].bad, 0);
     }
     assert_int_equal(check_stream(b, len), 0);
-    sb_close(b);
-    scratch_free(dir);
 }
 
 /* ---- sb_available from many threads ------------------------------------------------ */
@@ -430,10 +408,9 @@ typedef struct watcher {
     int blocked;     /* a read of [.., available) did not return at once */
     size_t bad;
     int timed_out;   /* never saw the full length */
-    pthread_t th;
 } watcher;
 
-static void *watcher_main(void *arg)
+static void watcher_main(void *arg)
 {
     watcher *w = arg;
     unsigned char buf[4096];
@@ -460,34 +437,30 @@ static void *watcher_main(void *arg)
         }
         sleep_us_short();
     }
-    return NULL;
 }
 
+/* The source's delay is what gives the watchers a stream still growing. */
 static void test_available_is_monotonic_and_readable(void **state)
 {
     (void)state;
     const uint64_t len = 300000;
     static const size_t pat[] = {100, 3000, 1};
-    chunk_src s;
-    chunk_init(&s, len, pat, 3);
-    s.delay_us = 50;
-    char *dir = scratch_new();
-    assert_non_null(dir);
+    chunk_src *s = fx_chunk(len, pat, 3);
+    s->delay_us = 50;
+    char *dir = fx_scratch();
     sb_options o = {.mem_limit = 40000, .tmp_dir = dir};
-    sb_buffer *b = open_chunk(&s, &o);
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
     assert_non_null(b);
-    watcher w[4];
-    int started = 0;
+    watcher *w = fx_calloc(4 * sizeof *w);
+    bg_call *bg[4];
     for (int i = 0; i < 4; i++) {
         w[i] = (watcher){.b = b, .len = len};
-        if (pthread_create(&w[i].th, NULL, watcher_main, &w[i]) == 0)
-            started++;
-        else
-            break;
+        bg[i] = fx_bg(watcher_main, &w[i]);
+        assert_non_null(bg[i]);
     }
-    for (int i = 0; i < started; i++)
-        pthread_join(w[i].th, NULL);
-    assert_int_equal(started, 4);
+    /* Each watcher gives up by itself after WAIT_LONG_MS. */
+    for (int i = 0; i < 4; i++)
+        assert_true(bg_wait(bg[i], 2 * WAIT_LONG_MS));
     for (int i = 0; i < 4; i++) {
         assert_int_equal(w[i].went_back, 0);
         assert_int_equal(w[i].blocked, 0);
@@ -495,22 +468,20 @@ static void test_available_is_monotonic_and_readable(void **state)
         assert_int_equal(w[i].timed_out, 0);
     }
     assert_int_equal(check_stream(b, len), 0);
-    sb_close(b);
-    scratch_free(dir);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_many_readers_gradual_release),
-        cmocka_unit_test(test_blocked_reader_really_blocks),
-        cmocka_unit_test(test_readers_past_the_end),
-        cmocka_unit_test(test_wait_end_from_many_threads),
-        cmocka_unit_test(test_wait_end_from_many_threads_failure),
-        cmocka_unit_test(test_many_readers_same_range),
-        cmocka_unit_test(test_signals_do_not_disturb_waiting_readers),
-        cmocka_unit_test(test_random_readers_race_producer),
-        cmocka_unit_test(test_available_is_monotonic_and_readable),
+        FX_TEST(test_many_readers_gradual_release),
+        FX_TEST(test_blocked_reader_really_blocks),
+        FX_TEST(test_readers_past_the_end),
+        FX_TEST(test_wait_end_from_many_threads),
+        FX_TEST(test_wait_end_from_many_threads_failure),
+        FX_TEST(test_many_readers_same_range),
+        FX_TEST(test_signals_do_not_disturb_waiting_readers),
+        FX_TEST(test_random_readers_race_producer),
+        FX_TEST(test_available_is_monotonic_and_readable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
