@@ -62,6 +62,10 @@ static const struct bench_case {
       "4 readers follow through sb_readers that release (SB_RELEASE,\n"
       "                   max_retained --retain) vs the plain follow; then peak RSS\n"
       "                   and spill disk of a --rss-size stream, in a child process" },
+    { CASE_LIVE, "live", case_live,
+      "1, 4, 64 readers on a live stream (followers, 64 KiB reads; sorted\n"
+      "                   random 4 KiB reads), memory and spilling, vs the lower bound\n"
+      "                   of the work: max(stores, copies, both / cores); wake-ups per read" },
 };
 
 /* ---- options ---------------------------------------------------------------------- */

@@ -1,0 +1,211 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * cases_live.c - case 11: many readers on a live stream.
+ *
+ * N reader threads (1, 4, 64) read a stream while the producer fills it
+ * (they start right after sb_open), in two shapes:
+ *   follow  each reads the whole stream in 64 KiB pieces, front to back;
+ *   random  each makes 256 reads of 4 KiB at sorted random offsets;
+ * in memory and spilling (--mem-limit).  Timed from sb_open to the last
+ * reader's return.
+ *
+ * The baseline is the lower bound of the same work on the cores there are:
+ * the producer's stores alone (memcpy, and pwrite past the limit, into the
+ * same layout: P seconds), the readers' copies alone (N threads reading the
+ * filled layout: R seconds of wall time, C seconds of CPU), and the bound
+ * max(P, R, (P + C) / cores): neither side can finish before its own work is
+ * done, and all of it shares the cores.  Everything ours costs beyond that
+ * is waiting: the wake-ups of readers that got ahead of the producer.  The
+ * row reports ours/baseline (throughput in stream bytes per second) and,
+ * in the variant, the wake-ups per read (sb_get_stats).
+ */
+#include "bench.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define LIVE_CHUNK (64 * KiB)
+#define FOLLOW_READ (64 * KiB)
+#define RANDOM_READS 256
+#define RANDOM_READ (4 * KiB)
+
+enum shape { FOLLOW, RANDOM };
+enum lside { OURS, BASE };
+
+struct live {
+    enum shape shape;
+    enum lside side;
+    int readers;
+    const unsigned char *data;
+    size_t len;
+    size_t mem;
+    sb_buffer *b;
+    struct plain *plain;
+    uint64_t *offs;                  /* RANDOM: readers x RANDOM_READS, sorted per reader */
+    unsigned char *dst[MAX_THREADS];
+    unsigned sink[MAX_THREADS];
+};
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6
+           + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static void read_at(struct live *x, unsigned char *dst, size_t n, uint64_t off)
+{
+    if (x->side == OURS) {
+        ssize_t r = sb_pread(x->b, dst, n, off);
+        if (r != (ssize_t)n)
+            die_errno("live: sb_pread of %zu at %llu gave %zd", n,
+                      (unsigned long long)off, r);
+    } else {
+        plain_read(x->plain, dst, n, off);
+    }
+    CLOBBER(dst);
+    if (dst[0] != x->data[off] || dst[n - 1] != x->data[off + n - 1])
+        die("live: wrong bytes at %llu", (unsigned long long)off);
+}
+
+static void live_body(void *arg, int idx)
+{
+    struct live *x = arg;
+    unsigned char *dst = x->dst[idx];
+    unsigned sink = 0;
+
+    if (x->shape == FOLLOW) {
+        for (uint64_t off = 0; off < x->len; off += FOLLOW_READ) {
+            size_t n = x->len - off < FOLLOW_READ ? (size_t)(x->len - off)
+                                                  : FOLLOW_READ;
+            read_at(x, dst, n, off);
+            sink += dst[0];
+        }
+    } else {
+        const uint64_t *o = x->offs + (size_t)idx * RANDOM_READS;
+        for (int i = 0; i < RANDOM_READS; i++) {
+            read_at(x, dst, RANDOM_READ, o[i]);
+            sink += dst[0];
+        }
+    }
+    x->sink[idx] = sink;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Ours: open, readers at once, until the last returns.  Seconds, and the
+   wake-ups the stats counted. */
+static double live_ours(struct live *x, uint64_t *wakeups)
+{
+    struct mem_src ms;
+    x->side = OURS;
+    double t0 = now();
+    x->b = open_mem_stream(&ms, x->data, x->len, x->mem);
+    team_run(x->readers, live_body, x);
+    double t1 = now();
+    sb_stats st;
+    if (sb_get_stats(x->b, &st) != 0)
+        die_errno("sb_get_stats");
+    *wakeups = st.wakeups;
+    sb_close(x->b);
+    x->b = NULL;
+    return t1 - t0;
+}
+
+/* The lower bound: the producer's stores and the readers' copies, each
+   alone, and both sharing the cores. */
+static double live_base(struct live *x)
+{
+    struct plain p;
+    double t0 = now(), c0 = cpu_seconds();
+    plain_open(&p, x->mem);
+    for (size_t off = 0; off < x->len; off += LIVE_CHUNK) {
+        size_t n = x->len - off < LIVE_CHUNK ? x->len - off : LIVE_CHUNK;
+        plain_write(&p, off, x->data + off, n);
+    }
+    double prod = now() - t0, prod_cpu = cpu_seconds() - c0;
+    x->plain = &p;
+    x->side = BASE;
+    double c1 = cpu_seconds();
+    double rd = team_run(x->readers, live_body, x);
+    double rd_cpu = cpu_seconds() - c1;
+    plain_close(&p);
+    x->plain = NULL;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double shared = (prod_cpu + rd_cpu) / (double)(ncpu > 0 ? ncpu : 1);
+    double bound = prod > rd ? prod : rd;
+    return shared > bound ? shared : bound;
+}
+
+static void live_row(enum shape shape, int readers, size_t mem)
+{
+    struct live x = { .shape = shape, .readers = readers, .data = stream_bytes(),
+                      .len = opt.size, .mem = mem };
+    double v[2][MAX_REPS];
+    uint64_t wakes = 0, reads;
+
+    size_t dn = shape == FOLLOW ? FOLLOW_READ : RANDOM_READ;
+    for (int i = 0; i < readers; i++) {
+        x.dst[i] = map_fresh(dn);
+        memset(x.dst[i], 0, dn);
+    }
+    if (shape == RANDOM) {
+        x.offs = malloc((size_t)readers * RANDOM_READS * sizeof *x.offs);
+        if (x.offs == NULL)
+            die("out of memory");
+        uint64_t seed = 0x11fe;
+        for (int i = 0; i < readers; i++) {
+            uint64_t *o = x.offs + (size_t)i * RANDOM_READS;
+            for (int k = 0; k < RANDOM_READS; k++)
+                o[k] = splitmix64(&seed) % (x.len - RANDOM_READ);
+            qsort(o, RANDOM_READS, sizeof *o, cmp_u64);
+        }
+        reads = (uint64_t)readers * RANDOM_READS;
+    } else {
+        reads = (uint64_t)readers * ((x.len + FOLLOW_READ - 1) / FOLLOW_READ);
+    }
+    touch_read(x.data, x.len);
+    uint64_t w;
+    live_ours(&x, &w); /* warm-up */
+    live_base(&x);
+    for (int k = 0; k < opt.reps; k++) {
+        v[OURS][k] = (double)x.len / live_ours(&x, &w);
+        wakes += w;
+        v[BASE][k] = (double)x.len / live_base(&x);
+    }
+    if (opt.verbose) {
+        print_reps("ours", v[OURS], 1.0 / (double)GiB, "GiB/s");
+        print_reps("base", v[BASE], 1.0 / (double)GiB, "GiB/s");
+    }
+    char ml[16];
+    struct row row = row_init("live", readers, "GiB/s", HIGHER);
+    snprintf(row.variant, sizeof row.variant, "%s %s %.2f wk/rd",
+             shape == FOLLOW ? "follow" : "random",
+             mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml),
+             (double)wakes / ((double)reads * opt.reps));
+    row_reps(&row, v[OURS], v[BASE], opt.reps, 1.0 / (double)GiB);
+    if ((shape == FOLLOW && readers == 4) || (shape == RANDOM && readers == 64))
+        row.target = 0.8;
+    report(&row);
+    for (int i = 0; i < readers; i++)
+        unmap(x.dst[i], dn);
+    free(x.offs);
+}
+
+void case_live(void)
+{
+    static const int ns[] = { 1, 4, 64 };
+    for (int s = FOLLOW; s <= RANDOM; s++)
+        for (int m = 0; m < 2; m++)
+            for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++)
+                live_row((enum shape)s, ns[i], m == 0 ? opt.size : opt.mem_limit);
+}
