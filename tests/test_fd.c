@@ -333,7 +333,8 @@ static void test_idle_nonblocking_pipe_waits_in_poll(void **state)
     double c0 = cpu_ms(), t0 = now_ms();
     sb_buffer *b = fx_buffer(sb_open_fd(p[0], NULL));
     assert_non_null(b);
-    /* The idle time is what is under test. */
+    /* The idle time is what is under test (at least 600 ms: sleep_ms
+       sleeps on through EINTR). */
     sleep_ms(600);
     double cpu = cpu_ms() - c0, wall = now_ms() - t0;
     /* Then it still works. */
@@ -342,7 +343,6 @@ static void test_idle_nonblocking_pipe_waits_in_poll(void **state)
     assert_int_equal(write(p[1], buf, sizeof buf), (ssize_t)sizeof buf);
     fx_close_fd(p[1]);
     assert_int_equal(check_stream(b, sizeof buf), 0);
-    assert_true(wall >= 500.0);
     assert_true(cpu < wall / 4); /* a spinning producer uses ~all of it */
 }
 
