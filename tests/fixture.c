@@ -11,9 +11,14 @@
 
 #include "fixture.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 typedef struct record {
@@ -58,16 +63,28 @@ void fx_untrack(void *obj)
             records[i].obj = NULL;
 }
 
+size_t fx_mark(void)
+{
+    return nrecords;
+}
+
+void fx_unwind(size_t mark)
+{
+    for (size_t i = mark; i < nrecords; i++)
+        if (records[i].obj != NULL && records[i].unblock != NULL)
+            records[i].unblock(records[i].obj);
+    /* A cleanup may add records of its own; those go too. */
+    while (nrecords > mark) {
+        record r = records[--nrecords];
+        if (r.obj != NULL && r.cleanup != NULL)
+            r.cleanup(r.obj);
+    }
+}
+
 int fx_teardown(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < nrecords; i++)
-        if (records[i].obj != NULL && records[i].unblock != NULL)
-            records[i].unblock(records[i].obj);
-    for (size_t i = nrecords; i-- > 0;)
-        if (records[i].obj != NULL && records[i].cleanup != NULL)
-            records[i].cleanup(records[i].obj);
-    nrecords = 0;
+    fx_unwind(0);
     return teardown_failures == 0 ? 0 : -1;
 }
 
@@ -216,6 +233,43 @@ bg_call *fx_bg(void (*fn)(void *), void *arg)
     return c;
 }
 
+static void stop_writer(void *p)
+{
+    pipe_writer *w = p;
+    atomic_store(&w->stop, 1);
+}
+
+static void join_writer(void *p)
+{
+    writer_join(p);
+}
+
+pipe_writer *fx_writer(int fd, uint64_t len, size_t chunk, int pause_every,
+                       int pause_ms)
+{
+    fx_untrack((void *)(intptr_t)(fd + 1)); /* no longer an fx_fd */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1) {
+        close(fd);
+        return NULL;
+    }
+    pipe_writer *w = fx_calloc(sizeof *w);
+    if (writer_start(w, fd, len, chunk, pause_every, pause_ms) != 0) {
+        close(fd);
+        return NULL;
+    }
+    fx_track(w, stop_writer, join_writer);
+    return w;
+}
+
+bg_call *fx_close_in_bg(sb_buffer *b)
+{
+    bg_call *c = fx_bg(close_buffer, b);
+    if (c != NULL)
+        fx_untrack(b);
+    return c;
+}
+
 /* ---- the file system ------------------------------------------------------------ */
 
 static void free_scratch(void *dir)
@@ -229,6 +283,27 @@ char *fx_scratch(void)
     if (dir == NULL)
         fail_msg("cannot make a scratch directory");
     fx_track(dir, NULL, free_scratch);
+    return dir;
+}
+
+static void unmount_scratch(void *dir)
+{
+    umount(dir);
+    scratch_free(dir);
+}
+
+char *fx_tmpfs(unsigned long flags)
+{
+    char *dir = scratch_new();
+    if (dir == NULL)
+        fail_msg("cannot make a scratch directory");
+    if (mount("tmpfs", dir, "tmpfs", flags, "size=64k") != 0) {
+        fprintf(stderr, "cannot mount a%s tmpfs on %s (%s): skipping\n",
+                flags & MS_RDONLY ? " read-only" : "", dir, strerror(errno));
+        scratch_free(dir);
+        return NULL;
+    }
+    fx_track(dir, NULL, unmount_scratch);
     return dir;
 }
 
@@ -248,4 +323,85 @@ void fx_close_fd(int fd)
 {
     fx_untrack((void *)(intptr_t)(fd + 1));
     close(fd);
+}
+
+void fx_pipe(int p[2], int flags)
+{
+    if (pipe2(p, flags) != 0)
+        fail_msg("pipe2: %s", strerror(errno));
+    fx_fd(p[0]);
+    fx_fd(p[1]);
+}
+
+/* ---- process state ------------------------------------------------------------- */
+
+/* Indexed by resource and by signal; a record points at its slot. */
+static struct rlimit saved_limits[RLIM_NLIMITS];
+static bool limit_saved[RLIM_NLIMITS];
+static struct sigaction saved_actions[NSIG];
+static bool action_saved[NSIG];
+
+static void restore_limit(void *slot)
+{
+    int resource = (int)((struct rlimit *)slot - saved_limits);
+    setrlimit(resource, slot);
+    limit_saved[resource] = false;
+}
+
+int fx_rlimit(int resource, rlim_t cur)
+{
+    if (resource < 0 || resource >= RLIM_NLIMITS) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (!limit_saved[resource]) {
+        if (getrlimit(resource, &saved_limits[resource]) != 0)
+            return -1;
+        limit_saved[resource] = true;
+        fx_track(&saved_limits[resource], NULL, restore_limit);
+    }
+    struct rlimit lim = {.rlim_cur = cur,
+                         .rlim_max = saved_limits[resource].rlim_max};
+    return setrlimit(resource, &lim);
+}
+
+void fx_rlimit_restore(int resource)
+{
+    if (resource < 0 || resource >= RLIM_NLIMITS || !limit_saved[resource])
+        return;
+    fx_untrack(&saved_limits[resource]);
+    restore_limit(&saved_limits[resource]);
+}
+
+static void restore_action(void *slot)
+{
+    int sig = (int)((struct sigaction *)slot - saved_actions);
+    sigaction(sig, slot, NULL);
+    action_saved[sig] = false;
+}
+
+void fx_signal(int sig, void (*handler)(int))
+{
+    if (sig <= 0 || sig >= NSIG)
+        fail_msg("fx_signal: no signal %d", sig);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction old;
+    if (sigaction(sig, &sa, &old) != 0)
+        fail_msg("sigaction(%d): %s", sig, strerror(errno));
+    if (!action_saved[sig]) {
+        saved_actions[sig] = old;
+        action_saved[sig] = true;
+        fx_track(&saved_actions[sig], NULL, restore_action);
+    }
+}
+
+void fx_signal_restore(int sig)
+{
+    if (sig <= 0 || sig >= NSIG || !action_saved[sig])
+        return;
+    fx_untrack(&saved_actions[sig]);
+    restore_action(&saved_actions[sig]);
 }

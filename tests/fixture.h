@@ -11,10 +11,12 @@
  * which record how to undo it.  Teardown undoes everything in two passes:
  *
  *   1. unblock, in the order things were made: cancel every buffer, end
- *      every gate, release every hold, so that no thread can stay blocked;
- *   2. clean up, in reverse order: join readers and background calls,
- *      close buffers, destroy sources, remove scratch directories, close
- *      fds, free memory.
+ *      every gate, release every hold, stop every pipe writer, so that no
+ *      thread can stay blocked;
+ *   2. clean up, in reverse order: join readers, background calls and
+ *      writers, close buffers, destroy sources, remove scratch directories
+ *      (unmounting a tmpfs), close fds, put back limits and signal
+ *      actions, free memory.
  *
  * A test that finishes cleans up what it wants to check itself (fx_close,
  * reader_join) and leaves the rest to teardown.  Teardown fails the test if
@@ -25,6 +27,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/resource.h>
 
 #include "helpers.h"
 
@@ -41,6 +44,12 @@ int fx_teardown(void **state);
 void fx_track(void *obj, void (*unblock)(void *), void (*cleanup)(void *));
 /* Forget every record of obj: the test has cleaned it up itself. */
 void fx_untrack(void *obj);
+
+/* A point in the records, and undoing back to it: what was made since the
+   mark is unblocked and cleaned up now, as teardown would.  For loops whose
+   rounds must not pile up until the end of the test. */
+size_t fx_mark(void);
+void fx_unwind(size_t mark);
 
 /* Zeroed memory, freed in pass 2.  Never NULL (aborts the test). */
 void *fx_calloc(size_t n);
@@ -63,11 +72,41 @@ reader *fx_reader(sb_buffer *b, int kind, uint64_t off, size_t n,
                   int timeout_ms);
 /* fn(arg) on a background thread, joined in pass 2.  NULL on failure. */
 bg_call *fx_bg(void (*fn)(void *), void *arg);
+/* sb_close(b) on a background thread, as fx_bg; from then on it is that
+   call's to close, not the teardown's.  NULL (b still the teardown's) if
+   the thread could not be started. */
+bg_call *fx_close_in_bg(sb_buffer *b);
+
+/*
+ * A pipe_writer (see writer_start) on the heap.  fd becomes the writer's:
+ * it is made non-blocking, so that pass 1 can stop the writer (stop) even
+ * on a pipe nobody reads any more; the writer closes it, and teardown
+ * forgets any fx_fd record of it.  Joined in pass 2 unless the test joined
+ * it (writer_join).  NULL if it could not be started.
+ */
+pipe_writer *fx_writer(int fd, uint64_t len, size_t chunk, int pause_every,
+                       int pause_ms);
 
 /* A scratch directory under /tmp, removed with its contents in pass 2. */
 char *fx_scratch(void);
+/* A scratch directory with a tmpfs of 64 KiB mounted on it (mount(2)
+   flags, e.g. MS_RDONLY), unmounted and removed in pass 2; NULL, with the
+   reason on stderr, if it cannot be mounted (the test may skip). */
+char *fx_tmpfs(unsigned long flags);
 /* fd (returned as is), closed in pass 2 unless fx_close_fd closed it. */
 int fx_fd(int fd);
 void fx_close_fd(int fd);
+/* pipe2(p, flags), both ends as fx_fd; fails the test if it cannot. */
+void fx_pipe(int p[2], int flags);
+
+/* setrlimit: resource's soft limit becomes cur, the hard one stays.
+   Returns setrlimit's result.  The limits as they were at the first call
+   come back in pass 2, or now with fx_rlimit_restore. */
+int fx_rlimit(int resource, rlim_t cur);
+void fx_rlimit_restore(int resource);
+/* sigaction(sig) with handler; the old action comes back in pass 2, or
+   now with fx_signal_restore. */
+void fx_signal(int sig, void (*handler)(int));
+void fx_signal_restore(int sig);
 
 #endif /* SB_TESTS_FIXTURE_H */

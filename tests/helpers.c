@@ -637,6 +637,10 @@ static void *writer_main(void *arg)
     if (buf == NULL)
         w->err = ENOMEM;
     while (buf && w->written < w->len) {
+        if (atomic_load(&w->stop)) {
+            w->err = ECANCELED;
+            break;
+        }
         size_t n = w->len - w->written < w->chunk
                        ? (size_t)(w->len - w->written)
                        : w->chunk;
@@ -647,12 +651,12 @@ static void *writer_main(void *arg)
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
-                if (errno == EAGAIN) {
+                if (errno == EAGAIN && !atomic_load(&w->stop)) {
                     struct pollfd p = {.fd = w->fd, .events = POLLOUT};
                     poll(&p, 1, 100);
                     continue;
                 }
-                w->err = errno;
+                w->err = errno == EAGAIN ? ECANCELED : errno;
                 break;
             }
             done += (size_t)r;
@@ -677,11 +681,19 @@ int writer_start(pipe_writer *w, int fd, uint64_t len, size_t chunk,
     w->chunk = chunk ? chunk : 1;
     w->pause_every = pause_every;
     w->pause_ms = pause_ms;
-    return pthread_create(&w->th, NULL, writer_main, w) == 0 ? 0 : -1;
+    atomic_init(&w->stop, 0);
+    if (pthread_create(&w->th, NULL, writer_main, w) != 0) {
+        w->joined = 1; /* nothing to join */
+        return -1;
+    }
+    return 0;
 }
 
 void writer_join(pipe_writer *w)
 {
+    if (w->joined)
+        return;
+    w->joined = 1;
     pthread_join(w->th, NULL);
 }
 
@@ -724,13 +736,35 @@ int count_threads(void)
     return count_dir_entries("/proc/self/task");
 }
 
-int fds_into_dir(const char *dir)
+int threads_back_to(int want)
 {
+    int n = count_threads();
+    for (int i = 0; i < 2000 && n != want; i++) {
+        sleep_ms(1);
+        n = count_threads();
+    }
+    return n;
+}
+
+snapshot snap(void)
+{
+    snapshot s = {count_fds(), count_threads()};
+    return s;
+}
+
+int each_fd_into_dir(pid_t pid, const char *dir,
+                     void (*fn)(const char *link, void *arg), void *arg)
+{
+    char fd_dir[64];
+    if (pid == 0)
+        snprintf(fd_dir, sizeof fd_dir, "/proc/self/fd");
+    else
+        snprintf(fd_dir, sizeof fd_dir, "/proc/%ld/fd", (long)pid);
     char real[PATH_MAX];
     if (realpath(dir, real) == NULL)
         return -1;
     size_t rl = strlen(real);
-    DIR *d = opendir("/proc/self/fd");
+    DIR *d = opendir(fd_dir);
     if (d == NULL)
         return -1;
     int n = 0;
@@ -738,19 +772,26 @@ int fds_into_dir(const char *dir)
     while ((e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.')
             continue;
-        char link[PATH_MAX + 32], target[PATH_MAX];
-        snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+        char link[PATH_MAX + 64], target[PATH_MAX];
+        snprintf(link, sizeof link, "%s/%s", fd_dir, e->d_name);
         ssize_t tl = readlink(link, target, sizeof target - 1);
         if (tl <= 0)
             continue;
         target[tl] = '\0';
-        /* A direct child of dir: "dir/name" or "dir/name (deleted)". */
         if ((size_t)tl > rl + 1 && strncmp(target, real, rl) == 0 &&
-            target[rl] == '/' && strchr(target + rl + 1, '/') == NULL)
+            target[rl] == '/' && strchr(target + rl + 1, '/') == NULL) {
             n++;
+            if (fn != NULL)
+                fn(link, arg);
+        }
     }
     closedir(d);
     return n;
+}
+
+int fds_into_dir(const char *dir)
+{
+    return each_fd_into_dir(0, dir, NULL, NULL);
 }
 
 char *scratch_new(void)
@@ -880,100 +921,4 @@ int wait_for_waiters(sb_buffer *b, uint64_t n, int timeout_ms)
             return 0;
         sleep_ms(1);
     }
-}
-
-/* ---- more process and file system --------------------------------------------- */
-
-int count_maps(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (f == NULL)
-        return -1;
-    int n = 0, c;
-    while ((c = getc(f)) != EOF)
-        if (c == '\n')
-            n++;
-    fclose(f);
-    return n;
-}
-
-long long mapped_bytes(void)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    if (f == NULL)
-        return -1;
-    long long total = 0;
-    char line[4096 + 256];
-    while (fgets(line, sizeof line, f) != NULL) {
-        unsigned long long lo, hi;
-        if (sscanf(line, "%llx-%llx", &lo, &hi) == 2 && hi >= lo)
-            total += (long long)(hi - lo);
-    }
-    fclose(f);
-    return total;
-}
-
-/* Calls fn(link, arg) for each entry of fd_dir (a /proc/PID/fd) whose
-   target is a direct child of dir; returns how many, or -1. */
-static int each_fd_into_dir(const char *fd_dir, const char *dir,
-                            void (*fn)(const char *link, void *arg),
-                            void *arg)
-{
-    char real[PATH_MAX];
-    if (realpath(dir, real) == NULL)
-        return -1;
-    size_t rl = strlen(real);
-    DIR *d = opendir(fd_dir);
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char link[PATH_MAX + 64], target[PATH_MAX];
-        snprintf(link, sizeof link, "%s/%s", fd_dir, e->d_name);
-        ssize_t tl = readlink(link, target, sizeof target - 1);
-        if (tl <= 0)
-            continue;
-        target[tl] = '\0';
-        if ((size_t)tl > rl + 1 && strncmp(target, real, rl) == 0 &&
-            target[rl] == '/' && strchr(target + rl + 1, '/') == NULL) {
-            n++;
-            if (fn != NULL)
-                fn(link, arg);
-        }
-    }
-    closedir(d);
-    return n;
-}
-
-int fds_into_dir_of(pid_t pid, const char *dir)
-{
-    char fd_dir[64];
-    snprintf(fd_dir, sizeof fd_dir, "/proc/%ld/fd", (long)pid);
-    return each_fd_into_dir(fd_dir, dir, NULL, NULL);
-}
-
-struct size_sum {
-    long long total;
-    int failed;
-};
-
-static void add_size(const char *link, void *arg)
-{
-    struct size_sum *s = arg;
-    struct stat st;
-    if (stat(link, &st) != 0)
-        s->failed = 1;
-    else
-        s->total += (long long)st.st_size;
-}
-
-long long open_file_bytes_in_dir(const char *dir)
-{
-    struct size_sum s = {0, 0};
-    if (each_fd_into_dir("/proc/self/fd", dir, add_size, &s) < 0 || s.failed)
-        return -1;
-    return s.total;
 }

@@ -17,20 +17,10 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "helpers.h"
+#include "fixture.h"
 
-/* Everything a failed open could leave behind. */
-typedef struct snapshot {
-    int fds;
-    int threads;
-} snapshot;
-
-static snapshot snap(void)
-{
-    snapshot s = {count_fds(), count_threads()};
-    return s;
-}
-
+/* Exactly as many fds and threads as in a: a failed open starts no thread
+   at all, so there is none to wait for. */
 static void assert_same(snapshot a)
 {
     snapshot b = snap();
@@ -42,12 +32,7 @@ static void assert_same(snapshot a)
 static void expect_open_einval(const sb_source *src, const sb_options *o)
 {
     snapshot before = snap();
-    errno = 0;
-    sb_buffer *b = sb_open(src, o);
-    int err = errno;
-    sb_close(b); /* NULL unless the test is about to fail */
-    assert_null(b);
-    assert_int_equal(err, EINVAL);
+    assert_null_with(fx_buffer(sb_open(src, o)), EINVAL);
     assert_same(before);
 }
 
@@ -64,28 +49,24 @@ static void test_open_null_src(void **state)
 static void test_open_both_read_and_next(void **state)
 {
     (void)state;
-    chunk_src s;
-    chunk_init(&s, 100, NULL, 0);
-    iter_src it;
-    assert_int_equal(iter_init(&it, 100, NULL, 0), 0);
-    sb_source src = chunk_source(&s);
-    src.next = iter_source(&it).next;
+    chunk_src *s = fx_chunk(100, NULL, 0);
+    iter_src *it = fx_iter(100, NULL, 0);
+    sb_source src = chunk_source(s);
+    src.next = iter_source(it).next;
     expect_open_einval(&src, NULL);
-    assert_int_equal(atomic_load(&s.calls), 0);
-    assert_int_equal(atomic_load(&s.closes), 0);
-    assert_int_equal(atomic_load(&it.calls), 0);
-    iter_destroy(&it);
+    assert_int_equal(atomic_load(&s->calls), 0);
+    assert_int_equal(atomic_load(&s->closes), 0);
+    assert_int_equal(atomic_load(&it->calls), 0);
 }
 
 static void test_open_neither_read_nor_next(void **state)
 {
     (void)state;
-    chunk_src s;
-    chunk_init(&s, 100, NULL, 0);
-    sb_source src = chunk_source(&s);
+    chunk_src *s = fx_chunk(100, NULL, 0);
+    sb_source src = chunk_source(s);
     src.read = NULL;
     expect_open_einval(&src, NULL);
-    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_int_equal(atomic_load(&s->closes), 0);
     sb_source empty;
     memset(&empty, 0, sizeof empty);
     expect_open_einval(&empty, NULL);
@@ -94,9 +75,8 @@ static void test_open_neither_read_nor_next(void **state)
 static void test_open_bad_options(void **state)
 {
     (void)state;
-    chunk_src s;
-    chunk_init(&s, 100, NULL, 0);
-    sb_source src = chunk_source(&s);
+    chunk_src *s = fx_chunk(100, NULL, 0);
+    sb_source src = chunk_source(s);
 
     sb_options o = {.tmp_dir = ""};
     expect_open_einval(&src, &o);
@@ -114,8 +94,8 @@ static void test_open_bad_options(void **state)
     sb_options lh = {.max_size = 1000, .length_hint = 1001};
     expect_open_einval(&src, &lh);
 
-    assert_int_equal(atomic_load(&s.calls), 0);
-    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_int_equal(atomic_load(&s->calls), 0);
+    assert_int_equal(atomic_load(&s->closes), 0);
 }
 
 static void test_open_valid_option_edges(void **state)
@@ -129,24 +109,18 @@ static void test_open_valid_option_edges(void **state)
         {.tmp_dir = "/tmp"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
-        chunk_src s;
-        chunk_init(&s, 1000, NULL, 0);
-        sb_source src = chunk_source(&s);
-        sb_buffer *b = sb_open(&src, &ok[i]);
+        chunk_src *s = fx_chunk(1000, NULL, 0);
+        sb_buffer *b = fx_buffer(open_chunk(s, &ok[i]));
         assert_non_null(b);
         assert_int_equal(check_stream(b, 1000), 0);
-        sb_close(b);
     }
     /* NULL and all-zero options mean the defaults. */
-    chunk_src s;
-    chunk_init(&s, 1000, NULL, 0);
-    sb_source src = chunk_source(&s);
+    chunk_src *s = fx_chunk(1000, NULL, 0);
     sb_options zero;
     memset(&zero, 0, sizeof zero);
-    sb_buffer *b = sb_open(&src, &zero);
+    sb_buffer *b = fx_buffer(open_chunk(s, &zero));
     assert_non_null(b);
     assert_int_equal(check_stream(b, 1000), 0);
-    sb_close(b);
 }
 
 /* ---- sb_open_mem ------------------------------------------------------------------ */
@@ -155,9 +129,7 @@ static void test_open_mem_args(void **state)
 {
     (void)state;
     snapshot before = snap();
-    errno = 0;
-    assert_null(sb_open_mem(NULL, 5, NULL));
-    assert_int_equal(errno, EINVAL);
+    assert_null_with(fx_buffer(sb_open_mem(NULL, 5, NULL)), EINVAL);
     unsigned char data[10];
     gen_fill(data, sizeof data, 0);
     sb_options bad[] = {
@@ -166,14 +138,9 @@ static void test_open_mem_args(void **state)
         {.mem_limit = (size_t)SSIZE_MAX + 1},
         {.max_size = 5, .length_hint = 6},
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        errno = 0;
-        sb_buffer *b = sb_open_mem(data, sizeof data, &bad[i]);
-        int err = errno;
-        sb_close(b);
-        assert_null(b);
-        assert_int_equal(err, EINVAL);
-    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_null_with(fx_buffer(sb_open_mem(data, sizeof data, &bad[i])),
+                         EINVAL);
     assert_same(before);
 }
 
@@ -184,15 +151,37 @@ static void *noop_thread(void *arg)
     return arg;
 }
 
+/* The default thread attributes as they were, while a test has changed
+   them: every later pthread_create, the fixture's included, needs them. */
+static pthread_attr_t saved_attr;
+
+static void restore_default_attr(void *attr)
+{
+    pthread_setattr_default_np(attr);
+    pthread_attr_destroy(attr);
+}
+
 static void test_open_without_thread_is_eagain(void **state)
 {
     (void)state;
+    /* Made before the attributes change: a pipe, the source, the data. */
+    int p[2];
+    fx_pipe(p, 0);
+    chunk_src *s = fx_chunk(100, NULL, 0);
+    unsigned char data[10];
+    gen_fill(data, sizeof data, 0);
+    snapshot before = snap();
+
     /* Make every new thread ask for a 1 TiB stack, which cannot be had. */
-    pthread_attr_t old, huge;
-    assert_int_equal(pthread_getattr_default_np(&old), 0);
+    pthread_attr_t huge;
+    assert_int_equal(pthread_getattr_default_np(&saved_attr), 0);
+    fx_track(&saved_attr, NULL, restore_default_attr);
     assert_int_equal(pthread_attr_init(&huge), 0);
-    assert_int_equal(pthread_attr_setstacksize(&huge, (size_t)1 << 40), 0);
-    assert_int_equal(pthread_setattr_default_np(&huge), 0);
+    int sized = pthread_attr_setstacksize(&huge, (size_t)1 << 40);
+    int set = sized == 0 ? pthread_setattr_default_np(&huge) : -1;
+    pthread_attr_destroy(&huge);
+    assert_int_equal(sized, 0);
+    assert_int_equal(set, 0);
     pthread_t t;
     int probe = pthread_create(&t, NULL, noop_thread, NULL);
     if (probe == 0)
@@ -200,47 +189,31 @@ static void test_open_without_thread_is_eagain(void **state)
     if (probe != EAGAIN) {
         /* valgrind, for one, answers EINVAL: the refusal this test needs
            to provoke is not there to be had. */
-        pthread_setattr_default_np(&old);
         fprintf(stderr, "pthread_create with a 1 TiB stack gave %s, not "
                         "EAGAIN: skipping\n", strerror(probe));
         skip();
     }
-    int p[2];
-    assert_int_equal(pipe(p), 0);
-    snapshot before = snap();
-    chunk_src s;
-    chunk_init(&s, 100, NULL, 0);
-    sb_source src = chunk_source(&s);
     errno = 0;
-    sb_buffer *b = sb_open(&src, NULL);
+    sb_buffer *b = fx_buffer(open_chunk(s, NULL));
     int err = errno;
     errno = 0;
-    sb_buffer *bf = sb_open_fd(p[0], NULL);
+    sb_buffer *bf = fx_buffer(sb_open_fd(p[0], NULL));
     int err_fd = errno;
     snapshot after = snap();
     /* sb_open_mem needs no thread, so it still works. */
-    unsigned char data[10];
-    gen_fill(data, sizeof data, 0);
-    sb_buffer *bm = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *bm = fx_buffer(sb_open_mem(data, sizeof data, NULL));
     int mem_ok = bm != NULL && check_stream(bm, sizeof data) == 0;
-    sb_close(bm);
-    pthread_setattr_default_np(&old);
-    pthread_attr_destroy(&huge);
-    pthread_attr_destroy(&old);
-    sb_close(b);
-    sb_close(bf);
-    close(p[0]);
-    close(p[1]);
+    fx_untrack(&saved_attr);
+    restore_default_attr(&saved_attr);
 
-    assert_int_equal(probe, EAGAIN);
     assert_null(b);
     assert_int_equal(err, EAGAIN);
     assert_null(bf);
     assert_int_equal(err_fd, EAGAIN);
     assert_int_equal(after.fds, before.fds);
     assert_int_equal(after.threads, before.threads);
-    assert_int_equal(atomic_load(&s.calls), 0);
-    assert_int_equal(atomic_load(&s.closes), 0);
+    assert_int_equal(atomic_load(&s->calls), 0);
+    assert_int_equal(atomic_load(&s->closes), 0);
     assert_true(mem_ok);
 }
 
@@ -251,7 +224,7 @@ static void test_pread_null_args(void **state)
     (void)state;
     unsigned char data[100];
     gen_fill(data, sizeof data, 0);
-    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *b = fx_buffer(sb_open_mem(data, sizeof data, NULL));
     assert_non_null(b);
     unsigned char buf[10];
     assert_fails_with(sb_pread(NULL, buf, 10, 0), EINVAL);
@@ -265,7 +238,6 @@ static void test_pread_null_args(void **state)
     /* The valid call still works. */
     assert_int_equal(sb_pread(b, buf, 10, 0), 10);
     assert_int_equal(gen_mismatches(buf, 10, 0), 0);
-    sb_close(b);
 }
 
 static void test_pread_n_too_big(void **state)
@@ -273,7 +245,7 @@ static void test_pread_n_too_big(void **state)
     (void)state;
     unsigned char data[100];
     gen_fill(data, sizeof data, 0);
-    sb_buffer *b = sb_open_mem(data, sizeof data, NULL);
+    sb_buffer *b = fx_buffer(sb_open_mem(data, sizeof data, NULL));
     assert_non_null(b);
     unsigned char buf[16];
     memset(buf, 0x5A, sizeof buf);
@@ -284,17 +256,14 @@ static void test_pread_n_too_big(void **state)
                       EINVAL);
     for (size_t i = 0; i < sizeof buf; i++)
         assert_int_equal(buf[i], 0x5A);
-    sb_close(b);
 }
 
 static void test_pread_offset_overflow(void **state)
 {
     (void)state;
     /* On a stream that is still open, so nothing else can answer first. */
-    gate_src g;
-    gate_init(&g);
-    sb_source src = gate_source(&g);
-    sb_buffer *b = sb_open(&src, NULL);
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
     assert_non_null(b);
     unsigned char buf[8];
     assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 1), EINVAL);
@@ -303,14 +272,12 @@ static void test_pread_offset_overflow(void **state)
     assert_fails_with(sb_pread_timed(b, buf, 8, UINT64_MAX - 2, -1), EINVAL);
     /* No overflow: off + n == UINT64_MAX; nothing is there yet. */
     assert_fails_with(sb_pread_timed(b, buf, 4, UINT64_MAX - 4, 0), ETIMEDOUT);
-    gate_end(&g);
+    gate_end(g);
     /* And after the end, the same overflowing reads still fail. */
     assert_int_equal(sb_wait_end(b, NULL), 0);
     assert_fails_with(sb_pread(b, buf, 4, UINT64_MAX - 1), EINVAL);
     assert_int_equal(sb_pread(b, buf, 0, UINT64_MAX), 0);
     assert_int_equal(sb_pread(b, buf, 4, UINT64_MAX - 4), 0);
-    sb_close(b);
-    gate_destroy(&g);
 }
 
 /* ---- sb_wait_end / sb_available -------------------------------------------------------- */
@@ -338,43 +305,40 @@ static void test_failed_opens_leave_nothing(void **state)
 {
     (void)state;
     int p[2];
-    assert_int_equal(pipe(p), 0);
-    snapshot before = snap();
-    chunk_src s;
-    chunk_init(&s, 100, NULL, 0);
-    sb_source src = chunk_source(&s);
+    fx_pipe(p, 0);
+    chunk_src *s = fx_chunk(100, NULL, 0);
+    sb_source src = chunk_source(s);
     sb_options bad = {.max_size = 1, .length_hint = 2};
+    snapshot before = snap();
     for (int i = 0; i < 50; i++) {
-        assert_null(sb_open(NULL, NULL));
-        assert_null(sb_open(&src, &bad));
-        assert_null(sb_open_fd(-1, NULL));
-        assert_null(sb_open_fd(p[0], &bad));
-        assert_null(sb_open_fd(p[1], NULL));
-        assert_null(sb_open_mem(NULL, 1, NULL));
+        assert_null(fx_buffer(sb_open(NULL, NULL)));
+        assert_null(fx_buffer(sb_open(&src, &bad)));
+        assert_null(fx_buffer(sb_open_fd(-1, NULL)));
+        assert_null(fx_buffer(sb_open_fd(p[0], &bad)));
+        assert_null(fx_buffer(sb_open_fd(p[1], NULL)));
+        assert_null(fx_buffer(sb_open_mem(NULL, 1, NULL)));
     }
     assert_same(before);
-    assert_int_equal(atomic_load(&s.calls), 0);
-    assert_int_equal(atomic_load(&s.closes), 0);
-    close(p[0]);
-    close(p[1]);
+    assert_int_equal(atomic_load(&s->calls), 0);
+    assert_int_equal(atomic_load(&s->closes), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_open_null_src),
-        cmocka_unit_test(test_open_both_read_and_next),
-        cmocka_unit_test(test_open_neither_read_nor_next),
-        cmocka_unit_test(test_open_bad_options),
-        cmocka_unit_test(test_open_valid_option_edges),
-        cmocka_unit_test(test_open_mem_args),
-        cmocka_unit_test(test_open_without_thread_is_eagain),
-        cmocka_unit_test(test_pread_null_args),
-        cmocka_unit_test(test_pread_n_too_big),
-        cmocka_unit_test(test_pread_offset_overflow),
-        cmocka_unit_test(test_wait_end_null),
-        cmocka_unit_test(test_available_null),
-        cmocka_unit_test(test_failed_opens_leave_nothing),
+        FX_TEST(test_open_null_src),
+        FX_TEST(test_open_both_read_and_next),
+        FX_TEST(test_open_neither_read_nor_next),
+        FX_TEST(test_open_bad_options),
+        FX_TEST(test_open_valid_option_edges),
+        FX_TEST(test_open_mem_args),
+        FX_TEST(test_open_without_thread_is_eagain),
+        FX_TEST(test_pread_null_args),
+        FX_TEST(test_pread_n_too_big),
+        FX_TEST(test_pread_offset_overflow),
+        FX_TEST(test_wait_end_null),
+        FX_TEST(test_available_null),
+        FX_TEST(test_failed_opens_leave_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
