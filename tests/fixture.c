@@ -292,12 +292,14 @@ static void unmount_scratch(void *dir)
     scratch_free(dir);
 }
 
-char *fx_tmpfs(unsigned long flags)
+char *fx_tmpfs(unsigned long flags, const char *size)
 {
+    char opts[64];
+    snprintf(opts, sizeof opts, "size=%s", size != NULL ? size : "64k");
     char *dir = scratch_new();
     if (dir == NULL)
         fail_msg("cannot make a scratch directory");
-    if (mount("tmpfs", dir, "tmpfs", flags, "size=64k") != 0) {
+    if (mount("tmpfs", dir, "tmpfs", flags, opts) != 0) {
         fprintf(stderr, "cannot mount a%s tmpfs on %s (%s): skipping\n",
                 flags & MS_RDONLY ? " read-only" : "", dir, strerror(errno));
         scratch_free(dir);

@@ -89,10 +89,11 @@ pipe_writer *fx_writer(int fd, uint64_t len, size_t chunk, int pause_every,
 
 /* A scratch directory under /tmp, removed with its contents in pass 2. */
 char *fx_scratch(void);
-/* A scratch directory with a tmpfs of 64 KiB mounted on it (mount(2)
-   flags, e.g. MS_RDONLY), unmounted and removed in pass 2; NULL, with the
-   reason on stderr, if it cannot be mounted (the test may skip). */
-char *fx_tmpfs(unsigned long flags);
+/* A scratch directory with a tmpfs of size bytes (mount's size=, e.g.
+   "64k"; NULL: 64 KiB) mounted on it (mount(2) flags, e.g. MS_RDONLY),
+   unmounted and removed in pass 2; NULL, with the reason on stderr, if it
+   cannot be mounted (the test may skip). */
+char *fx_tmpfs(unsigned long flags, const char *size);
 /* fd (returned as is), closed in pass 2 unless fx_close_fd closed it. */
 int fx_fd(int fd);
 void fx_close_fd(int fd);

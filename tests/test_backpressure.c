@@ -106,6 +106,9 @@ static void test_self_blocking_wait_is_enobufs(void **state)
     assert_non_null(b);
     sb_reader *r = fx_open_reader(b, 1000);
     assert_non_null(r);
+    /* It may have paused at 0 + retain before the reader came: wait for
+       the pause the reader's floor leads to. */
+    assert_true(wait_available(b, 1000 + retain, WAIT_LONG_MS));
     assert_true(wait_for_paused(b, WAIT_LONG_MS));
     uint64_t filled = stats(b).filled;
     unsigned char buf[64];

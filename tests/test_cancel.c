@@ -461,7 +461,7 @@ static void close_write_end(void *p)
 }
 
 /* A pipe whose write end teardown closes first; returns the read end. */
-static int fx_pipe(int **write_end)
+static int fx_pipe_wr(int **write_end)
 {
     int p[2];
     if (pipe(p) != 0)
@@ -478,7 +478,7 @@ static void test_close_fd_pipe_idle_writer(void **state)
 {
     (void)state;
     int *wr;
-    int rd = fx_pipe(&wr);
+    int rd = fx_pipe_wr(&wr);
     int fds = count_fds();
     sb_buffer *b = fx_buffer(sb_open_fd(rd, NULL));
     assert_non_null(b);
@@ -514,7 +514,7 @@ static void test_close_fd_pipe_without_cancel(void **state)
     (void)state;
     /* sb_close alone (no prior cancel) on an idle pipe. */
     int *wr;
-    int rd = fx_pipe(&wr);
+    int rd = fx_pipe_wr(&wr);
     sb_buffer *b = fx_buffer(sb_open_fd(rd, NULL));
     assert_non_null(b);
     /* Once the producer has taken a byte, it goes back to poll(2) for

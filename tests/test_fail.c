@@ -283,7 +283,7 @@ static void test_spill_file_size_limit_is_efbig(void **state)
 static void test_spill_file_system_full_is_enospc(void **state)
 {
     (void)state;
-    char *dir = fx_tmpfs(0);
+    char *dir = fx_tmpfs(0, NULL);
     if (dir == NULL)
         skip();
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir, .chunk_size = 8192};

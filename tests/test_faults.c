@@ -1071,7 +1071,7 @@ static void disk_create_fails(const char *tmp_dir, int err)
 static void test_spill_dir_read_only_is_erofs(void **state)
 {
     (void)state;
-    char *dir = fx_tmpfs(MS_RDONLY);
+    char *dir = fx_tmpfs(MS_RDONLY, NULL);
     if (dir == NULL)
         skip();
     disk_create_fails(dir, EROFS);
@@ -1091,7 +1091,7 @@ static void test_spill_dir_missing_straddling_chunk(void **state)
 static void test_spill_disk_full_partial_chunk(void **state)
 {
     (void)state;
-    char *dir = fx_tmpfs(0);
+    char *dir = fx_tmpfs(0, NULL);
     if (dir == NULL)
         skip();
     const long long cap = 64 * 1024;

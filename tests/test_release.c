@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -316,30 +315,6 @@ static void test_failed_give_back_fails_stream(void **state)
 
 /* ---- an endless stream in bounded space --------------------------------------------- */
 
-static char *mounted;
-
-static void unmount_tmpfs(void *dir)
-{
-    umount2(dir, MNT_DETACH);
-    mounted = NULL;
-}
-
-/* A small tmpfs for tmp_dir (root only); NULL to skip. */
-static char *fx_tmpfs(const char *size)
-{
-    char *dir = fx_scratch();
-    char opts[64];
-    snprintf(opts, sizeof opts, "size=%s", size);
-    if (mount("tmpfs", dir, "tmpfs", 0, opts) != 0) {
-        fprintf(stderr, "cannot mount a tmpfs on %s (%s): skipping\n", dir,
-                strerror(errno));
-        return NULL;
-    }
-    mounted = dir;
-    fx_track(dir, NULL, unmount_tmpfs);
-    return dir;
-}
-
 typedef struct sampler {
     sb_buffer *b;
     const char *dir;
@@ -382,7 +357,7 @@ static void stop_sampler(void *m)
 static void test_endless_stream_through_small_tmpfs(void **state)
 {
     (void)state;
-    char *dir = fx_tmpfs("8m");
+    char *dir = fx_tmpfs(0, "8m");
     if (dir == NULL)
         skip();
     const uint64_t retain = 2 * MB, chunk = 64 * KB;
