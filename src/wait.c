@@ -3,17 +3,30 @@
  *
  * wait.c - the watermark, the end state, and targeted wake-ups.
  *
- * Each waiting reader queues a small record on its own stack with its own
- * condition variable and the watermark it needs.  The queue is kept sorted
+ * Each waiting reader queues a small record on its own stack with the
+ * watermark it needs and a futex word of its own.  The queue is kept sorted
  * by that need, so a publish walks only the prefix of readers whose range is
- * now complete and signals each of them alone: a reader at offset 1 GiB is
+ * now complete and wakes each of them alone: a reader at offset 1 GiB is
  * not woken by every 64 KiB chunk on the way there (no thundering herd).
  * The end state wakes everyone.
  *
- * A waker unlinks the record before signalling it, under the mutex; so
- * "still linked" means "not woken yet", and a reader whose wait times out
- * unlinks itself.  The record may be freed (the reader returns) only after
- * the reader has re-taken the mutex, which the waker has released by then.
+ * What a wake-up costs is the point of this file (issue 11 measured 15-25
+ * us per blocked read with a condition variable per waiter, signalled under
+ * the mutex).  Two things make it cheaper:
+ *
+ *   - The waker only unlinks the records under the mutex; it wakes them
+ *     after it has let go, so a woken reader never runs into a mutex its
+ *     waker still holds.
+ *   - A woken reader leaves its wait by looking at its own word, without
+ *     taking the mutex again: no second hand-off.
+ *
+ * The hand-off must keep the record alive while the waker uses it.  Its word
+ * goes WAITING -> WOKEN -> DONE: the waker sets WOKEN, calls futex_wake on
+ * the word, then sets DONE and never touches the record again; the reader
+ * returns only once it sees DONE.  "Still linked" (under the mutex) means
+ * "no waker has it": a reader whose timed wait expires unlinks itself if it
+ * is still linked, and otherwise waits for DONE, which is imminent.
+ * model/wait.pml is this protocol in Promela, checked by `make model`.
  *
  * Flow control lives here too, because its pause is a condition on the
  * same state: the writer (producer thread or sb_write) pauses on `room`
@@ -27,15 +40,38 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+/* A waiter's hand-off word; see the top. */
+enum { W_WAITING, W_WOKEN, W_DONE };
 
 struct sb__waiter {
     uint64_t need;              /* wake once filled >= need */
-    pthread_cond_t cond;
-    struct sb__waiter *next;
+    _Atomic uint32_t state;     /* W_WAITING, W_WOKEN, W_DONE */
+    struct sb__waiter *next;    /* in the queue; then in a waker's list */
     struct sb__waiter **pprev;  /* the pointer that points at us */
-    bool linked;
+    bool linked;                /* in the queue (under mu) */
 };
+
+/* Sleep while *word == val, until an absolute CLOCK_MONOTONIC deadline
+   (NULL: none).  Returns 0 or the errno (ETIMEDOUT, EINTR, EAGAIN: the word
+   had changed). */
+static int futex_wait(_Atomic uint32_t *word, uint32_t val,
+                      const struct timespec *deadline)
+{
+    long r = syscall(SYS_futex, (void *)word, FUTEX_WAIT_BITSET_PRIVATE, val,
+                     deadline, NULL, FUTEX_BITSET_MATCH_ANY);
+    return r == 0 ? 0 : errno;
+}
+
+static void futex_wake(_Atomic uint32_t *word)
+{
+    syscall(SYS_futex, (void *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 static void lock(struct sb__wait *w)
 {
@@ -245,19 +281,39 @@ static void dequeue_locked(struct sb__wait *w, struct sb__waiter *me)
     w->waiting--;
 }
 
-/* Wake the waiters whose need is at most limit: a prefix of the queue. */
-static void wake_locked(struct sb__wait *w, uint64_t limit)
+/* Unlink the waiters whose need is at most limit (a prefix of the queue)
+   and return them as a list, for wake_list once mu is let go. */
+static struct sb__waiter *take_locked(struct sb__wait *w, uint64_t limit)
 {
     assert_locked(w);
+    struct sb__waiter *list = NULL, **tail = &list;
     while (w->queue != NULL && w->queue->need <= limit) {
         struct sb__waiter *first = w->queue;
         dequeue_locked(w, first);
-        sb__cond_signal(&first->cond);
+        first->next = NULL;
+        *tail = first;
+        tail = &first->next;
+    }
+    return list;
+}
+
+/* Wake the waiters take_locked returned, without mu.  Each record is the
+   waker's until it stores W_DONE (release: the reader that sees it sees
+   everything published before); it is not touched after that. */
+static void wake_list(struct sb__waiter *list)
+{
+    while (list != NULL) {
+        struct sb__waiter *me = list;
+        list = me->next;
+        atomic_store_explicit(&me->state, W_WOKEN, memory_order_relaxed);
+        futex_wake(&me->state);
+        atomic_store_explicit(&me->state, W_DONE, memory_order_release);
     }
 }
 
 bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
 {
+    struct sb__waiter *woken = NULL;
     lock(w);
     bool running = atomic_load_explicit(&w->state, memory_order_relaxed)
                    == SB_RUNNING;
@@ -266,14 +322,16 @@ bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
     if (running && filled > old) {
         atomic_store_explicit(&w->filled, filled, memory_order_release);
         w->publishes++;
-        wake_locked(w, filled);
+        woken = take_locked(w, filled);
     }
     unlock(w);
+    wake_list(woken);
     return running;
 }
 
 bool sb__wait_finish(struct sb__wait *w, int err)
 {
+    struct sb__waiter *woken = NULL;
     lock(w);
     bool first = atomic_load_explicit(&w->state, memory_order_relaxed)
                  == SB_RUNNING;
@@ -281,11 +339,12 @@ bool sb__wait_finish(struct sb__wait *w, int err)
         w->err = err;
         atomic_store_explicit(&w->state, err == 0 ? SB_ENDED : SB_FAILED,
                               memory_order_release);
-        wake_locked(w, UINT64_MAX);
+        woken = take_locked(w, UINT64_MAX);
         if (w->writer_paused)
             sb__cond_signal(&w->room);
     }
     unlock(w);
+    wake_list(woken);
     return first;
 }
 
@@ -332,22 +391,36 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
     }
 
     struct sb__waiter me = { .need = need };
-    int e = pthread_cond_init(&me.cond, &w->condattr);
-    if (e != 0) {
-        unlock(w);
-        return -e;
-    }
+    atomic_init(&me.state, W_WAITING);
     enqueue_locked(w, &me);
-    while (me.linked) {
-        e = cond_wait_locked(w, &me.cond, timeout_ms < 0 ? NULL : &deadline);
-        w->wakeups++;
-        if (e == ETIMEDOUT && me.linked) {
-            dequeue_locked(w, &me);
-            rc = -ETIMEDOUT;
+    unlock(w);
+
+    const struct timespec *until = timeout_ms < 0 ? NULL : &deadline;
+    for (;;) {
+        uint32_t st = atomic_load_explicit(&me.state, memory_order_acquire);
+        if (st == W_DONE)
+            break;
+        if (st == W_WOKEN) {
+            /* The waker is inside its futex_wake, a moment from DONE. */
+            sched_yield();
+            continue;
+        }
+        int e = futex_wait(&me.state, W_WAITING, until);
+        if (e != EAGAIN)
+            atomic_fetch_add_explicit(&w->wakeups, 1, memory_order_relaxed);
+        if (e == ETIMEDOUT) {
+            lock(w);
+            bool mine = me.linked;
+            if (mine)
+                dequeue_locked(w, &me);
+            unlock(w);
+            if (mine) {
+                rc = -ETIMEDOUT;
+                break;
+            }
+            until = NULL; /* a waker has it: DONE comes at once */
         }
     }
-    unlock(w);
-    sb__check(pthread_cond_destroy(&me.cond));
     return rc;
 }
 
@@ -359,7 +432,7 @@ void sb__wait_stats(struct sb__wait *w, sb_stats *out)
     out->error = out->state == SB_FAILED ? w->err : 0;
     out->publishes = w->publishes;
     out->waiting = w->waiting;
-    out->wakeups = w->wakeups;
+    out->wakeups = atomic_load_explicit(&w->wakeups, memory_order_relaxed);
     out->floor = atomic_load_explicit(&w->floor, memory_order_relaxed);
     out->demand = atomic_load_explicit(&w->demand, memory_order_relaxed);
     out->pauses = w->pauses;

@@ -63,7 +63,7 @@ struct sb__wait {
     uint64_t paused_ns;             /* and for how long */
     uint64_t publishes;             /* calls that published bytes */
     uint64_t waiting;               /* readers in the queue now */
-    uint64_t wakeups;               /* returns from a condition wait */
+    _Atomic uint64_t wakeups;       /* returns from a waiter's sleep */
 #ifndef NDEBUG
     pthread_t holder;               /* who holds mu, for _locked asserts */
     bool held;
