@@ -10,6 +10,7 @@
 #                      or print the one apt-get line that does
 #   make tsan / asan   the suite under ThreadSanitizer / ASan+UBSan only
 #   make valgrind      the suite under valgrind memcheck, leaks checked
+#   make model         check model/wait.pml (src/wait.c's hand-off) with spin
 #   make fuzz          the libFuzzer target for FUZZ_SECONDS (default 60)
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
@@ -85,7 +86,7 @@ endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
-	install uninstall install-test examples-test quickstart clean FORCE
+	install uninstall install-test examples-test quickstart model clean FORCE
 .DELETE_ON_ERROR:
 
 all: lib
@@ -227,6 +228,10 @@ examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 
+# The waiter hand-off of src/wait.c, model-checked with spin.
+model:
+	@sh ./tests/test_model.sh $(BUILD)
+
 # The README's first example, built from examples/quickstart.c (which the
 # README shows) and run on a pipe.
 quickstart: $(BUILD)/examples/quickstart
@@ -239,6 +244,7 @@ test: deps
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory check
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory tsan
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory asan
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory model
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory quickstart
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory install-test
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory examples-test

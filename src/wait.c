@@ -290,24 +290,45 @@ static struct sb__waiter *take_locked(struct sb__wait *w, uint64_t limit)
     while (w->queue != NULL && w->queue->need <= limit) {
         struct sb__waiter *first = w->queue;
         dequeue_locked(w, first);
-        first->next = NULL;
+        first->next = NULL; /* the list's last, until another comes */
         *tail = first;
         tail = &first->next;
     }
     return list;
 }
 
-/* Wake the waiters take_locked returned, without mu.  Each record is the
-   waker's until it stores W_DONE (release: the reader that sees it sees
+/* Hand one waiter over: wake it and let it go.  The record is the
+   waker's until the W_DONE store (release: the reader that sees it sees
    everything published before); it is not touched after that. */
+static void hand_over(struct sb__waiter *me)
+{
+    atomic_store_explicit(&me->state, W_WOKEN, memory_order_relaxed);
+    futex_wake(&me->state);
+    atomic_store_explicit(&me->state, W_DONE, memory_order_release);
+}
+
+/*
+ * Wake the waiters take_locked returned, without mu.  The waker (the
+ * producer, most often) wakes only the first; the first, once it is up,
+ * wakes the rest (wake_rest).  A publish that completes many ranges then
+ * costs the producer one futex_wake, and the others are paid for by a
+ * reader that had nothing to do but wait.  The rest of the list rides in
+ * the first record's next.
+ */
 static void wake_list(struct sb__waiter *list)
 {
-    while (list != NULL) {
-        struct sb__waiter *me = list;
-        list = me->next;
-        atomic_store_explicit(&me->state, W_WOKEN, memory_order_relaxed);
-        futex_wake(&me->state);
-        atomic_store_explicit(&me->state, W_DONE, memory_order_release);
+    if (list != NULL)
+        hand_over(list);
+}
+
+/* A woken waiter's duty: wake the ones that came with it. */
+static void wake_rest(struct sb__waiter *rest)
+{
+    while (rest != NULL) {
+        struct sb__waiter *me = rest;
+        rest = me->next;
+        me->next = NULL; /* it has no one to wake: this list is ours */
+        hand_over(me);
     }
 }
 
@@ -421,6 +442,8 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
             until = NULL; /* a waker has it: DONE comes at once */
         }
     }
+    if (rc == 0)
+        wake_rest(me.next);
     return rc;
 }
 

@@ -48,6 +48,7 @@ check_test() {
     { printf '#include <curl/curl.h>\nint main(void){return 0;}\n' | compiles &&
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v "$PYTHON" >/dev/null 2>&1 || need python3 "$PYTHON"
+    command -v spin >/dev/null 2>&1 || need spin spin
 }
 
 check_fuzz() {
