@@ -1162,6 +1162,133 @@ static void test_killed_mid_stream_leaves_nothing(void **state)
     }
 }
 
+/* ---- short waits racing publishes, timeouts, cancel and close ------------------------ */
+
+/*
+ * Many readers make short waits right at the edge of what has arrived,
+ * with timeouts of 0, 1 or 2 ms or none, while a source publishes small
+ * chunks quickly; each round ends the stream, cancels it at a random
+ * moment, or closes it right after a cancel.  Every read must return the
+ * right bytes, a short count at the end, 0 past it, ETIMEDOUT (only with a
+ * timeout), or ECANCELED (only once cancelled); no read may hang or
+ * return early.  Run it under ThreadSanitizer: this is where the waiter
+ * hand-off of src/wait.c is raced hardest.
+ */
+#define EDGE_READERS 6
+
+typedef struct edge {
+    sb_buffer *b;
+    uint64_t len;
+    uint64_t seed;
+    _Atomic int *cancelled;
+    /* Results. */
+    uint64_t reads, timeouts, bad;
+    char why[160];
+} edge;
+
+static void edge_main(void *arg)
+{
+    edge *e = arg;
+    rng r = rng_for(e->seed, 7);
+    unsigned char buf[300];
+    for (;;) {
+        uint64_t avail = sb_available(e->b);
+        uint64_t off = avail + rbelow(&r, 200);
+        if (off > 20)
+            off -= rbelow(&r, 20);
+        size_t n = 1 + (size_t)rbelow(&r, sizeof buf);
+        static const int timeouts[] = {0, 1, 2, -1};
+        int t = timeouts[rbelow(&r, 4)];
+        int was_cancelled = atomic_load(e->cancelled);
+        errno = 0;
+        ssize_t got = sb_pread_timed(e->b, buf, n, off, t);
+        int err = errno;
+        e->reads++;
+        if (got > 0) {
+            if ((size_t)got > n || gen_mismatches(buf, (size_t)got, off) != 0
+                || ((size_t)got < n && off + (uint64_t)got != e->len
+                    && !atomic_load(e->cancelled)))
+                goto bad;
+            continue;
+        }
+        if (got == 0) {
+            if (off < e->len)
+                goto bad;
+            return; /* past the end of an ended stream */
+        }
+        if (err == ETIMEDOUT && t >= 0) {
+            e->timeouts++;
+            continue;
+        }
+        if (err == ECANCELED && (was_cancelled || atomic_load(e->cancelled)))
+            return;
+    bad:
+        snprintf(e->why, sizeof e->why,
+                 "read %zu at %llu (timeout %d): %zd errno %d, len %llu", n,
+                 (unsigned long long)off, t, got, err,
+                 (unsigned long long)e->len);
+        e->bad++;
+        return;
+    }
+}
+
+static void test_short_waits_race_publishes(void **state)
+{
+    (void)state;
+    int rounds = scaled(150, 30);
+    static const size_t pattern[] = {1, 7, 64, 3, 300, 2};
+    uint64_t total_reads = 0, total_timeouts = 0;
+    for (int i = 0; i < rounds; i++) {
+        size_t mark = fx_mark();
+        rng r = rng_for(seed, (uint64_t)i + 1000);
+        int ending = (int)rbelow(&r, 3); /* 0 end, 1 cancel, 2 cancel+close */
+        uint64_t len = 20000 + rbelow(&r, 20000);
+        chunk_src *s = fx_chunk(len, pattern, 6);
+        s->delay_us = (unsigned)rbelow(&r, 3) * 5; /* some rounds trickle */
+        sb_options o = {.mem_limit = rbelow(&r, 2) ? 4096 : 0,
+                        .chunk_size = 256, .tmp_dir = fx_scratch()};
+        sb_buffer *b = fx_buffer(open_chunk(s, &o));
+        assert_non_null(b);
+        _Atomic int *cancelled = fx_calloc(sizeof *cancelled);
+        edge *e[EDGE_READERS];
+        bg_call *bg[EDGE_READERS];
+        for (int k = 0; k < EDGE_READERS; k++) {
+            e[k] = fx_calloc(sizeof *e[k]);
+            *e[k] = (edge){.b = b, .len = len, .cancelled = cancelled,
+                           .seed = seed + (uint64_t)i * 31 + (uint64_t)k};
+            bg[k] = fx_bg(edge_main, e[k]);
+            assert_non_null(bg[k]);
+        }
+        if (ending != 0) {
+            uint64_t at = rbelow(&r, len);
+            while (sb_available(b) < at && sb_available(b) < len)
+                sched_yield();
+            atomic_store(cancelled, 1);
+            sb_cancel(b);
+        }
+        int done = 1;
+        for (int k = 0; k < EDGE_READERS; k++) {
+            done &= bg_wait(bg[k], WAIT_LONG_MS);
+            bg_join(bg[k]);
+        }
+        if (ending == 2)
+            fx_close(b);
+        for (int k = 0; k < EDGE_READERS; k++) {
+            if (e[k]->bad)
+                fprintf(stderr, "round %d reader %d: %s\n", i, k, e[k]->why);
+            assert_int_equal(e[k]->bad, 0);
+            total_reads += e[k]->reads;
+            total_timeouts += e[k]->timeouts;
+        }
+        assert_true(done);
+        fx_unwind(mark);
+    }
+    fprintf(stderr, "short waits: %d rounds, %llu reads, %llu timed out\n",
+            rounds, (unsigned long long)total_reads,
+            (unsigned long long)total_timeouts);
+    assert_true(total_timeouts > 0);
+}
+
 int main(int argc, char **argv)
 {
     if (find_next_mmap() != 0) {
@@ -1184,6 +1311,7 @@ int main(int argc, char **argv)
 
     const struct CMUnitTest tests[] = {
         FX_TEST(test_random_interleavings),
+        FX_TEST(test_short_waits_race_publishes),
         FX_TEST(test_close_right_after_open_many),
         FX_TEST(test_thousand_cycles_leave_nothing),
         FX_TEST(test_killed_mid_stream_leaves_nothing),
