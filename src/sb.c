@@ -96,7 +96,8 @@ static sb_buffer *alloc_buffer(const struct config *c)
     sb_buffer *b = sb__calloc(1, sizeof *b);
     if (b == NULL)
         return NULL;
-    int rc = sb__wait_init(&b->wait, c->read_ahead, c->max_retained);
+    int rc = sb__wait_init(&b->wait, c->read_ahead, c->max_retained,
+                           2 * (uint64_t)c->chunk_size);
     if (rc < 0)
         goto no_wait;
     rc = -pthread_mutex_init(&b->readers_mu, NULL);

@@ -97,7 +97,7 @@ static void unlock(struct sb__wait *w)
 #endif
 
 int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
-                  uint64_t max_retained)
+                  uint64_t max_retained, uint64_t near)
 {
     int rc;
 
@@ -106,6 +106,10 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
     atomic_init(&w->floor, 0);
     w->err = 0;
     w->read_ahead = read_ahead;
+    w->near = near;
+    atomic_init(&w->spinners, 0);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    w->max_spinners = ncpu > 1 ? (int)ncpu - 1 : 0;
     w->max_retained = max_retained;
     w->queue = NULL;
     atomic_init(&w->demand, 0);
@@ -390,6 +394,38 @@ static struct timespec deadline_after(int ms)
     return t;
 }
 
+/*
+ * Before it sleeps, a waiter whose bytes are due within two chunks yields
+ * its CPU a few times instead: a follower right behind the producer gets
+ * its bytes within a chunk's copy, and a futex sleep and wake-up cost more
+ * than that on a virtual machine.  Measured on 2 cores (make bench, case
+ * live): 4 followers went from 0.55-0.67 of the lower bound to 0.79-0.93;
+ * more yields than 8 bought nothing more, and the wake-up latency case
+ * stayed at the condition variable's (0.98).  Never on one core, where the
+ * producer needs the CPU that a spinner would hold; at most cores - 1
+ * spinners at once, so that the producer always has one.  Waits further
+ * ahead (a random reader at 1 MiB) always sleep: yielding there is only
+ * burnt CPU.
+ */
+#define SPIN_YIELDS 8
+
+static void spin(struct sb__wait *w, struct sb__waiter *me, uint64_t ahead)
+{
+    if (w->max_spinners == 0 || ahead > w->near)
+        return;
+    if (atomic_fetch_add_explicit(&w->spinners, 1, memory_order_relaxed)
+        >= w->max_spinners) {
+        atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
+        return;
+    }
+    for (int i = 0; i < SPIN_YIELDS; i++) {
+        if (atomic_load_explicit(&me->state, memory_order_acquire) != W_WAITING)
+            break;
+        sched_yield();
+    }
+    atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
+}
+
 int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
                    int timeout_ms)
 {
@@ -414,9 +450,11 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
     struct sb__waiter me = { .need = need };
     atomic_init(&me.state, W_WAITING);
     enqueue_locked(w, &me);
+    uint64_t ahead = need - atomic_load_explicit(&w->filled, memory_order_relaxed);
     unlock(w);
 
     const struct timespec *until = timeout_ms < 0 ? NULL : &deadline;
+    spin(w, &me, ahead);
     for (;;) {
         uint32_t st = atomic_load_explicit(&me.state, memory_order_acquire);
         if (st == W_DONE)

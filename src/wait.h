@@ -44,6 +44,9 @@ struct sb__wait {
     /* Flow control, set at init and read-only after: 0 is off. */
     uint64_t read_ahead;
     uint64_t max_retained;
+    uint64_t near;                  /* a wait this close to filled spins */
+    int max_spinners;               /* how many may spin at once */
+    _Atomic int spinners;
 
     /*
      * mu protects: the stores to filled and state (so that a waiter that
@@ -73,7 +76,7 @@ struct sb__wait {
 /* Returns 0 or -errno (pthread's: ENOMEM, EAGAIN).  read_ahead and
    max_retained are the flow-control options, 0 for off. */
 int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
-                  uint64_t max_retained);
+                  uint64_t max_retained, uint64_t near);
 /* No thread may be waiting. */
 void sb__wait_destroy(struct sb__wait *w);
 
