@@ -153,7 +153,7 @@ typedef struct sb_options {
        pauses while filled - sb_floor() >= max_retained, so the slowest
        reader holds the stream back.  0: no bound. */
     uint64_t max_retained;
-    /* SB_RELEASE; other bits must be zero. */
+    /* SB_RELEASE, SB_MMAP_READS; other bits must be zero. */
     uint32_t flags;
     /* Must be zero. */
     uint32_t reserved32;
@@ -164,6 +164,9 @@ typedef struct sb_options {
 /* Give bytes below the floor back to the system: memory pages and spill
    file space (see "Flow control"). */
 #define SB_RELEASE 0x1u
+/* sb_pread of spilled bytes copies from a read-only mapping of the spill
+   file instead of calling pread(2) (see "Zero-copy"). */
+#define SB_MMAP_READS 0x2u
 
 /*
  * sb_open - start buffering a stream from a source.
@@ -533,6 +536,96 @@ uint64_t sb_floor(sb_buffer *b);
  * Thread-safety: safe to call from any thread.
  */
 FILE *sb_reader_fopen(sb_reader *r);
+
+/*
+ * Zero-copy: views of the bytes in place, and sendfile.
+ *
+ * The memory part of a buffer never moves.  The spill file is mapped
+ * read-only, in windows of 8 MiB, the first time a view (or, with
+ * SB_MMAP_READS, a read) needs one, and a window stays mapped until
+ * sb_close.  The file is still written with pwrite(2), so a full disk is an
+ * ENOSPC that fails the stream, never a SIGBUS.  What a mapping can do that
+ * pread(2) cannot: when the kernel has to read a page back from the disk
+ * (it was evicted from the page cache) and that I/O fails, the thread that
+ * touches the page gets SIGBUS instead of a read that fails with EIO.  On
+ * a healthy disk, or a spill on tmpfs, that never happens; it is why
+ * SB_MMAP_READS is off by default (SQLite's mmap_size is off by default for
+ * the same reason) and why views of spilled bytes are an explicit call.
+ *
+ * The rule for how long a view lives: the bytes under a view never change
+ * and never move until sb_close.  With SB_RELEASE, views are taken through
+ * a reader, and a view's bytes stay valid until that reader releases past
+ * them (sb_reader_release to an offset beyond the view, or
+ * sb_reader_close); after that they may read as zeros, and a window whose
+ * every byte is released is unmapped, so touching them may fault.
+ */
+
+/*
+ * sb_view - point *ptr at the bytes at off, in place.
+ *
+ * Waits exactly as sb_pread(b, ..., n, off) does, then sets *ptr to the
+ * byte at off and returns how many contiguous bytes start there: at least
+ * 1 and at most n; fewer where the bytes cross from memory to the spill
+ * file or from one 8 MiB spill window to the next (ask again at off +
+ * the count for the rest), and where the stream ends inside the range.
+ * Returns 0 at or past the end of the stream (*ptr is not written).
+ *
+ * Returns the count, or -1 with errno:
+ *   EINVAL  b or ptr is NULL, n > SSIZE_MAX, off + n overflows; or the
+ *           buffer has SB_RELEASE (a view needs a reader to pin its bytes:
+ *           sb_reader_view).
+ *   ENOMEM  no address space to map a spill window.
+ *   ECANCELED, EFBIG, ENOSPC, EIO, ...  as sb_pread.
+ *
+ * Thread-safety: as sb_pread.
+ */
+ssize_t sb_view(sb_buffer *b, uint64_t off, size_t n, const void **ptr);
+
+/*
+ * sb_reader_view - sb_view through a reader.
+ *
+ * As sb_view, with the errors of sb_reader_pread (ESPIPE below the
+ * reader's floor, ENOBUFS past floor + max_retained), and allowed with
+ * SB_RELEASE: the view's bytes stay valid until the reader releases past
+ * them.
+ *
+ * Thread-safety: as sb_reader_pread.
+ */
+ssize_t sb_reader_view(sb_reader *r, uint64_t off, size_t n,
+                       const void **ptr);
+
+/*
+ * sb_sendfile - write bytes [off, off + n) of the stream to out_fd without
+ * copying them through user space where the kernel allows.
+ *
+ * Waits as sb_pread does, then writes what exists of the range (all of it,
+ * or up to the end of an ended stream) to out_fd at its current offset: the
+ * spilled part with sendfile(2) from the spill file, the memory part with
+ * write(2) (send(2) for a socket).  out_fd may be a socket, a pipe or a
+ * file.  SIGPIPE is blocked in the calling thread while it writes and a
+ * SIGPIPE it raised is consumed, so a peer that has gone away is the error
+ * EPIPE, never the death of the process.
+ *
+ * Returns the bytes written: the whole range, or fewer when out_fd took
+ * fewer (a non-blocking socket whose buffer filled up, a signal), as
+ * write(2) does; 0 at or past the end of the stream.  -1 with errno:
+ *   EAGAIN     out_fd is non-blocking and took nothing.
+ *   EPIPE      out_fd is a pipe or socket whose reading end has gone.
+ *   EBADF, EINVAL, ...  out_fd cannot be written (write(2)'s errors).
+ *   EINVAL     b is NULL, out_fd < 0, n > SSIZE_MAX, off + n overflows; or
+ *              the buffer has SB_RELEASE (send through a reader:
+ *              sb_reader_sendfile, whose floor pins the bytes).
+ *   ECANCELED, EFBIG, ENOSPC, EIO, ...  as sb_pread, when no byte of the
+ *              range could be had.
+ *
+ * Thread-safety: as sb_pread.
+ */
+ssize_t sb_sendfile(sb_buffer *b, int out_fd, uint64_t off, size_t n);
+
+/* sb_sendfile through a reader: its floor pins the bytes while the kernel
+   reads them.  The errors of sb_reader_pread as well.  Thread-safety: as
+   sb_reader_pread. */
+ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
 
 /* The stream's state, as reported by sb_get_stats. */
 enum sb_state {

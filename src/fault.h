@@ -31,6 +31,7 @@ enum sb__fault_op {
     SB__FAULT_SPILL_WRITE,  /* pwrite to the spill file */
     SB__FAULT_SPILL_READ,   /* pread from the spill file */
     SB__FAULT_RELEASE,      /* giving back memory or spill-file space */
+    SB__FAULT_MAP,          /* mapping a window of the spill file */
     SB__FAULT_NOPS
 };
 

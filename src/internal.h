@@ -107,6 +107,19 @@ int sb__commit(sb_buffer *b, const void *room, size_t len);
 ssize_t sb__read(sb_buffer *b, const sb_reader *r, void *buf, size_t n,
                  uint64_t off, size_t least, int timeout_ms);
 
+/*
+ * The wait half of every read (sb__read, the views, sendfile): check the
+ * arguments and the floor, wait until `least` bytes from off have arrived
+ * or the stream is over, and return how many of [off, off + n) are there
+ * (0 at the end of an ended stream), or -errno.
+ */
+ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
+                  size_t least, int timeout_ms);
+
+/* Whether a read by r (NULL: plain) copies spilled bytes from the mapping
+   (SB_MMAP_READS), which a plain read under SB_RELEASE must not. */
+bool sb__mapped_reads(const sb_buffer *b, const sb_reader *r);
+
 /* The floor of reader r (its lowest readable offset). */
 uint64_t sb__reader_floor(const sb_reader *r);
 /* The buffer r reads. */

@@ -107,6 +107,7 @@ int sb__give_back(sb_buffer *b, bool writer)
         int rc = 0;
         if (to > from) {
             rc = sb__spool_release(&b->spool, from, to);
+            sb__spool_unmap_below(&b->spool, to);
             /* Bytes below the floor are released whether or not their
                space came back: a failure is not tried again. */
             atomic_store(&b->released, to);

@@ -60,7 +60,7 @@ static int resolve_options(const sb_options *o, struct config *c)
         o = &defaults;
     if (!all_zero(o->reserved, sizeof o->reserved) || o->reserved32 != 0)
         return -EINVAL;
-    if ((o->flags & ~SB_RELEASE) != 0)
+    if ((o->flags & ~(SB_RELEASE | SB_MMAP_READS)) != 0)
         return -EINVAL;
     if (o->max_retained != 0 && !(o->flags & SB_RELEASE))
         return -EINVAL; /* nothing would ever lower what is retained */
@@ -247,19 +247,12 @@ SB_API sb_buffer *sb_open_writer(const sb_options *opts)
     return b;
 }
 
-/* Check a read's arguments.  Returns 0 or -EINVAL. */
-static int check_read(const sb_buffer *b, const void *buf, size_t n, uint64_t off)
-{
-    if (b == NULL || buf == NULL || n > SSIZE_MAX || off > UINT64_MAX - n)
-        return -EINVAL;
-    return 0;
-}
-
 /*
- * The read path.  When the bytes are already filled this is an acquire
- * load, a compare and a copy: no lock, no shared write.  Otherwise wait
- * until `least` bytes from off are there or the stream is over, then copy
- * as much of [off, off + n) as exists.
+ * The read path, in two halves that the views and sendfile share: wait
+ * (sb__await), then copy.  When the bytes are already filled it is an
+ * acquire load, a compare and a copy: no lock, no shared write.  Otherwise
+ * it waits until `least` bytes from off are there or the stream is over,
+ * then copies as much of [off, off + n) as exists.
  *
  * With SB_RELEASE a plain read holds no floor, so the bytes it copies may
  * be given back while it copies them (the pages then read as zeros).  It
@@ -268,62 +261,70 @@ static int check_read(const sb_buffer *b, const void *buf, size_t n, uint64_t of
  * the copy is done, no byte copied was touched.  A read through a reader
  * needs no such check: nothing at or above its own floor is released.
  */
+ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
+                  size_t least, int timeout_ms)
+{
+    if (b == NULL || n > SSIZE_MAX || off > UINT64_MAX - n)
+        return -EINVAL;
+    if (r != NULL ? off < sb__reader_floor(r)
+                  : (b->flags & SB_RELEASE) && off < sb__wait_floor(&b->wait))
+        return -ESPIPE;
+    if (n == 0)
+        return 0;
+
+    uint64_t filled = sb__wait_filled(&b->wait);
+    if (off + n <= filled)
+        return (ssize_t)n;
+    int err;
+    if (off + least > filled && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
+        /* A reader's own floor holds the producer within max_retained of
+           it: a wait past that could never end. */
+        uint64_t cap = b->wait.max_retained;
+        if (r != NULL && cap != 0 && off + least - sb__reader_floor(r) > cap)
+            return -ENOBUFS;
+        int rc = sb__wait_until(&b->wait, off + least, off + n, timeout_ms);
+        if (rc < 0)
+            return rc;
+    }
+    /* Either enough is there, or the state is final (and so is filled,
+       stored before the state). */
+    sb__wait_state(&b->wait, &err);
+    filled = sb__wait_filled(&b->wait);
+    if (off >= filled)
+        return -err; /* 0 at the end of an ended stream */
+    return (ssize_t)(off + n > filled ? filled - off : n);
+}
+
+bool sb__mapped_reads(const sb_buffer *b, const sb_reader *r)
+{
+    /* A plain read under SB_RELEASE holds no floor: the window it would
+       copy from may be unmapped under it once its bytes are released. */
+    return (b->flags & SB_MMAP_READS) && (r != NULL || !(b->flags & SB_RELEASE));
+}
+
 ssize_t sb__read(sb_buffer *b, const sb_reader *r, void *buf, size_t n,
                  uint64_t off, size_t least, int timeout_ms)
 {
-    int rc = check_read(b, buf, n, off);
-    if (rc < 0)
-        goto out;
-    bool released = r == NULL && (b->flags & SB_RELEASE);
-    if (r != NULL ? off < sb__reader_floor(r)
-                  : released && off < sb__wait_floor(&b->wait)) {
-        rc = -ESPIPE;
-        goto out;
-    }
-    if (n == 0)
-        goto out;
-
-    uint64_t filled = sb__wait_filled(&b->wait);
-    if (off + n > filled) {
-        int err;
-        if (off + least > filled
-            && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
-            /* A reader's own floor holds the producer within max_retained
-               of it: a wait past that could never end. */
-            uint64_t cap = b->wait.max_retained;
-            if (r != NULL && cap != 0
-                && off + least - sb__reader_floor(r) > cap) {
-                rc = -ENOBUFS;
-                goto out;
-            }
-            rc = sb__wait_until(&b->wait, off + least, off + n, timeout_ms);
-            if (rc < 0)
-                goto out;
+    ssize_t got = buf == NULL ? -EINVAL
+                              : sb__await(b, r, n, off, least, timeout_ms);
+    if (got > 0) {
+        size_t m = (size_t)got;
+        int rc = sb__mapped_reads(b, r)
+                     ? sb__spool_read_mapped(&b->spool, buf, m, off)
+                     : sb__spool_read(&b->spool, buf, m, off);
+        if (rc == 0 && r == NULL && (b->flags & SB_RELEASE)) {
+            atomic_thread_fence(memory_order_acquire);
+            if (off < atomic_load_explicit(&b->wait.floor, memory_order_relaxed))
+                rc = -ESPIPE;
         }
-        /* Either enough is there, or the state is final (and so is
-           filled, stored before the state). */
-        sb__wait_state(&b->wait, &err);
-        filled = sb__wait_filled(&b->wait);
-        if (off >= filled) {
-            rc = -err; /* 0 at the end of an ended stream */
-            n = 0;
-            goto out;
-        }
-        if (off + n > filled)
-            n = (size_t)(filled - off);
+        if (rc < 0)
+            got = rc;
     }
-    rc = sb__spool_read(&b->spool, buf, n, off);
-    if (released) {
-        atomic_thread_fence(memory_order_acquire);
-        if (off < atomic_load_explicit(&b->wait.floor, memory_order_relaxed))
-            rc = -ESPIPE;
-    }
-out:
-    if (rc < 0) {
-        errno = -rc;
+    if (got < 0) {
+        errno = (int)-got;
         return -1;
     }
-    return (ssize_t)n;
+    return got;
 }
 
 SB_API ssize_t sb_pread(sb_buffer *b, void *buf, size_t n, uint64_t off)

@@ -16,6 +16,7 @@
 #include "spool.h"
 #include "fault.h"
 #include "lock.h"
+#include "sig.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -64,8 +65,33 @@ void sb__spool_init_borrowed(struct sb__spool *s, const void *data, size_t len)
     s->mem_cap = len;
 }
 
+/* A window that was unmapped because all its bytes were released: never
+   mapped again. */
+#define GONE ((unsigned char *)1)
+
+static void unmap_windows(struct sb__spool *s)
+{
+    sb__leaf_ptr *dir = atomic_load(&s->dir);
+    if (dir == NULL)
+        return;
+    for (size_t d = 0; d < SB__DIR; d++) {
+        struct sb__leaf *leaf = atomic_load(&dir[d]);
+        if (leaf == NULL)
+            continue;
+        for (size_t w = 0; w < SB__LEAF; w++) {
+            unsigned char *p = atomic_load(&leaf->window[w]);
+            if (p != NULL && p != GONE)
+                munmap(p, SB__WINDOW);
+        }
+        free(leaf);
+    }
+    free((void *)dir);
+    atomic_store(&s->dir, NULL);
+}
+
 void sb__spool_destroy(struct sb__spool *s)
 {
+    unmap_windows(s);
     if (s->map_len > 0)
         munmap(s->mem, s->map_len);
     if (s->fd >= 0)
@@ -107,35 +133,14 @@ static int spill_create(const char *dir)
     return fd >= 0 ? fd : -err;
 }
 
-/*
- * pwrite(2) that turns SIGXFSZ into a plain EFBIG.  A write past
- * RLIMIT_FSIZE raises SIGXFSZ in the writing thread, whose default action
- * kills the process; the writer may be the producer thread (which blocks
- * every signal) or any caller of sb_write.  So SIGXFSZ is blocked around the
- * write and, if this write raised it (it fails with EFBIG then), consumed,
- * unless one was already pending before, which stays for its owner.  A
- * thread that has it blocked already (the producer) pays one syscall.
- */
+/* pwrite(2) that turns SIGXFSZ into a plain EFBIG (see sig.h). */
 static ssize_t pwrite_no_sigxfsz(int fd, const void *p, size_t n, off_t off)
 {
-    sigset_t xfsz, old, pending;
-    sigemptyset(&xfsz);
-    sigaddset(&xfsz, SIGXFSZ);
-    sb__check(pthread_sigmask(SIG_BLOCK, &xfsz, &old));
-    bool was_blocked = sigismember(&old, SIGXFSZ) == 1;
-    bool was_pending = false;
-    if (was_blocked) {
-        sigpending(&pending);
-        was_pending = sigismember(&pending, SIGXFSZ) == 1;
-    }
+    struct sb__sig_guard g;
+    sb__sig_hold(&g, SIGXFSZ);
     ssize_t w = pwrite(fd, p, n, off);
     int err = errno;
-    if (w < 0 && err == EFBIG && !was_pending) {
-        const struct timespec now = { 0, 0 };
-        sigtimedwait(&xfsz, NULL, &now);
-    }
-    if (!was_blocked)
-        sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
+    sb__sig_release(&g, w < 0 && err == EFBIG);
     errno = err;
     return w;
 }
@@ -185,6 +190,140 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
         *stored += (size_t)w;
     }
     return 0;
+}
+
+/* The slot of window number w, making its leaf (and the table) if need
+   be.  NULL with errno ENOMEM. */
+static _Atomic(unsigned char *) *window_slot(struct sb__spool *s, uint64_t w)
+{
+    if (w >= (uint64_t)SB__DIR * SB__LEAF) {
+        errno = EFBIG;
+        return NULL;
+    }
+    sb__leaf_ptr *dir = atomic_load_explicit(&s->dir, memory_order_acquire);
+    if (dir == NULL) {
+        /* Set once, by whichever thread gets there first. */
+        sb__leaf_ptr *fresh = sb__calloc(SB__DIR, sizeof *fresh);
+        if (fresh == NULL)
+            return NULL;
+        sb__leaf_ptr *none = NULL;
+        if (atomic_compare_exchange_strong(&s->dir, &none, fresh))
+            dir = fresh;
+        else {
+            free((void *)fresh);
+            dir = none;
+        }
+    }
+    sb__leaf_ptr *lp = &dir[w / SB__LEAF];
+    struct sb__leaf *leaf = atomic_load_explicit(lp, memory_order_acquire);
+    if (leaf == NULL) {
+        struct sb__leaf *fresh = sb__calloc(1, sizeof *fresh);
+        if (fresh == NULL)
+            return NULL;
+        struct sb__leaf *none = NULL;
+        if (atomic_compare_exchange_strong(lp, &none, fresh))
+            leaf = fresh;
+        else {
+            free(fresh);
+            leaf = none;
+        }
+    }
+    return &leaf->window[w % SB__LEAF];
+}
+
+/*
+ * The spill file is written with pwrite(2), never through a mapping: a full
+ * disk is then an ENOSPC from pwrite, not a SIGBUS on a store.  A mapping
+ * is only read, and only where pwrite has written, so it never reaches
+ * past the end of the file; reading a page the kernel must bring back from
+ * disk can still raise SIGBUS if that I/O fails (see SB_MMAP_READS in the
+ * header).
+ */
+static unsigned char *map_window(struct sb__spool *s, uint64_t w)
+{
+    _Atomic(unsigned char *) *slot = window_slot(s, w);
+    if (slot == NULL)
+        return NULL;
+    unsigned char *p = atomic_load_explicit(slot, memory_order_acquire);
+    if (p == GONE) {
+        errno = EINVAL; /* released: a caller's bug */
+        return NULL;
+    }
+    if (p != NULL)
+        return p;
+    int err = sb__fault(SB__FAULT_MAP);
+    void *m = err != 0 ? MAP_FAILED
+                       : mmap(NULL, SB__WINDOW, PROT_READ, MAP_SHARED, s->fd,
+                              (off_t)(w << SB__WINDOW_SHIFT));
+    if (m == MAP_FAILED) {
+        errno = err != 0 ? err : errno;
+        return NULL;
+    }
+    unsigned char *none = NULL;
+    if (atomic_compare_exchange_strong(slot, &none, (unsigned char *)m))
+        return m;
+    munmap(m, SB__WINDOW);
+    if (none == GONE) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return none;
+}
+
+const unsigned char *sb__spool_at(struct sb__spool *s, uint64_t off,
+                                  size_t *contig)
+{
+    if (off < s->mem_cap) {
+        *contig = s->mem_cap - (size_t)off;
+        return s->mem + off;
+    }
+    uint64_t foff = off - s->mem_cap;
+    unsigned char *p = map_window(s, foff >> SB__WINDOW_SHIFT);
+    if (p == NULL) {
+        *contig = 0;
+        return NULL;
+    }
+    size_t in = (size_t)(foff & (SB__WINDOW - 1));
+    *contig = (size_t)SB__WINDOW - in;
+    return p + in;
+}
+
+int sb__spool_read_mapped(struct sb__spool *s, void *buf, size_t n,
+                          uint64_t off)
+{
+    unsigned char *d = buf;
+    while (n > 0) {
+        size_t contig;
+        const unsigned char *p = sb__spool_at(s, off, &contig);
+        if (p == NULL)
+            return -errno;
+        size_t k = contig < n ? contig : n;
+        memcpy(d, p, k);
+        d += k;
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+void sb__spool_unmap_below(struct sb__spool *s, uint64_t below)
+{
+    sb__leaf_ptr *dir = atomic_load_explicit(&s->dir, memory_order_acquire);
+    if (below <= s->mem_cap)
+        return;
+    uint64_t whole = (below - s->mem_cap) >> SB__WINDOW_SHIFT;
+    if (whole > (uint64_t)SB__DIR * SB__LEAF)
+        whole = (uint64_t)SB__DIR * SB__LEAF;
+    for (uint64_t w = s->unmapped; dir != NULL && w < whole; w++) {
+        struct sb__leaf *leaf = atomic_load(&dir[w / SB__LEAF]);
+        if (leaf == NULL)
+            continue; /* nothing of it was ever mapped */
+        unsigned char *p = atomic_exchange(&leaf->window[w % SB__LEAF], GONE);
+        if (p != NULL && p != GONE)
+            munmap(p, SB__WINDOW);
+    }
+    if (whole > s->unmapped)
+        s->unmapped = whole;
 }
 
 size_t sb__spool_page(void)

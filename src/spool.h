@@ -18,9 +18,29 @@
 #ifndef SB_SPOOL_H
 #define SB_SPOOL_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
+
+/*
+ * The spill file is mapped read-only in windows of SB__WINDOW bytes, on the
+ * first view or mapped read that needs one, and a window stays where it is
+ * until the spool is destroyed (or, with release, until every byte in it
+ * has been released).  The windows are found without a lock: a table of
+ * SB__DIR leaves of SB__LEAF windows each (128 TiB of file), leaves and
+ * windows installed with a compare-and-swap by whichever thread needs them
+ * first (the loser unmaps its own).
+ */
+#define SB__WINDOW_SHIFT 23                 /* 8 MiB windows */
+#define SB__WINDOW ((uint64_t)1 << SB__WINDOW_SHIFT)
+#define SB__LEAF 4096
+#define SB__DIR 4096
+
+struct sb__leaf {
+    _Atomic(unsigned char *) window[SB__LEAF];
+};
+typedef _Atomic(struct sb__leaf *) sb__leaf_ptr;
 
 struct sb__spool {
     unsigned char *mem;  /* [0, mem_cap); never moves */
@@ -28,6 +48,8 @@ struct sb__spool {
     size_t map_len;      /* bytes mapped (mem_cap rounded up); 0: borrowed */
     int fd;              /* spill file, -1 until the first byte past mem_cap */
     char *tmp_dir;       /* where the spill file goes; owned */
+    _Atomic(sb__leaf_ptr *) dir; /* SB__DIR leaves; NULL until a window */
+    uint64_t unmapped;   /* windows [0, unmapped) are gone (the releaser's) */
 };
 
 /* Reserve the memory region.  Returns 0 or -errno (-ENOMEM). */
@@ -77,6 +99,25 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
  * Returns 0 or -errno (EOPNOTSUPP: the file system cannot punch holes).
  */
 int sb__spool_release(struct sb__spool *s, uint64_t from, uint64_t to);
+
+/*
+ * Where published byte off is in place, and how many bytes from there are
+ * contiguous (to the end of the memory region, or of its spill window; the
+ * caller clips to what is published).  Maps the window on first use.
+ * Returns NULL with *contig 0 on failure: errno ENOMEM (no address space),
+ * or the mmap(2) error.
+ */
+const unsigned char *sb__spool_at(struct sb__spool *s, uint64_t off,
+                                  size_t *contig);
+
+/* sb__spool_read, but the spilled part is copied from the mapping instead
+   of pread(2).  Returns 0 or -errno (a window that cannot be mapped). */
+int sb__spool_read_mapped(struct sb__spool *s, void *buf, size_t n,
+                          uint64_t off);
+
+/* Unmap the windows whose every byte lies below stream offset `below`
+   (released bytes, which nobody may touch any more). */
+void sb__spool_unmap_below(struct sb__spool *s, uint64_t below);
 
 /* The page size the spool rounds to. */
 size_t sb__spool_page(void);

@@ -262,6 +262,7 @@ typedef struct cfg {
     unsigned long nth;
     int seam_err;
     bool thread;
+    bool mmap_reads;     /* SB_MMAP_READS */
 } cfg;
 
 typedef struct outcome {
@@ -313,11 +314,13 @@ static outcome simulate(const cfg *c, fsrc *proto)
     for (;;) {
         uint64_t r;
         if (c->mode == M_READ) {
+            /* sb__reserve: a whole chunk (less only near max_size: what is
+               left and one byte more), in place if it fits in memory, else
+               in the bounce buffer, allocated the first time. */
             size_t cap = chunk;
-            if (pos < mem) {
-                if (cap > mem - pos)
-                    cap = (size_t)(mem - pos);
-            } else if (!scratch) {
+            if (max - pos < cap)
+                cap = (size_t)(max - pos) + 1;
+            if (pos + cap > mem && !scratch) {
                 scratch = true;
                 if (c->seam_op == SB__FAULT_ALLOC && ++allocs == c->nth) {
                     o.len = pos;
@@ -356,18 +359,20 @@ static outcome simulate(const cfg *c, fsrc *proto)
             over = true;
         }
         if (pos + r > mem) {
+            /* A failed spill keeps what went to memory: published first. */
+            uint64_t kept = pos < mem ? mem : pos;
             if (!file) {
                 file = true;
                 if (c->seam_op == SB__FAULT_SPILL_CREATE &&
                     ++creates == c->nth) {
-                    o.len = pos;
+                    o.len = kept;
                     o.err = c->seam_err;
                     o.fires = true;
                     return o;
                 }
             }
             if (c->seam_op == SB__FAULT_SPILL_WRITE && ++writes == c->nth) {
-                o.len = pos;
+                o.len = kept;
                 o.err = c->seam_err;
                 o.fires = true;
                 return o;
@@ -678,8 +683,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         c.max_size = 1 + (uint64_t)mx;
     unsigned sop = u8(&in), snth = u8(&in), serr = u8(&in);
     c.seam_op = -1;
+    /* Spilled bytes read through the mapping: the model is the same, so
+       every read checks the mapping against the flat array. */
+    c.mmap_reads = (snth & 0x80) != 0;
     if (flags & 0x10) {
-        c.seam_op = (int)(sop % SB__FAULT_NOPS);
+        /* The seam's operations the model knows (not release or mapping,
+           which need options this target does not set). */
+        c.seam_op = (int)(sop % (SB__FAULT_SPILL_READ + 1));
+        /* Mapped reads make no pread(2) to fail. */
+        if (c.mmap_reads && c.seam_op == SB__FAULT_SPILL_READ)
+            c.seam_op = SB__FAULT_SPILL_WRITE;
+        /* Mapping allocates its window table as reads come: the model
+           counts allocations of opens and producers only. */
+        if (c.seam_op == SB__FAULT_ALLOC)
+            c.mmap_reads = false;
         c.nth = 1 + snth % 8;
         c.seam_err = c.seam_op == SB__FAULT_ALLOC    ? ENOMEM
                      : c.seam_op == SB__FAULT_THREAD ? EAGAIN
@@ -702,12 +719,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snprintf(scenario, sizeof scenario,
              "mode %d len %llu seed %u mem %zu chunk %zu npat %zu fail %d "
              "kind %d at %llu errno %d max %llu seam op %d nth %lu errno %d "
-             "thread %d ops %d",
+             "thread %d mmap %d ops %d",
              c.mode, (unsigned long long)c.len, seed, c.mem_limit,
              c.chunk_size, s->npat, s->fails, s->fail_kind,
              (unsigned long long)s->stop, s->fail_err,
              (unsigned long long)c.max_size, c.seam_op, c.nth, c.seam_err,
-             c.thread, nops);
+             c.thread, c.mmap_reads, nops);
 
     fill_content(seed, (size_t)c.len);
     outcome want = simulate(&c, s);
@@ -719,7 +736,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* Open. */
     sb_options opt = {.mem_limit = c.mem_limit, .max_size = c.max_size,
-                      .tmp_dir = tmp_dir, .chunk_size = c.chunk_size};
+                      .tmp_dir = tmp_dir, .chunk_size = c.chunk_size,
+                      .flags = c.mmap_reads ? SB_MMAP_READS : 0};
     sb_source src = {.close = src_close, .ctx = s};
     if (c.mode == M_ITER)
         src.next = src_next;

@@ -1,0 +1,130 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * zerocopy.c - views of the stream in place, and sendfile.
+ *
+ * Both wait exactly as sb_pread does (sb__await) and then, instead of
+ * copying, point into the spool (sb__spool_at: the memory region, or a
+ * window of the mapped spill file) or hand the bytes to the kernel.  With
+ * SB_RELEASE only a reader may do either: its floor keeps the bytes from
+ * being given back while the caller or the kernel still reads them.
+ */
+#include "internal.h"
+#include "sig.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static ssize_t fail(int err)
+{
+    errno = err;
+    return -1;
+}
+
+static ssize_t view(sb_buffer *b, const sb_reader *r, uint64_t off, size_t n,
+                    const void **ptr)
+{
+    if (ptr == NULL || (r == NULL && b != NULL && (b->flags & SB_RELEASE)))
+        return fail(EINVAL);
+    ssize_t got = sb__await(b, r, n, off, n, -1);
+    if (got <= 0)
+        return got < 0 ? fail((int)-got) : 0;
+    size_t contig;
+    const unsigned char *p = sb__spool_at(&b->spool, off, &contig);
+    if (p == NULL)
+        return -1; /* errno from the mapping */
+    *ptr = p;
+    return (ssize_t)((size_t)got < contig ? (size_t)got : contig);
+}
+
+SB_API ssize_t sb_view(sb_buffer *b, uint64_t off, size_t n, const void **ptr)
+{
+    return view(b, NULL, off, n, ptr);
+}
+
+SB_API ssize_t sb_reader_view(sb_reader *r, uint64_t off, size_t n,
+                              const void **ptr)
+{
+    if (r == NULL)
+        return fail(EINVAL);
+    return view(sb__reader_buffer(r), r, off, n, ptr);
+}
+
+/* The most one sendfile(2) or write(2) moves (Linux caps them there). */
+#define MAX_IO ((size_t)0x7ffff000)
+
+/*
+ * Write [off, off + n), all published, to out: write(2) (send(2) without
+ * SIGPIPE for a socket) from the memory part, sendfile(2) from the spill
+ * file.  Stops at the first call that moves nothing or fails; returns the
+ * bytes moved, or -errno when none moved.
+ */
+static ssize_t send_out(sb_buffer *b, int out, uint64_t off, size_t n)
+{
+    struct stat st;
+    if (fstat(out, &st) != 0)
+        return -errno;
+    bool sock = S_ISSOCK(st.st_mode);
+    const struct sb__spool *s = &b->spool;
+    struct sb__sig_guard g;
+    sb__sig_hold(&g, SIGPIPE);
+    size_t done = 0;
+    int err = 0;
+    while (done < n) {
+        uint64_t at = off + done;
+        size_t k = n - done < MAX_IO ? n - done : MAX_IO;
+        ssize_t w;
+        if (at < s->mem_cap) {
+            if (k > s->mem_cap - at)
+                k = (size_t)(s->mem_cap - at);
+            w = sock ? send(out, s->mem + at, k, MSG_NOSIGNAL)
+                     : write(out, s->mem + at, k);
+        } else {
+            off_t foff = (off_t)(at - s->mem_cap);
+            w = sendfile(out, s->fd, &foff, k);
+        }
+        if (w < 0 && errno == EINTR && done == 0)
+            continue;
+        if (w < 0) {
+            err = errno;
+            break;
+        }
+        if (w == 0) {
+            err = EIO; /* sendfile found the spill file short: a bug */
+            break;
+        }
+        done += (size_t)w;
+    }
+    sb__sig_release(&g, err == EPIPE);
+    if (done > 0)
+        return (ssize_t)done;
+    return -err;
+}
+
+static ssize_t send_range(sb_buffer *b, const sb_reader *r, int out,
+                          uint64_t off, size_t n)
+{
+    if (out < 0 || (r == NULL && b != NULL && (b->flags & SB_RELEASE)))
+        return fail(EINVAL);
+    ssize_t got = sb__await(b, r, n, off, n, -1);
+    if (got > 0)
+        got = send_out(b, out, off, (size_t)got);
+    return got < 0 ? fail((int)-got) : got;
+}
+
+SB_API ssize_t sb_sendfile(sb_buffer *b, int out_fd, uint64_t off, size_t n)
+{
+    return send_range(b, NULL, out_fd, off, n);
+}
+
+SB_API ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off,
+                                  size_t n)
+{
+    if (r == NULL)
+        return fail(EINVAL);
+    return send_range(sb__reader_buffer(r), r, out_fd, off, n);
+}
