@@ -53,6 +53,7 @@ enum case_id {
     CASE_SEED,       /* 9 the seed's design, on cases 1, 3 and 5 */
     CASE_RELEASE,    /* 10 follow in bounded space: SB_RELEASE, max_retained */
     CASE_LIVE,       /* 11 1..64 readers on a live stream: wake-up costs */
+    CASE_ZEROCOPY,   /* 12 views, SB_MMAP_READS, sendfile */
     CASE_COUNT
 };
 
@@ -216,5 +217,6 @@ void case_waiters(void);    /* cases_wait.c */
 void case_rss(void);        /* cases_rss.c */
 void case_release(void);    /* cases_release.c */
 void case_live(void);       /* cases_live.c */
+void case_zerocopy(void);   /* cases_zerocopy.c */
 
 #endif /* SBBENCH_H */

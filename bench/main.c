@@ -66,6 +66,10 @@ static const struct bench_case {
       "1, 4, 64 readers on a live stream (followers, 64 KiB reads; sorted\n"
       "                   random 4 KiB reads), memory and spilling, vs the lower bound\n"
       "                   of the work: max(stores, copies, both / cores); wake-ups per read" },
+    { CASE_ZEROCOPY, "zerocopy", case_zerocopy,
+      "random 4 KiB views vs sb_pread; SB_MMAP_READS vs pread of spilled\n"
+      "                   bytes; sb_sendfile of a spilled stream to loopback TCP vs\n"
+      "                   sendfile of a plain file" },
 };
 
 /* ---- options ---------------------------------------------------------------------- */
