@@ -223,10 +223,13 @@ valgrind: $(TEST_BIN)
 install-test:
 	@sh ./tests/test_install.sh
 
-# http_tail against a local HTTP server; tee in bounded space.
-examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee
+# http_tail against a local HTTP server; tee in bounded space; serve to
+# several curl clients at once.
+examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee \
+		$(BUILD)/examples/serve
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
+	@sh ./tests/test_serve.sh $(BUILD)/examples/serve
 
 # The waiter hand-off of src/wait.c, model-checked with spin.
 model:

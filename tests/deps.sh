@@ -49,6 +49,7 @@ check_test() {
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v "$PYTHON" >/dev/null 2>&1 || need python3 "$PYTHON"
     command -v spin >/dev/null 2>&1 || need spin spin
+    command -v curl >/dev/null 2>&1 || need curl curl
 }
 
 check_fuzz() {
