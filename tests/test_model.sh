@@ -5,10 +5,13 @@
 # usage: tests/test_model.sh [BUILD_DIR]     (needs spin and a C compiler)
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/build}/model
+base=${1:-$root/build}
 CC=${CC:-cc}
 passed=0 failed=0
-mkdir -p "$out" || exit 1
+mkdir -p "$base" || exit 1
+# A directory of its own: two runs at once must not share pan's files.
+out=$(mktemp -d "$base/model.XXXXXX") || exit 1
+trap 'rm -rf "$out"' EXIT
 # Two readers over two bytes covers every interleaving of two waiters with
 # each other; three readers over one byte, three waiters on one publish.
 for cfg in "NR=2 F=2" "NR=3 F=1"; do
