@@ -9,6 +9,7 @@ base=${1:-$root/build}
 CC=${CC:-cc}
 passed=0 failed=0
 mkdir -p "$base" || exit 1
+base=$(cd "$base" && pwd) # pan runs in its own directory: no relative paths
 # A directory of its own: two runs at once must not share pan's files.
 out=$(mktemp -d "$base/model.XXXXXX") || exit 1
 trap 'rm -rf "$out"' EXIT
