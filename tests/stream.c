@@ -97,6 +97,51 @@ sb_source count_source(count_src *s)
     return (sb_source){.read = count_read, .close = count_close, .ctx = s};
 }
 
+sb_buffer *open_count(count_src *s, const sb_options *o)
+{
+    sb_source src = count_source(s);
+    return fx_buffer(sb_open(&src, o));
+}
+
+sb_stats stats(sb_buffer *b)
+{
+    sb_stats st;
+    memset(&st, 0xff, sizeof st);
+    if (sb_get_stats(b, &st) != 0)
+        fail_msg("sb_get_stats: %d", errno);
+    return st;
+}
+
+void fx_reader_close(void *r)
+{
+    sb_reader_close(r);
+}
+
+sb_reader *fx_sb_reader(sb_buffer *b, uint64_t floor)
+{
+    sb_reader *r = sb_reader_open(b, floor);
+    if (r != NULL)
+        fx_track(r, NULL, fx_reader_close);
+    return r;
+}
+
+void do_write(void *arg)
+{
+    write_call *w = arg;
+    unsigned char *p = malloc(w->len);
+    if (p == NULL) {
+        w->ret = -1;
+        w->err = ENOMEM;
+        return;
+    }
+    pat_fill(p, w->len, w->off);
+    errno = 0;
+    w->ret = sb_write(w->b, p, w->len);
+    w->err = errno;
+    w->returned_ms = now_ms();
+    free(p);
+}
+
 /* ---- waiting on the stats ---------------------------------------------------- */
 
 static int wait_stat(sb_buffer *b, size_t field, uint64_t want, int timeout_ms)

@@ -39,6 +39,27 @@ typedef struct count_src {
 count_src *fx_count(uint64_t len, size_t max_chunk);
 sb_source count_source(count_src *s);
 
+/* sb_open over s, tracked by the fixture (fx_buffer). */
+sb_buffer *open_count(count_src *s, const sb_options *o);
+/* sb_get_stats, or fail the test. */
+sb_stats stats(sb_buffer *b);
+/* sb_reader_open, closed by teardown (fx_reader_close) unless untracked;
+   NULL with errno as sb_reader_open. */
+sb_reader *fx_sb_reader(sb_buffer *b, uint64_t floor);
+void fx_reader_close(void *r);
+
+/* sb_write(b, len pattern bytes from stream offset off) on a thread: the
+   result in ret and err, and when it returned. */
+typedef struct write_call {
+    sb_buffer *b;
+    size_t len;
+    uint64_t off;
+    ssize_t ret;
+    int err;
+    double returned_ms;
+} write_call;
+void do_write(void *arg); /* for fx_bg */
+
 /* Poll sb_get_stats until the producer (or sb_write) has paused at least n
    times: it is paused now if nothing since has let it go.  1 or 0 on
    timeout. */

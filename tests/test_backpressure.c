@@ -26,33 +26,6 @@
 #define PROMPT_MS 100.0
 #endif
 
-static void close_reader(void *r)
-{
-    sb_reader_close(r);
-}
-
-static sb_buffer *open_count(count_src *s, const sb_options *o)
-{
-    sb_source src = count_source(s);
-    return fx_buffer(sb_open(&src, o));
-}
-
-static sb_stats stats(sb_buffer *b)
-{
-    sb_stats st;
-    if (sb_get_stats(b, &st) != 0)
-        fail_msg("sb_get_stats: %d", errno);
-    return st;
-}
-
-static sb_reader *fx_open_reader(sb_buffer *b, uint64_t floor)
-{
-    sb_reader *r = sb_reader_open(b, floor);
-    if (r != NULL)
-        fx_track(r, NULL, close_reader);
-    return r;
-}
-
 /* A held reader stops the producer max_retained past its floor (plus at
    most a chunk); releasing lets it go exactly as far again. */
 static void test_slowest_reader_holds_producer(void **state)
@@ -65,8 +38,8 @@ static void test_slowest_reader_holds_producer(void **state)
                     .tmp_dir = fx_scratch()};
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
-    sb_reader *slow = fx_open_reader(b, 0);
-    sb_reader *fast = fx_open_reader(b, 0);
+    sb_reader *slow = fx_sb_reader(b, 0);
+    sb_reader *fast = fx_sb_reader(b, 0);
     assert_non_null(slow);
     assert_non_null(fast);
     assert_true(wait_for_paused(b, WAIT_LONG_MS));
@@ -104,7 +77,7 @@ static void test_self_blocking_wait_is_enobufs(void **state)
                     .chunk_size = 4096, .mem_limit = 1 * MB};
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
-    sb_reader *r = fx_open_reader(b, 1000);
+    sb_reader *r = fx_sb_reader(b, 1000);
     assert_non_null(r);
     /* It may have paused at 0 + retain before the reader came: wait for
        the pause the reader's floor leads to. */
@@ -210,28 +183,6 @@ static void test_retained_stays_bounded(void **state)
 
 /* ---- push mode -------------------------------------------------------------------------- */
 
-typedef struct write_call {
-    sb_buffer *b;
-    size_t len;
-    ssize_t ret;
-    int err;
-} write_call;
-
-static void do_write(void *arg)
-{
-    write_call *w = arg;
-    unsigned char *p = malloc(w->len);
-    if (p == NULL) {
-        w->err = ENOMEM;
-        return;
-    }
-    pat_fill(p, w->len, 0);
-    errno = 0;
-    w->ret = sb_write(w->b, p, w->len);
-    w->err = errno;
-    free(p);
-}
-
 static void test_write_blocks_on_retained(void **state)
 {
     (void)state;
@@ -239,7 +190,7 @@ static void test_write_blocks_on_retained(void **state)
                     .chunk_size = 8 * KB};
     sb_buffer *b = fx_buffer(sb_open_writer(&o));
     assert_non_null(b);
-    sb_reader *r = fx_open_reader(b, 0);
+    sb_reader *r = fx_sb_reader(b, 0);
     assert_non_null(r);
     write_call *w = fx_calloc(sizeof *w);
     *w = (write_call){.b = b, .len = 256 * KB};

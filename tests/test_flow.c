@@ -25,21 +25,6 @@
 #define PROMPT_MS 100.0
 #endif
 
-static sb_buffer *open_count(count_src *s, const sb_options *o)
-{
-    sb_source src = count_source(s);
-    return fx_buffer(sb_open(&src, o));
-}
-
-static sb_stats stats(sb_buffer *b)
-{
-    sb_stats st;
-    memset(&st, 0xff, sizeof st);
-    if (sb_get_stats(b, &st) != 0)
-        fail_msg("sb_get_stats: %d", errno);
-    return st;
-}
-
 /* With no reader the producer pulls read_ahead (rounded up to a chunk)
    and pauses; it resumes for a read past that and pauses again. */
 static void test_lazy_pull_bounds_what_is_pulled(void **state)
@@ -186,32 +171,6 @@ static void test_lazy_stream_same_bytes(void **state)
 }
 
 /* ---- push mode: sb_write blocks like a write to a full pipe ------------------------- */
-
-typedef struct write_call {
-    sb_buffer *b;
-    size_t len;
-    uint64_t off; /* the stream offset of its first byte */
-    ssize_t ret;
-    int err;
-    double returned_ms;
-} write_call;
-
-static void do_write(void *arg)
-{
-    write_call *w = arg;
-    unsigned char *p = malloc(w->len);
-    if (p == NULL) {
-        w->ret = -1;
-        w->err = ENOMEM;
-        return;
-    }
-    pat_fill(p, w->len, w->off);
-    errno = 0;
-    w->ret = sb_write(w->b, p, w->len);
-    w->err = errno;
-    w->returned_ms = now_ms();
-    free(p);
-}
 
 static void test_write_blocks_until_demand(void **state)
 {

@@ -35,25 +35,6 @@
 #define ENDLESS_BYTES (3072 * MB)
 #endif
 
-static void close_reader(void *r)
-{
-    sb_reader_close(r);
-}
-
-static sb_buffer *open_count(count_src *s, const sb_options *o)
-{
-    sb_source src = count_source(s);
-    return fx_buffer(sb_open(&src, o));
-}
-
-static sb_stats stats(sb_buffer *b)
-{
-    sb_stats st;
-    if (sb_get_stats(b, &st) != 0)
-        fail_msg("sb_get_stats: %d", errno);
-    return st;
-}
-
 /* Read [off, off + n) through r (or plainly with r NULL) and compare. */
 static int read_ok(sb_buffer *b, sb_reader *r, uint64_t off, size_t n)
 {
@@ -82,7 +63,7 @@ static void test_espipe_below_floor(void **state)
     assert_int_equal(sb_wait_end(b, NULL), 0);
     sb_reader *r = sb_reader_open(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_floor(b), 0);
     assert_int_equal(read_ok(b, r, 0, 100 * KB), 0);
     assert_int_equal(sb_reader_release(r, 100 * KB), 0);
@@ -134,7 +115,7 @@ static void test_floor_without_release(void **state)
     assert_non_null(b);
     sb_reader *r = sb_reader_open(b, 10 * KB);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_reader_release(r, 200 * KB), 0);
     unsigned char buf[1];
     assert_fails_with(sb_reader_pread(r, buf, 1, 199 * KB), ESPIPE);
@@ -164,7 +145,7 @@ static void test_reader_bad_arguments(void **state)
     assert_non_null(b);
     sb_reader *r = sb_reader_open(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     assert_fails_with(sb_reader_pread(r, NULL, 1, 0), EINVAL);
     assert_fails_with(sb_reader_pread(r, buf, 1, UINT64_MAX), EINVAL);
     assert_fails_with(sb_reader_pread_timed(r, buf, 1, 0, -2), EINVAL);
@@ -244,7 +225,7 @@ static void test_release_gives_back_memory_and_disk(void **state)
     assert_non_null(b);
     sb_reader *r = sb_reader_open(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     /* Touch it all: the memory part is resident, the file is on disk. */
     assert_int_equal(read_ok(b, r, 0, 96 * MB), 0);
@@ -287,7 +268,7 @@ static void test_failed_give_back_fails_stream(void **state)
     assert_int_equal(sb_wait_end(b, NULL), 0);
     sb_reader *r = sb_reader_open(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     fx_track(b, NULL, disarm); /* teardown disarms, even after a failure */
     sb__fault_arm(SB__FAULT_RELEASE, 1, EOPNOTSUPP);
     assert_fails_with(sb_reader_release(r, 512 * KB), EOPNOTSUPP);
@@ -304,7 +285,7 @@ static void test_failed_give_back_fails_stream(void **state)
     assert_true(wait_available(b2, 300 * KB, WAIT_LONG_MS));
     sb_reader *r2 = sb_reader_open(b2, 0);
     assert_non_null(r2);
-    fx_track(r2, NULL, close_reader);
+    fx_track(r2, NULL, fx_reader_close);
     sb__fault_arm(SB__FAULT_RELEASE, 1, EIO);
     assert_fails_with(sb_reader_release(r2, 200 * KB), EIO);
     sb__fault_disarm();
@@ -562,7 +543,7 @@ static void test_reader_fopen_releases_as_it_reads(void **state)
     assert_non_null(b);
     sb_reader *r = sb_reader_open(b, 1000);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     FILE *f = sb_reader_fopen(r);
     assert_non_null(f);
     fx_track(f, NULL, close_file);

@@ -30,17 +30,6 @@
 #define MB (KB * KB)
 #define WINDOW (8 * MB) /* the spill windows of src/spool.h */
 
-static sb_buffer *open_count(count_src *s, const sb_options *o)
-{
-    sb_source src = count_source(s);
-    return fx_buffer(sb_open(&src, o));
-}
-
-static void close_reader(void *r)
-{
-    sb_reader_close(r);
-}
-
 /* A finished stream of len pattern bytes, mem_limit in memory. */
 static sb_buffer *filled(uint64_t len, size_t mem_limit, uint32_t flags)
 {
@@ -264,8 +253,8 @@ static void test_reader_view_pins_its_bytes(void **state)
     sb_reader *z = sb_reader_open(b, 0);
     assert_non_null(a);
     assert_non_null(z);
-    fx_track(a, NULL, close_reader);
-    fx_track(z, NULL, close_reader);
+    fx_track(a, NULL, fx_reader_close);
+    fx_track(z, NULL, fx_reader_close);
     /* a views bytes in memory and in the first spill window. */
     const void *vm, *vf;
     assert_int_equal(sb_reader_view(a, 1000, 4000, &vm), 4000);
@@ -318,7 +307,7 @@ static void test_mmap_reads_same_bytes(void **state)
     sb_buffer *r = filled(len, 100000, SB_MMAP_READS | SB_RELEASE);
     sb_reader *rd = sb_reader_open(r, 0);
     assert_non_null(rd);
-    fx_track(rd, NULL, close_reader);
+    fx_track(rd, NULL, fx_reader_close);
     assert_int_equal(sb_reader_pread(rd, y, 300000, WINDOW - 1000), 300000);
     assert_int_equal(pat_mismatches(y, 300000, WINDOW - 1000), 0);
     assert_int_equal(sb_pread(r, y, 300000, WINDOW - 2000), 300000);
@@ -498,7 +487,7 @@ static void test_reader_sendfile_waits_and_pins(void **state)
     assert_non_null(b);
     sb_reader *r = sb_reader_open(b, 100);
     assert_non_null(r);
-    fx_track(r, NULL, close_reader);
+    fx_track(r, NULL, fx_reader_close);
     int p[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
     fx_fd(p[0]);
