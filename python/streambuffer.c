@@ -50,6 +50,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* How long a wait on the main thread goes without looking at signals:
    KeyboardInterrupt must arrive within 100 ms. */
@@ -691,6 +692,19 @@ static void stream_error(struct core *c, int err)
 }
 
 /*
+ * A thread other than the main one woken by the exit hook's cancel: only
+ * daemon threads are left then, and a daemon thread blocked at exit stays
+ * blocked (as in Lock.acquire), rather than raise into a dying interpreter
+ * and print half a traceback.  The main thread gets the error: a __del__
+ * that reads during finalization must not hang.
+ */
+static void park(void)
+{
+    for (;;)
+        pause();
+}
+
+/*
  * Wait until byte `last` has arrived or the stream is over.  Returns 1 when
  * it has, 0 when the stream ended before it, -1 with an exception: the
  * stream's error when it failed or was cancelled first, KeyboardInterrupt
@@ -707,7 +721,8 @@ static int wait_for(struct via v, uint64_t last)
                         "a stream's own source cannot wait for its bytes");
         return -1;
     }
-    int slice = _PyOS_IsMainThread() ? SLICE_MS : -1;
+    bool main_thread = _PyOS_IsMainThread();
+    int slice = main_thread ? SLICE_MS : -1;
     unsigned char byte;
     for (;;) {
         ssize_t got;
@@ -716,6 +731,8 @@ static int wait_for(struct via v, uint64_t last)
         got = v.r != NULL ? sb_reader_pread_timed(v.r, &byte, 1, last, slice)
                           : sb_pread_timed(c->b, &byte, 1, last, slice);
         err = errno;
+        if (got < 0 && err != ETIMEDOUT && !main_thread && atomic_load(&g_stop))
+            park();
         Py_END_ALLOW_THREADS
         if (got >= 0)
             return got > 0;
@@ -1771,9 +1788,11 @@ static PyTypeObject ReaderType = {
 /*
  * The exit hook (atexit, which runs before the interpreter starts to
  * finalize): no producer may take the GIL from now on.  Every live stream
- * is cancelled so that readers blocked on other threads return, and the
- * producers already on their way into the GIL are let through, so that none
- * is left between its look at g_stop and the GIL when the interpreter goes.
+ * is cancelled, so that a read during finalization (a __del__) does not
+ * wait for a producer that will never deliver (daemon threads that were
+ * waiting park, see park()).  The producers already on their way into the
+ * GIL are let through, so that none is left between its look at g_stop and
+ * the GIL when the interpreter goes.
  */
 static PyObject *at_exit(PyObject *module, PyObject *unused)
 {
