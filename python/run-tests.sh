@@ -10,6 +10,13 @@
 # before it can counts as one failure.
 py=${1:?usage: run-tests.sh PYTHON [PYTEST-ARGS...]}
 shift
+if ! "$py" -c 'import pytest' >/dev/null 2>&1; then
+    echo "python: $py has no pytest; run with PYTHON=/usr/bin/python3" \
+        "(Debian's, with python3-pytest: tests/deps.sh install)"
+    echo "python: 0 passed, 1 failed, 0 skipped"
+    [ -n "${SB_TALLY:-}" ] && echo "python 0 1 0" >>"$SB_TALLY"
+    exit 1
+fi
 counts=$(mktemp) || exit 1
 trap 'rm -f "$counts"' EXIT
 SB_PY_COUNTS=$counts PYTHONPATH=python${PYTHONPATH:+:$PYTHONPATH} \
