@@ -1437,6 +1437,15 @@ static void Buffer_dealloc(BufferObject *self)
 {
     if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
         return; /* resurrected */
+    /* A subclass's __del__ takes the place of Buffer_finalize. */
+    if (self->core != NULL) {
+        PyObject *exc = PyErr_Occurred() ? take_exception() : NULL;
+        close_core(self);
+        if (exc != NULL) {
+            raise_again(exc);
+            Py_DECREF(exc);
+        }
+    }
     PyObject_GC_UnTrack(self);
     if (self->weakrefs != NULL)
         PyObject_ClearWeakRefs((PyObject *)self);

@@ -137,6 +137,28 @@ def test_a_buffer_in_a_cycle_with_its_iterator_is_collected():
     assert stopped.is_set()
 
 
+def test_a_subclass_with_its_own_del_still_stops_its_producer():
+    stopped = threading.Event()
+    dels = []
+
+    class Mine(StreamBuffer):
+        def __del__(self):
+            dels.append(1)
+
+    def endless():
+        try:
+            while True:
+                yield b"d" * 4096
+        finally:
+            stopped.set()
+
+    b = Mine(endless(), read_ahead=1 << 16)
+    b.read(0, 10)
+    del b
+    assert dels == [1]
+    assert stopped.wait(10)
+
+
 SHUTDOWN_CASES = {
     "producer stuck in a slow iterator": """
         def slow():
