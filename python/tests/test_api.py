@@ -169,6 +169,19 @@ def test_pipe_file_object():
         assert b[:] == DATA[:10_000]
 
 
+def test_stdin_buffer():
+    """sys.stdin.buffer as the source, in a child fed through a pipe."""
+    import subprocess
+    import sys
+    from conftest import subprocess_env
+    script = ("import sys; from streambuffer import StreamBuffer\n"
+              "b = StreamBuffer(sys.stdin.buffer)\n"
+              "sys.stdout.write(repr((b.read(1, 3), b.wait_end(), b[-2:])))\n")
+    p = subprocess.run([sys.executable, "-c", script], input=b"abcdefgh" * 10000,
+                       capture_output=True, env=subprocess_env(), timeout=60)
+    assert p.stdout == b"(b'bcd', 80000, b'gh')", p.stderr.decode()
+
+
 def test_bad_sources():
     with pytest.raises(TypeError):
         StreamBuffer("text")
