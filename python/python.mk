@@ -22,7 +22,7 @@ PY_EXT := python/streambuffer$(PY_SUFFIX)
 # CPython's headers come in as system headers: the strict warnings are for
 # this module's code.  The archive's sb_* symbols stay inside the module
 # (--exclude-libs): it exports PyInit_streambuffer and nothing else.
-PY_WARN := -std=c11 -Wall -Wextra -Wshadow -Wconversion -Wmissing-prototypes \
+PY_WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wmissing-prototypes \
            -Wstrict-prototypes
 PY_CFLAGS := -isystem $(PY_INCLUDE) -Iinclude $(PY_WARN) $(CFLAGS) $(SANFLAGS) \
              -fPIC -fvisibility=hidden -fno-strict-aliasing
