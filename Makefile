@@ -251,6 +251,7 @@ test: deps
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory quickstart
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory install-test
 	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory examples-test
+	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory python-test
 	@./tests/tally.sh $(TALLY)
 
 # The fuzz target builds the library's sources itself with clang's
@@ -273,6 +274,8 @@ fuzz: $(FUZZ_BIN)
 
 clean:
 	rm -rf build
+
+include python/python.mk
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d \
 	$(BUILD)/examples/*.d)

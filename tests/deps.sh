@@ -47,9 +47,29 @@ check_test() {
         compiles -lcmocka || need libcmocka-dev cmocka
     { printf '#include <curl/curl.h>\nint main(void){return 0;}\n' | compiles &&
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
-    command -v "$PYTHON" >/dev/null 2>&1 || need python3 "$PYTHON"
     command -v spin >/dev/null 2>&1 || need spin spin
     command -v curl >/dev/null 2>&1 || need curl curl
+    if command -v "$PYTHON" >/dev/null 2>&1; then check_python; else need python3 "$PYTHON"; fi
+}
+
+# The Python tests build the module against $PYTHON's Python.h and run
+# pytest (and pip, for the install test) under it.  Debian's packages serve
+# Debian's interpreter only (sys.prefix /usr): another one is told so.
+check_python() {
+    pyneed=""
+    inc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+    [ -n "$inc" ] && [ -f "$inc/Python.h" ] || pyneed="$pyneed python3-dev"
+    "$PYTHON" -c 'import pytest' >/dev/null 2>&1 || pyneed="$pyneed python3-pytest"
+    "$PYTHON" -c 'import setuptools, pip' >/dev/null 2>&1 || pyneed="$pyneed python3-pip"
+    [ -n "$pyneed" ] || return 0
+    if "$PYTHON" -c 'import sys; sys.exit(sys.prefix != "/usr")' 2>/dev/null; then
+        need "$pyneed" "Python.h/pytest/pip"
+        return 0
+    fi
+    echo "deps: $PYTHON ($(command -v "$PYTHON")) lacks what$pyneed would give" \
+        "Debian's python3, and apt-get cannot add it to this interpreter;" \
+        "run with PYTHON=/usr/bin/python3 (make test PYTHON=/usr/bin/python3)" >&2
+    exit 1
 }
 
 check_fuzz() {
