@@ -333,7 +333,8 @@ int sb_finish(sb_buffer *b, int err);
  *              with that error; all of these fail the stream.
  *   EIO, ...   pread(2) of the spill file failed for this read alone; the
  *              stream is not failed and the read may be retried.
- * n == 0 returns 0 at once (after the argument checks).
+ * n == 0 returns 0 at once (after the argument checks, and the floor's:
+ * below sb_floor even an empty read is ESPIPE).
  *
  * Thread-safety: any number of threads may read at once, at any offsets.
  */
@@ -502,7 +503,9 @@ int sb_reader_release(sb_reader *r, uint64_t floor);
  * sb_reader_close - unregister and free a reader.
  *
  * The buffer's floor may rise (the lowest floor of the readers that are
- * left); when the last reader closes it stays.  A NULL r is ignored.
+ * left); when the last reader closes it stays.  If giving back what that
+ * releases fails, the stream fails with the error (see sb_reader_release),
+ * which later calls report.  A NULL r is ignored.
  *
  * Thread-safety: as sb_reader_pread; not concurrently with another call on
  * r.
