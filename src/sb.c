@@ -329,6 +329,17 @@ ssize_t sb__read(sb_buffer *b, const sb_reader *r, void *buf, size_t n,
 
 SB_API ssize_t sb_pread(sb_buffer *b, void *buf, size_t n, uint64_t off)
 {
+    /* The hot path, spelled out: bytes in memory that have arrived, on a
+       buffer without release or mapped reads, are a bounds check, an
+       acquire load and a memcpy.  Everything else takes the general path
+       (which gives the same answer for these bytes, a few branches later:
+       enough to cost a third of a 64-byte read). */
+    if (b != NULL && buf != NULL && !(b->flags & (SB_RELEASE | SB_MMAP_READS))
+        && n <= b->spool.mem_cap && off <= b->spool.mem_cap - n && n > 0
+        && off + n <= sb__wait_filled(&b->wait)) {
+        memcpy(buf, b->spool.mem + off, n);
+        return (ssize_t)n;
+    }
     return sb__read(b, NULL, buf, n, off, n, -1);
 }
 
