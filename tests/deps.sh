@@ -49,7 +49,9 @@ check_test() {
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v spin >/dev/null 2>&1 || need spin spin
     command -v curl >/dev/null 2>&1 || need curl curl
-    if command -v "$PYTHON" >/dev/null 2>&1; then check_python; else need python3 "$PYTHON"; fi
+    # No interpreter at all: Debian's, with what the tests use of it.
+    if command -v "$PYTHON" >/dev/null 2>&1; then check_python
+    else need "python3 python3-dev python3-pytest python3-pip" "$PYTHON"; fi
 }
 
 # The Python tests build the module against $PYTHON's Python.h and run
