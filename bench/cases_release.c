@@ -238,8 +238,7 @@ static void peak_rows(struct run *x)
     report(&row);
 
     row = row_init("release", READERS, "MiB", LOWER);
-    snprintf(row.variant, sizeof row.variant, "peak disk, %llu samples",
-             (unsigned long long)p.samples);
+    snprintf(row.variant, sizeof row.variant, "peak disk (sampled)");
     row.ours = (double)p.max_disk / (double)MiB;
     row.base = (double)(opt.retain + 2 * CHUNK) / (double)MiB;
     row.target = 1.0;
@@ -274,7 +273,7 @@ void case_release(void)
     }
     char rt[16];
     struct row row = row_init("release", READERS, "GiB/s", HIGHER);
-    snprintf(row.variant, sizeof row.variant, "vs follow, keep %s",
+    snprintf(row.variant, sizeof row.variant, "vs follow keep %s",
              fmt_size(opt.retain, rt, sizeof rt));
     row_reps(&row, v[0], v[1], opt.reps, 1.0 / (double)GiB);
     report(&row);
