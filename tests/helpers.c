@@ -392,15 +392,49 @@ sb_buffer *open_gate(gate_src *g, const sb_options *o)
     return sb_open(&src, o);
 }
 
-int wait_available(sb_buffer *b, uint64_t n, int timeout_ms)
+int poll_until(int (*ready)(void *arg), void *arg, int timeout_ms)
 {
     double end = now_ms() + timeout_ms;
-    while (sb_available(b) < n) {
+    while (!ready(arg)) {
         if (now_ms() > end)
-            return 0;
+            return ready(arg);
         sleep_ms(1);
     }
     return 1;
+}
+
+struct count_arg {
+    atomic_int *v;
+    int n;
+};
+
+static int count_ready(void *arg)
+{
+    struct count_arg *c = arg;
+    return atomic_load(c->v) >= c->n;
+}
+
+int wait_count(atomic_int *v, int n, int timeout_ms)
+{
+    struct count_arg c = {v, n};
+    return poll_until(count_ready, &c, timeout_ms);
+}
+
+struct avail_arg {
+    sb_buffer *b;
+    uint64_t n;
+};
+
+static int avail_ready(void *arg)
+{
+    struct avail_arg *a = arg;
+    return sb_available(a->b) >= a->n;
+}
+
+int wait_available(sb_buffer *b, uint64_t n, int timeout_ms)
+{
+    struct avail_arg a = {b, n};
+    return poll_until(avail_ready, &a, timeout_ms);
 }
 
 /* ---- checks --------------------------------------------------------------- */
@@ -908,17 +942,15 @@ int hold_wait_blocked(hold_src *h, int timeout_ms)
     return turn_wait_blocked(&h->t, timeout_ms);
 }
 
+static int waiters_ready(void *arg)
+{
+    struct avail_arg *a = arg;
+    sb_stats st;
+    return sb_get_stats(a->b, &st) == 0 && st.waiting >= a->n;
+}
+
 int wait_for_waiters(sb_buffer *b, uint64_t n, int timeout_ms)
 {
-    double end = now_ms() + timeout_ms;
-    for (;;) {
-        sb_stats st;
-        if (sb_get_stats(b, &st) != 0)
-            return 0;
-        if (st.waiting >= n)
-            return 1;
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
+    struct avail_arg a = {b, n};
+    return poll_until(waiters_ready, &a, timeout_ms);
 }

@@ -161,6 +161,15 @@ sb_buffer *open_chunk(chunk_src *s, const sb_options *o);
 sb_buffer *open_iter(iter_src *s, const sb_options *o);
 sb_buffer *open_gate(gate_src *g, const sb_options *o);
 
+/* Poll ready(arg) every millisecond until it is true: 1, or 0 once
+   timeout_ms have passed.  The one way tests wait for an event that has no
+   notification of its own (a counter, the stats); every wait_* helper is
+   built on it. */
+int poll_until(int (*ready)(void *arg), void *arg, int timeout_ms);
+
+/* Poll until *v reaches n.  1 on success, 0 on timeout. */
+int wait_count(atomic_int *v, int n, int timeout_ms);
+
 /* Poll sb_available until it reaches n.  1 on success, 0 on timeout. */
 int wait_available(sb_buffer *b, uint64_t n, int timeout_ms);
 

@@ -144,21 +144,27 @@ void do_write(void *arg)
 
 /* ---- waiting on the stats ---------------------------------------------------- */
 
+struct stat_want {
+    sb_buffer *b;
+    size_t field;  /* offset of a uint64_t of sb_stats */
+    uint64_t want;
+};
+
+static int stat_reached(void *arg)
+{
+    struct stat_want *w = arg;
+    sb_stats st;
+    uint64_t v;
+    if (sb_get_stats(w->b, &st) != 0)
+        return 0;
+    memcpy(&v, (const char *)&st + w->field, sizeof v);
+    return v >= w->want;
+}
+
 static int wait_stat(sb_buffer *b, size_t field, uint64_t want, int timeout_ms)
 {
-    double end = now_ms() + timeout_ms;
-    for (;;) {
-        sb_stats st;
-        if (sb_get_stats(b, &st) != 0)
-            return 0;
-        uint64_t v;
-        memcpy(&v, (const char *)&st + field, sizeof v);
-        if (v >= want)
-            return 1;
-        if (now_ms() >= end)
-            return 0;
-        sleep_ms(1);
-    }
+    struct stat_want w = {b, field, want};
+    return poll_until(stat_reached, &w, timeout_ms);
 }
 
 int wait_for_pauses(sb_buffer *b, uint64_t n, int timeout_ms)

@@ -29,18 +29,6 @@ static void close_bg(void *b)
     sb_close(b);
 }
 
-/* Poll until *v reaches n.  1 on success, 0 on timeout. */
-static int wait_count(atomic_int *v, int n, int timeout_ms)
-{
-    double end = now_ms() + timeout_ms;
-    while (atomic_load(v) < n) {
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
-    return 1;
-}
-
 /* ---- cancel wakes readers ---------------------------------------------------------- */
 
 #define NPAST 8
@@ -646,18 +634,18 @@ static sb_source waker_source(waker *w, int iterator)
     return src;
 }
 
-static int waker_wait_blocked(waker *w)
+static int waker_blocked(void *arg)
 {
-    double end = now_ms() + WAIT_LONG_MS;
+    waker *w = arg;
     pthread_mutex_lock(&w->mu);
-    while (!w->blocked && now_ms() < end) {
-        pthread_mutex_unlock(&w->mu);
-        sleep_ms(1);
-        pthread_mutex_lock(&w->mu);
-    }
     int b = w->blocked;
     pthread_mutex_unlock(&w->mu);
     return b;
+}
+
+static int waker_wait_blocked(waker *w)
+{
+    return poll_until(waker_blocked, w, WAIT_LONG_MS);
 }
 
 typedef struct closer {

@@ -119,14 +119,18 @@ static ssize_t expected_read(uint64_t good, int err, uint64_t off, size_t n,
  * byte is there and right, reads past it get short counts, 0 or err,
  * sb_wait_end agrees, and the stats say the same.
  */
+static int stream_over(void *b)
+{
+    sb_stats st;
+    return sb_get_stats(b, &st) != 0 || st.state != SB_RUNNING;
+}
+
 static void expect_final(sb_buffer *b, uint64_t good, int err, size_t mem_limit)
 {
     /* Over within a bounded time: a hang is a failure, not a stuck run. */
-    double end = now_ms() + WAIT_LONG_MS;
+    assert_true(poll_until(stream_over, b, WAIT_LONG_MS));
     sb_stats now = {0};
-    while (sb_get_stats(b, &now) == 0 && now.state == SB_RUNNING &&
-           now_ms() < end)
-        sleep_ms(1);
+    assert_int_equal(sb_get_stats(b, &now), 0);
     assert_int_not_equal(now.state, SB_RUNNING);
     uint64_t len = 4242;
     errno = 0;

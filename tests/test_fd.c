@@ -581,6 +581,22 @@ static void close_write_end(void *p)
     *fd = -1;
 }
 
+/* Bytes of one pipe shared out: the buffers' plus `elsewhere` reach want. */
+struct shared {
+    sb_buffer *b[2];
+    uint64_t elsewhere, want;
+};
+
+static int all_arrived(void *arg)
+{
+    struct shared *s = arg;
+    uint64_t n = s->elsewhere;
+    for (int i = 0; i < 2; i++)
+        if (s->b[i] != NULL)
+            n += sb_available(s->b[i]);
+    return n >= s->want;
+}
+
 /*
  * Two buffers on one blocking pipe: every byte wakes both producers and
  * one of them takes it.  A producer that polled and then read(2) the
@@ -606,9 +622,8 @@ static void test_shared_pipe_close_promptly(void **state)
         assert_non_null(b2);
         for (uint64_t k = 1; k <= 5; k++) {
             assert_int_equal(write(p[1], "x", 1), 1);
-            double end = now_ms() + WAIT_LONG_MS;
-            while (sb_available(b1) + sb_available(b2) < k && now_ms() < end)
-                sleep_ms(1);
+            struct shared s = {{b1, b2}, 0, k};
+            poll_until(all_arrived, &s, WAIT_LONG_MS);
             assert_int_equal(sb_available(b1) + sb_available(b2), k);
         }
         bg_call *c1 = fx_close_in_bg(b1);
@@ -648,9 +663,8 @@ static void test_pipe_read_by_others_too(void **state)
             ours++;
     }
     /* Every byte went to one of the two readers. */
-    double end = now_ms() + WAIT_LONG_MS;
-    while (sb_available(b) + (uint64_t)ours < 200 && now_ms() < end)
-        sleep_ms(1);
+    struct shared s = {{b, NULL}, (uint64_t)ours, 200};
+    poll_until(all_arrived, &s, WAIT_LONG_MS);
     assert_int_equal(sb_available(b) + (uint64_t)ours, 200);
     bg_call *c = fx_close_in_bg(b);
     assert_non_null(c);

@@ -61,9 +61,8 @@ static void test_espipe_below_floor(void **state)
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
-    sb_reader *r = sb_reader_open(b, 0);
+    sb_reader *r = fx_sb_reader(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_floor(b), 0);
     assert_int_equal(read_ok(b, r, 0, 100 * KB), 0);
     assert_int_equal(sb_reader_release(r, 100 * KB), 0);
@@ -113,9 +112,8 @@ static void test_floor_without_release(void **state)
     count_src *s = fx_count(256 * KB, 0);
     sb_buffer *b = open_count(s, NULL);
     assert_non_null(b);
-    sb_reader *r = sb_reader_open(b, 10 * KB);
+    sb_reader *r = fx_sb_reader(b, 10 * KB);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_reader_release(r, 200 * KB), 0);
     unsigned char buf[1];
     assert_fails_with(sb_reader_pread(r, buf, 1, 199 * KB), ESPIPE);
@@ -143,9 +141,8 @@ static void test_reader_bad_arguments(void **state)
 
     sb_buffer *b = fx_buffer(sb_open_mem("abcd", 4, NULL));
     assert_non_null(b);
-    sb_reader *r = sb_reader_open(b, 0);
+    sb_reader *r = fx_sb_reader(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     assert_fails_with(sb_reader_pread(r, NULL, 1, 0), EINVAL);
     assert_fails_with(sb_reader_pread(r, buf, 1, UINT64_MAX), EINVAL);
     assert_fails_with(sb_reader_pread_timed(r, buf, 1, 0, -2), EINVAL);
@@ -223,9 +220,8 @@ static void test_release_gives_back_memory_and_disk(void **state)
     sb_options o = {.flags = SB_RELEASE, .mem_limit = 48 * MB, .tmp_dir = dir};
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
-    sb_reader *r = sb_reader_open(b, 0);
+    sb_reader *r = fx_sb_reader(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     /* Touch it all: the memory part is resident, the file is on disk. */
     assert_int_equal(read_ok(b, r, 0, 96 * MB), 0);
@@ -266,9 +262,8 @@ static void test_failed_give_back_fails_stream(void **state)
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
-    sb_reader *r = sb_reader_open(b, 0);
+    sb_reader *r = fx_sb_reader(b, 0);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     fx_track(b, NULL, disarm); /* teardown disarms, even after a failure */
     sb__fault_arm(SB__FAULT_RELEASE, 1, EOPNOTSUPP);
     assert_fails_with(sb_reader_release(r, 512 * KB), EOPNOTSUPP);
@@ -283,9 +278,8 @@ static void test_failed_give_back_fails_stream(void **state)
     sb_buffer *b2 = open_count(s2, &o);
     assert_non_null(b2);
     assert_true(wait_available(b2, 300 * KB, WAIT_LONG_MS));
-    sb_reader *r2 = sb_reader_open(b2, 0);
+    sb_reader *r2 = fx_sb_reader(b2, 0);
     assert_non_null(r2);
-    fx_track(r2, NULL, fx_reader_close);
     sb__fault_arm(SB__FAULT_RELEASE, 1, EIO);
     assert_fails_with(sb_reader_release(r2, 200 * KB), EIO);
     sb__fault_disarm();
@@ -541,9 +535,8 @@ static void test_reader_fopen_releases_as_it_reads(void **state)
                     .mem_limit = 256 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_count(s, &o);
     assert_non_null(b);
-    sb_reader *r = sb_reader_open(b, 1000);
+    sb_reader *r = fx_sb_reader(b, 1000);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     FILE *f = sb_reader_fopen(r);
     assert_non_null(f);
     fx_track(f, NULL, close_file);

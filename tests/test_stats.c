@@ -26,15 +26,21 @@ static sb_stats stats(sb_buffer *b)
 
 /* Poll until `waiting` is exactly n (wait_for_waiters takes "at least").
    1 on success. */
+struct waiting_arg {
+    sb_buffer *b;
+    uint64_t n;
+};
+
+static int waiting_exactly(void *arg)
+{
+    struct waiting_arg *w = arg;
+    return stats(w->b).waiting == w->n;
+}
+
 static int wait_waiting(sb_buffer *b, uint64_t n, int timeout_ms)
 {
-    double end = now_ms() + timeout_ms;
-    while (stats(b).waiting != n) {
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
-    return 1;
+    struct waiting_arg w = {b, n};
+    return poll_until(waiting_exactly, &w, timeout_ms);
 }
 
 static void test_stats_null_args(void **state)

@@ -1095,6 +1095,12 @@ static void test_thousand_cycles_leave_nothing(void **state)
  * The child: spill an endless stream into dir, tell the parent through fd
  * once the spill file exists, and keep streaming until killed.
  */
+static int has_spilled(void *b)
+{
+    sb_stats st;
+    return sb_get_stats(b, &st) == 0 && st.spilled > 0;
+}
+
 static int spill_child(const char *dir, int fd)
 {
     chunk_src s;
@@ -1105,9 +1111,8 @@ static int spill_child(const char *dir, int fd)
     sb_buffer *b = sb_open(&src, &o);
     if (b == NULL)
         return 3;
-    sb_stats st = {0};
-    while (sb_get_stats(b, &st) == 0 && st.spilled == 0)
-        sleep_ms(1);
+    if (!poll_until(has_spilled, b, WAIT_LONG_MS))
+        return 5;
     char c = 'S';
     if (write(fd, &c, 1) != 1)
         return 4;

@@ -305,9 +305,8 @@ static void test_mmap_reads_same_bytes(void **state)
     }
     /* With SB_RELEASE a plain read falls back to pread, a reader's maps. */
     sb_buffer *r = filled(len, 100000, SB_MMAP_READS | SB_RELEASE);
-    sb_reader *rd = sb_reader_open(r, 0);
+    sb_reader *rd = fx_sb_reader(r, 0);
     assert_non_null(rd);
-    fx_track(rd, NULL, fx_reader_close);
     assert_int_equal(sb_reader_pread(rd, y, 300000, WINDOW - 1000), 300000);
     assert_int_equal(pat_mismatches(y, 300000, WINDOW - 1000), 0);
     assert_int_equal(sb_pread(r, y, 300000, WINDOW - 2000), 300000);
@@ -485,9 +484,8 @@ static void test_reader_sendfile_waits_and_pins(void **state)
                     .tmp_dir = fx_scratch()};
     sb_buffer *b = fx_buffer(open_gate(g, &o));
     assert_non_null(b);
-    sb_reader *r = sb_reader_open(b, 100);
+    sb_reader *r = fx_sb_reader(b, 100);
     assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     int p[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p), 0);
     fx_fd(p[0]);

@@ -257,13 +257,7 @@ static void on_usr1(int sig)
 /* Poll until the handler has run n times.  1 on success. */
 static int wait_usr1(int n, int timeout_ms)
 {
-    double end = now_ms() + timeout_ms;
-    while (atomic_load(&usr1_count) < n) {
-        if (now_ms() > end)
-            return 0;
-        sleep_ms(1);
-    }
-    return 1;
+    return wait_count(&usr1_count, n, timeout_ms);
 }
 
 static struct sigaction old_usr1;
