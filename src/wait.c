@@ -109,7 +109,7 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
     w->near = near;
     atomic_init(&w->spinners, 0);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    w->max_spinners = ncpu > 1 ? (int)ncpu - 1 : 0;
+    w->max_spinners = ncpu > 1 ? 2 * (int)ncpu : 0;
     w->max_retained = max_retained;
     w->queue = NULL;
     atomic_init(&w->demand, 0);
@@ -396,18 +396,31 @@ static struct timespec deadline_after(int ms)
 
 /*
  * Before it sleeps, a waiter whose bytes are due within two chunks yields
- * its CPU a few times instead: a follower right behind the producer gets
- * its bytes within a chunk's copy, and a futex sleep and wake-up cost more
- * than that on a virtual machine.  Measured on 2 cores (make bench, case
- * live): 4 followers went from 0.55-0.67 of the lower bound to 0.79-0.93;
- * more yields than 8 bought nothing more, and the wake-up latency case
- * stayed at the condition variable's (0.98).  Never on one core, where the
- * producer needs the CPU that a spinner would hold; at most cores - 1
- * spinners at once, so that the producer always has one.  Waits further
- * ahead (a random reader at 1 MiB) always sleep: yielding there is only
- * burnt CPU.
+ * its CPU for a while instead: a follower right behind the producer gets
+ * its bytes within a chunk or two, and a futex sleep and wake-up cost more
+ * than that on a virtual machine.  The spin ends after SPIN_NS, not after a
+ * number of yields: a yield takes half a microsecond when nothing else is
+ * runnable, while a chunk takes 15-30 us to store (64 KiB; the in-memory
+ * part is slower, its pages are touched for the first time).  Measured on
+ * 2 cores (make bench, case live, and the same rows in isolation):
+ *
+ *   - 8 yields, at most cores - 1 spinners (0.3.0): 4 followers 0.76 of
+ *     the lower bound in memory, 0.98 spilling; 1 follower 0.78 and 0.83;
+ *   - 100 us: 1 follower in memory 0.157 s -> 0.124 s a stream, spilling
+ *     0.085 -> 0.071 s; 50 us bought less, 200 and 400 us nothing more;
+ *   - and up to 2 x cores spinners: 4 followers' sleeps fell from 10,000
+ *     a stream to about 100, and their time by a tenth (in memory 0.15 ->
+ *     0.14 s, spilling 0.104 -> 0.093 s).  A spinner yields, so a producer
+ *     that shares its CPU still runs; the cap bounds what spinners can take
+ *     from it when many readers wait near the end.
+ *
+ * Never on one core, where the producer needs the CPU that a spinner would
+ * hold.  Waits further ahead (a random reader at 1 MiB) always sleep:
+ * yielding there is only burnt CPU.  A waiter that spins in vain (a slow
+ * source) burns at most SPIN_NS per wait, and the wake-up latency case
+ * (make bench, case wakeup) is unchanged.
  */
-#define SPIN_YIELDS 8
+#define SPIN_NS 100000u
 
 static void spin(struct sb__wait *w, struct sb__waiter *me, uint64_t ahead)
 {
@@ -418,11 +431,10 @@ static void spin(struct sb__wait *w, struct sb__waiter *me, uint64_t ahead)
         atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
         return;
     }
-    for (int i = 0; i < SPIN_YIELDS; i++) {
-        if (atomic_load_explicit(&me->state, memory_order_acquire) != W_WAITING)
-            break;
+    uint64_t t0 = now_ns();
+    while (atomic_load_explicit(&me->state, memory_order_acquire) == W_WAITING
+           && now_ns() - t0 < SPIN_NS)
         sched_yield();
-    }
     atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
 }
 
