@@ -9,7 +9,11 @@
  *              returns and stamps the time.  Baseline: the same three
  *              threads and semaphores with a bare mutex + condition variable
  *              hand-off from "producer" to reader.  Median and p99 over
- *              reps x 400 hand-offs per side.
+ *              reps x 400 hand-offs per side, twice: "asleep", released
+ *              once the reader sleeps in the kernel (its /proc state is S),
+ *              which is the wake-up itself; "queued", released as soon as
+ *              the reader is queued, which a reader near the end of the
+ *              stream catches while it spins (see spin() in src/wait.c).
  *   7 waiters  64 readers blocked at different offsets of a slow stream that
  *              delivers one 4 KiB range at a time; each reader waits for 4
  *              ranges, 64 ranges apart, so every wait spans 64 deliveries.
@@ -30,7 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #define HANDOFFS 400     /* per round and side */
 #define WAKE_CHUNK 64
@@ -80,6 +86,29 @@ static sb_stats stats(sb_buffer *b)
     if (sb_get_stats(b, &s) != 0)
         die_errno("sb_get_stats");
     return s;
+}
+
+/* Whether thread tid of this process sleeps (state S in its /proc stat). */
+static bool thread_asleep(pid_t tid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        die_errno("%s", path);
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); /* after the name, which may hold ')' */
+    return p != NULL && p[1] == ' ' && p[2] == 'S';
+}
+
+static void wait_asleep(_Atomic pid_t *tid)
+{
+    double t0 = now();
+    int spins = 0;
+    while (atomic_load(tid) == 0 || !thread_asleep(atomic_load(tid)))
+        backoff(&spins, t0, "the reader to sleep");
 }
 
 /* Wait until exactly `want` readers are blocked in b. */
@@ -161,12 +190,15 @@ struct wake {
     sem_t go;
     const unsigned char *data;
     unsigned char *shared;
+    bool asleep;               /* release once the reader sleeps */
+    _Atomic pid_t tid;         /* the reader's thread id */
 };
 
 static void *wake_reader_ours(void *arg)
 {
     struct wake *w = arg;
     unsigned char buf[WAKE_CHUNK];
+    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
     for (size_t i = 0; i < w->count; i++) {
         ssize_t r = sb_pread(w->b, buf, WAKE_CHUNK, (uint64_t)i * WAKE_CHUNK);
         if (r != WAKE_CHUNK)
@@ -184,9 +216,12 @@ static void wake_round_ours(struct wake *w, const unsigned char *data)
 
     gate_init(&g, data, WAKE_CHUNK, w->count, w->t_rel);
     w->b = gate_open(&g, w->count * WAKE_CHUNK);
+    atomic_store(&w->tid, 0);
     pthread_t reader = spawn(wake_reader_ours, w);
     for (size_t i = 0; i < w->count; i++) {
         wait_waiting(w->b, 1);
+        if (w->asleep)
+            wait_asleep(&w->tid);
         sem_post(&g.go);
         sem_wait_reader(&w->done);
     }
@@ -217,6 +252,7 @@ static void *wake_reader_base(void *arg)
 {
     struct wake *w = arg;
     unsigned char buf[WAKE_CHUNK];
+    atomic_store(&w->tid, (pid_t)syscall(SYS_gettid));
     for (size_t i = 0; i < w->count; i++) {
         pthread_mutex_lock(&w->mu);
         if (w->avail < i + 1) {
@@ -250,6 +286,7 @@ static void wake_round_base(struct wake *w, const unsigned char *data)
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     sem_init(&w->go, 0, 0);
+    atomic_store(&w->tid, 0);
     pthread_t producer = spawn(wake_producer_base, w);
     pthread_t reader = spawn(wake_reader_base, w);
     for (size_t i = 0; i < w->count; i++) {
@@ -257,6 +294,8 @@ static void wake_round_base(struct wake *w, const unsigned char *data)
         int spins = 0;
         while (base_waiting(w) != 1)
             backoff(&spins, t0, "the baseline reader to block");
+        if (w->asleep)
+            wait_asleep(&w->tid);
         sem_post(&w->go);
         sem_wait_reader(&w->done);
     }
@@ -265,6 +304,54 @@ static void wake_round_base(struct wake *w, const unsigned char *data)
     sem_destroy(&w->go);
     pthread_cond_destroy(&w->cv);
     pthread_mutex_destroy(&w->mu);
+}
+
+static void wake_rows(struct wake *w, const unsigned char *data, double *lat[2])
+{
+    const size_t count = HANDOFFS;
+    size_t total = count * (size_t)opt.reps;
+    const char *mode = w->asleep ? "asleep" : "queued";
+
+    /* Warm-up: a short round of each. */
+    w->count = count / 8;
+    wake_round_ours(w, data);
+    wake_round_base(w, data);
+
+    w->count = count;
+    for (int k = 0; k < opt.reps; k++) {
+        for (int s = 0; s < 2; s++) {
+            if (s == 0)
+                wake_round_ours(w, data);
+            else
+                wake_round_base(w, data);
+            for (size_t i = 0; i < count; i++)
+                lat[s][(size_t)k * count + i] = (w->t_ret[i] - w->t_rel[i]) * 1e6;
+        }
+    }
+
+    int n = (int)total;
+    struct row row = row_init("wakeup", 1, "us", LOWER);
+    snprintf(row.variant, sizeof row.variant, "%s median of %d", mode, n);
+    row.ours = median(lat[0], n);
+    row.base = median(lat[1], n);
+    /* The spread: the ratio of the two medians of each interleaved round. */
+    row.lo = INFINITY;
+    row.hi = -INFINITY;
+    for (int k = 0; k < opt.reps; k++) {
+        double q = median(lat[0] + (size_t)k * count, (int)count)
+                   / median(lat[1] + (size_t)k * count, (int)count);
+        row.lo = q < row.lo ? q : row.lo;
+        row.hi = q > row.hi ? q : row.hi;
+    }
+    if (w->asleep)
+        row.target = 1.5;
+    report(&row);
+
+    row = row_init("wakeup", 1, "us", LOWER);
+    snprintf(row.variant, sizeof row.variant, "%s p99 of %d", mode, n);
+    row.ours = quantile(lat[0], n, 0.99);
+    row.base = quantile(lat[1], n, 0.99);
+    report(&row);
 }
 
 void case_wakeup(void)
@@ -284,45 +371,10 @@ void case_wakeup(void)
     fill_random(data, count * WAKE_CHUNK, 0x3a11);
     sem_init(&w.done, 0, 0);
 
-    /* Warm-up: a short round of each. */
-    w.count = count / 8;
-    wake_round_ours(&w, data);
-    wake_round_base(&w, data);
-
-    w.count = count;
-    for (int k = 0; k < opt.reps; k++) {
-        for (int s = 0; s < 2; s++) {
-            if (s == 0)
-                wake_round_ours(&w, data);
-            else
-                wake_round_base(&w, data);
-            for (size_t i = 0; i < count; i++)
-                lat[s][(size_t)k * count + i] = (t_ret[i] - t_rel[i]) * 1e6;
-        }
-    }
-
-    int n = (int)total;
-    struct row row = row_init("wakeup", 1, "us", LOWER);
-    snprintf(row.variant, sizeof row.variant, "median of %d", n);
-    row.ours = median(lat[0], n);
-    row.base = median(lat[1], n);
-    /* The spread: the ratio of the two medians of each interleaved round. */
-    row.lo = INFINITY;
-    row.hi = -INFINITY;
-    for (int k = 0; k < opt.reps; k++) {
-        double q = median(lat[0] + (size_t)k * count, (int)count)
-                   / median(lat[1] + (size_t)k * count, (int)count);
-        row.lo = q < row.lo ? q : row.lo;
-        row.hi = q > row.hi ? q : row.hi;
-    }
-    row.target = 1.5;
-    report(&row);
-
-    row = row_init("wakeup", 1, "us", LOWER);
-    snprintf(row.variant, sizeof row.variant, "p99 of %d", n);
-    row.ours = quantile(lat[0], n, 0.99);
-    row.base = quantile(lat[1], n, 0.99);
-    report(&row);
+    w.asleep = true;
+    wake_rows(&w, data, lat);
+    w.asleep = false;
+    wake_rows(&w, data, lat);
 
     sem_destroy(&w.done);
     free(w.shared);
