@@ -49,7 +49,8 @@ static const struct bench_case {
       "                   vs write it once, then 4 threads read it back" },
     { CASE_WAKEUP, "wakeup", case_wakeup,
       "latency from a slow source's hand-over to the waiting reader's return\n"
-      "                   vs a bare mutex + condition variable hand-off" },
+      "                   vs a bare mutex + condition variable hand-off; released\n"
+      "                   once the reader sleeps, and once it is queued (it spins)" },
     { CASE_WAITERS, "waiters", case_waiters,
       "64 readers blocked at different offsets: wake-ups per satisfied wait" },
     { CASE_RSS, "rss", case_rss,
