@@ -21,6 +21,12 @@
  * is waiting: the wake-ups of readers that got ahead of the producer.  The
  * row reports ours/baseline (throughput in stream bytes per second) and,
  * in the variant, the wake-ups per read (sb_get_stats).
+ *
+ * For 64 random readers a third row, "bare", is the least a sleeping
+ * hand-off costs on this machine: the same stores and reads with no
+ * library, one futex word per reader, no lock, and the producer waking
+ * each reader whose offset it has passed (a scan of 64 words a chunk).
+ * Its ratio to the same lower bound says how much of ours is the kernel's.
  */
 #include "bench.h"
 
@@ -28,7 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define LIVE_CHUNK (64 * KiB)
@@ -37,7 +47,14 @@
 #define RANDOM_READ (4 * KiB)
 
 enum shape { FOLLOW, RANDOM };
-enum lside { OURS, BASE };
+enum lside { OURS, BASE, BARE };
+
+/* A bare reader's hand-off: the producer stores word 1 and wakes it once
+   filled >= need. */
+struct bare_waiter {
+    _Atomic uint64_t need;   /* UINT64_MAX: not waiting */
+    _Atomic uint32_t word;
+};
 
 struct live {
     enum shape shape;
@@ -49,6 +66,8 @@ struct live {
     sb_buffer *b;
     struct plain *plain;
     uint64_t *offs;                  /* RANDOM: readers x RANDOM_READS, sorted per reader */
+    _Atomic uint64_t filled;         /* BARE: the watermark */
+    struct bare_waiter bare[MAX_THREADS];
     unsigned char *dst[MAX_THREADS];
     unsigned sink[MAX_THREADS];
 };
@@ -61,8 +80,28 @@ static double cpu_seconds(void)
            + (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
-static void read_at(struct live *x, unsigned char *dst, size_t n, uint64_t off)
+/* BARE: sleep until filled >= need.  The store-load pairs (need, then
+   filled; filled, then need) are seq_cst, so one side sees the other. */
+static void bare_wait(struct live *x, struct bare_waiter *me, uint64_t need)
 {
+    if (atomic_load(&x->filled) >= need)
+        return;
+    atomic_store(&me->word, 0);
+    atomic_store(&me->need, need);
+    while (atomic_load(&x->filled) < need) {
+        if (atomic_load(&me->word) == 0)
+            syscall(SYS_futex, (void *)&me->word, FUTEX_WAIT_PRIVATE, 0, NULL,
+                    NULL, 0);
+        atomic_store(&me->word, 0);
+    }
+    atomic_store(&me->need, UINT64_MAX);
+}
+
+static void read_at(struct live *x, unsigned char *dst, size_t n, uint64_t off,
+                    int idx)
+{
+    if (x->side == BARE)
+        bare_wait(x, &x->bare[idx], off + n);
     if (x->side == OURS) {
         ssize_t r = sb_pread(x->b, dst, n, off);
         if (r != (ssize_t)n)
@@ -86,13 +125,13 @@ static void live_body(void *arg, int idx)
         for (uint64_t off = 0; off < x->len; off += FOLLOW_READ) {
             size_t n = x->len - off < FOLLOW_READ ? (size_t)(x->len - off)
                                                   : FOLLOW_READ;
-            read_at(x, dst, n, off);
+            read_at(x, dst, n, off, idx);
             sink += dst[0];
         }
     } else {
         const uint64_t *o = x->offs + (size_t)idx * RANDOM_READS;
         for (int i = 0; i < RANDOM_READS; i++) {
-            read_at(x, dst, RANDOM_READ, o[i]);
+            read_at(x, dst, RANDOM_READ, o[i], idx);
             sink += dst[0];
         }
     }
@@ -169,11 +208,56 @@ static double live_base(struct live *x)
     return shared > bound ? shared : bound;
 }
 
+/* The bare producer: the baseline's stores, a watermark, and a wake-up of
+   each reader whose range the chunk completed. */
+static void *bare_producer(void *arg)
+{
+    struct live *x = arg;
+    for (size_t off = 0; off < x->len; off += LIVE_CHUNK) {
+        size_t n = x->len - off < LIVE_CHUNK ? x->len - off : LIVE_CHUNK;
+        plain_write(x->plain, off, x->data + off, n);
+        atomic_store(&x->filled, off + n);
+        for (int i = 0; i < x->readers; i++) {
+            struct bare_waiter *w = &x->bare[i];
+            if (atomic_load(&w->need) <= off + n) {
+                atomic_store(&w->word, 1);
+                syscall(SYS_futex, (void *)&w->word, FUTEX_WAKE_PRIVATE, 1,
+                        NULL, NULL, 0);
+            }
+        }
+    }
+    return NULL;
+}
+
+static double live_bare(struct live *x)
+{
+    struct plain p;
+    pthread_t t;
+    x->plain = &p;
+    x->side = BARE;
+    atomic_store(&x->filled, 0);
+    for (int i = 0; i < x->readers; i++) {
+        atomic_store(&x->bare[i].need, UINT64_MAX);
+        atomic_store(&x->bare[i].word, 0);
+    }
+    double t0 = now();
+    plain_open(&p, x->mem);
+    if (pthread_create(&t, NULL, bare_producer, x) != 0)
+        die("pthread_create");
+    team_run(x->readers, live_body, x);
+    pthread_join(t, NULL);
+    double t1 = now();
+    plain_close(&p);
+    x->plain = NULL;
+    return t1 - t0;
+}
+
 static void live_row(enum shape shape, int readers, size_t mem)
 {
     struct live x = { .shape = shape, .readers = readers, .data = stream_bytes(),
                       .len = opt.size, .mem = mem };
-    double v[2][MAX_REPS];
+    double v[3][MAX_REPS];
+    bool bare = shape == RANDOM && readers == 64;
     uint64_t wakes = 0, reads;
 
     size_t dn = shape == FOLLOW ? FOLLOW_READ : RANDOM_READ;
@@ -204,6 +288,8 @@ static void live_row(enum shape shape, int readers, size_t mem)
         v[OURS][k] = (double)x.len / live_ours(&x, &w);
         wakes += w;
         v[BASE][k] = (double)x.len / live_base(&x);
+        if (bare)
+            v[BARE][k] = (double)x.len / live_bare(&x);
     }
     if (opt.verbose) {
         print_reps("ours", v[OURS], 1.0 / (double)GiB, "GiB/s");
@@ -218,6 +304,13 @@ static void live_row(enum shape shape, int readers, size_t mem)
     if ((shape == FOLLOW && readers == 4) || (shape == RANDOM && readers == 64))
         row.target = 0.8;
     report(&row);
+    if (bare) {
+        struct row br = row_init("live", readers, "GiB/s", HIGHER);
+        snprintf(br.variant, sizeof br.variant, "random %s bare futex",
+                 mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
+        row_reps(&br, v[BARE], v[BASE], opt.reps, 1.0 / (double)GiB);
+        report(&br);
+    }
     /* The wake-ups per read, against the one a read that waits needs. */
     struct row wk = row_init("live", readers, "wakes", LOWER);
     snprintf(wk.variant, sizeof wk.variant, "%s %s wakes/read",
