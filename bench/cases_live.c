@@ -52,7 +52,7 @@ enum lside { OURS, BASE, BARE };
 /* A bare reader's hand-off: the producer stores word 1 and wakes it once
    filled >= need. */
 struct bare_waiter {
-    _Atomic uint64_t need;   /* UINT64_MAX: not waiting */
+    _Alignas(64) _Atomic uint64_t need;   /* UINT64_MAX: not waiting */
     _Atomic uint32_t word;
 };
 
@@ -219,7 +219,11 @@ static void *bare_producer(void *arg)
         atomic_store(&x->filled, off + n);
         for (int i = 0; i < x->readers; i++) {
             struct bare_waiter *w = &x->bare[i];
-            if (atomic_load(&w->need) <= off + n) {
+            uint64_t need = atomic_load(&w->need);
+            /* Claimed, so that a reader not yet back on its CPU is woken
+               once, not at every chunk until it runs. */
+            if (need <= off + n
+                && atomic_compare_exchange_strong(&w->need, &need, UINT64_MAX)) {
                 atomic_store(&w->word, 1);
                 syscall(SYS_futex, (void *)&w->word, FUTEX_WAKE_PRIVATE, 1,
                         NULL, NULL, 0);
@@ -284,6 +288,8 @@ static void live_row(enum shape shape, int readers, size_t mem)
     uint64_t w;
     live_ours(&x, &w); /* warm-up */
     live_base(&x);
+    if (bare)
+        live_bare(&x);
     for (int k = 0; k < opt.reps; k++) {
         v[OURS][k] = (double)x.len / live_ours(&x, &w);
         wakes += w;
