@@ -51,9 +51,9 @@ extern "C" {
 
 /* The version of this header.  sb_version() gives the library's. */
 #define SB_VERSION_MAJOR 0
-#define SB_VERSION_MINOR 3
+#define SB_VERSION_MINOR 4
 #define SB_VERSION_PATCH 0
-#define SB_VERSION "0.3.0"
+#define SB_VERSION "0.4.0"
 #define SB_VERSION_NUMBER \
     (SB_VERSION_MAJOR * 10000 + SB_VERSION_MINOR * 100 + SB_VERSION_PATCH)
 
@@ -153,7 +153,8 @@ typedef struct sb_options {
        pauses while filled - sb_floor() >= max_retained, so the slowest
        reader holds the stream back.  0: no bound. */
     uint64_t max_retained;
-    /* SB_RELEASE, SB_MMAP_READS; other bits must be zero. */
+    /* SB_RELEASE, SB_MMAP_READS, SB_NO_HUGEPAGES; other bits must be
+       zero. */
     uint32_t flags;
     /* Must be zero. */
     uint32_t reserved32;
@@ -167,6 +168,19 @@ typedef struct sb_options {
 /* sb_pread of spilled bytes copies from a read-only mapping of the spill
    file instead of calling pread(2) (see "Zero-copy"). */
 #define SB_MMAP_READS 0x2u
+/*
+ * Keep the memory part in small pages.  The first 1 MiB of every memory
+ * region is in small (4 KiB) pages, so a small stream commits only the
+ * pages its bytes touch.  By default the region past it is 2 MiB-aligned
+ * and advised MADV_HUGEPAGE (2 MiB pages where the kernel's
+ * transparent_hugepage mode allows it), because on a virtual machine a
+ * first touch of a 4 KiB page can cost more than copying the bytes into
+ * it.  A huge page commits 2 MiB at once, but never past mem_limit: only
+ * whole 2 MiB extents inside the region are advised.  Release gives back
+ * exactly the pages it says, splitting a huge page where it must.  This
+ * flag keeps the whole region in small pages, for programs that must.
+ */
+#define SB_NO_HUGEPAGES 0x4u
 
 /*
  * sb_open - start buffering a stream from a source.
@@ -659,9 +673,12 @@ typedef struct sb_stats {
     uint64_t readers;     /* sb_reader objects open now */
     uint64_t paused;      /* 1 while the producer (or sb_write) is paused
                              now, else 0 */
+    uint64_t huge_pages;  /* 2 MiB pages backing the memory region now (the
+                             kernel's count, from /proc/self/smaps; 0 where
+                             it cannot be read) */
     /* Zero: room for counters of later versions, which take their place
        here so that the struct keeps its size. */
-    uint64_t reserved[2];
+    uint64_t reserved[1];
 } sb_stats;
 
 /*

@@ -60,7 +60,7 @@ static int resolve_options(const sb_options *o, struct config *c)
         o = &defaults;
     if (!all_zero(o->reserved, sizeof o->reserved) || o->reserved32 != 0)
         return -EINVAL;
-    if ((o->flags & ~(SB_RELEASE | SB_MMAP_READS)) != 0)
+    if ((o->flags & ~(SB_RELEASE | SB_MMAP_READS | SB_NO_HUGEPAGES)) != 0)
         return -EINVAL;
     if (o->max_retained != 0 && !(o->flags & SB_RELEASE))
         return -EINVAL; /* nothing would ever lower what is retained */
@@ -142,7 +142,8 @@ static sb_buffer *alloc_spooled(const struct config *c)
     sb_buffer *b = alloc_buffer(c);
     if (b == NULL)
         return NULL;
-    int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir);
+    int rc = sb__spool_init(&b->spool, c->mem_limit, c->tmp_dir,
+                            (c->flags & SB_NO_HUGEPAGES) != 0);
     if (rc < 0) {
         free_buffer(b);
         errno = -rc;
@@ -400,6 +401,7 @@ SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
     uint64_t cap = b->spool.mem_cap;
     out->in_memory = out->filled < cap ? out->filled : cap;
     out->spilled = out->filled - out->in_memory;
+    out->huge_pages = sb__spool_huge_pages(&b->spool);
     return 0;
 }
 

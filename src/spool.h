@@ -19,6 +19,7 @@
 #define SB_SPOOL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/types.h>
@@ -42,18 +43,38 @@ struct sb__leaf {
 };
 typedef _Atomic(struct sb__leaf *) sb__leaf_ptr;
 
+/*
+ * Pages.  The first SB__SMALL bytes of a region are in small pages, so a
+ * small stream commits only what it touches.  Past them, whole 2 MiB
+ * extents [huge_lo, huge_hi) are 2 MiB-aligned in memory and advised
+ * MADV_HUGEPAGE, unless the caller asked for small pages only; the tail
+ * past the last whole extent stays small, so a huge page never commits
+ * memory past mem_cap.
+ */
+#define SB__SMALL ((size_t)1 << 20)
+#define SB__HUGE ((size_t)2 << 20)
+
 struct sb__spool {
     unsigned char *mem;  /* [0, mem_cap); never moves */
     size_t mem_cap;      /* bytes the region holds: the memory/file boundary */
     size_t map_len;      /* bytes mapped (mem_cap rounded up); 0: borrowed */
+    size_t huge_lo, huge_hi; /* the extents advised MADV_HUGEPAGE, if any */
+    size_t populated;    /* the writer's: [0, populated) has been faulted in */
+    int populate;        /* the writer's: 1 while MADV_POPULATE_WRITE works */
     int fd;              /* spill file, -1 until the first byte past mem_cap */
     char *tmp_dir;       /* where the spill file goes; owned */
     _Atomic(sb__leaf_ptr *) dir; /* SB__DIR leaves; NULL until a window */
     uint64_t unmapped;   /* windows [0, unmapped) are gone (the releaser's) */
 };
 
-/* Reserve the memory region.  Returns 0 or -errno (-ENOMEM). */
-int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir);
+/* Reserve the memory region, with huge pages past SB__SMALL unless
+   small_pages.  Returns 0 or -errno (-ENOMEM). */
+int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir,
+                   bool small_pages);
+
+/* How many 2 MiB pages back the memory region now, as the kernel counts
+   them (/proc/self/smaps); 0 where that cannot be read. */
+uint64_t sb__spool_huge_pages(const struct sb__spool *s);
 
 /* A spool over caller-owned memory that is already complete: no copy, no
    file.  Never fails. */
@@ -63,16 +84,28 @@ void sb__spool_init_borrowed(struct sb__spool *s, const void *data, size_t len);
 void sb__spool_destroy(struct sb__spool *s);
 
 /*
+ * The writer is about to store [off, off + len): fault in, in bulk and
+ * ahead of the copy, what of it lies in the memory region and is not yet
+ * committed (a whole huge extent at a time), so the copy does not stop on
+ * a page fault per 4 KiB.  Where MADV_POPULATE_WRITE is missing (before
+ * Linux 5.14) it does nothing and the copy faults as it goes.
+ */
+void sb__spool_prefault(struct sb__spool *s, uint64_t off, size_t len);
+
+/*
  * The reserve half of the writer's zero-copy path: where the len bytes at
  * offset off may be written in place, when all of them fall in the memory
  * region; NULL when they do not (the writer then uses sb__spool_write).
  * Bytes written there are stored: nothing else needs to be done with them.
+ * The room is faulted in first (sb__spool_prefault).
  */
-static inline unsigned char *sb__spool_reserve(const struct sb__spool *s,
+static inline unsigned char *sb__spool_reserve(struct sb__spool *s,
                                                uint64_t off, size_t len)
 {
     if (off > s->mem_cap || len > s->mem_cap - (size_t)off)
         return NULL;
+    if (off + len > s->populated)
+        sb__spool_prefault(s, off, len);
     return s->mem + off;
 }
 
