@@ -644,6 +644,144 @@ ssize_t sb_sendfile(sb_buffer *b, int out_fd, uint64_t off, size_t n);
    sb_reader_pread. */
 ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
 
+/*
+ * Event loops: readers that are not threads.
+ *
+ * A reader opened with SB_NONBLOCK never waits.  Its sb_reader_pread,
+ * sb_reader_view and sb_reader_sendfile do what they do on any reader when
+ * the range can be answered now: all of it has arrived, or the stream
+ * ended, failed or was cancelled inside it.  Otherwise they return -1 with
+ * errno EAGAIN and *arm* the reader for that range, and nothing else
+ * happens: no byte is copied or sent.  One thread can then serve any
+ * number of readers from one event loop (epoll, poll, libuv, asyncio,
+ * io_uring):
+ *
+ *     int pfd = sb_poll_fd(b);               // register for POLLIN once
+ *     ...
+ *     if (sb_reader_pread(r, buf, n, off) < 0 && errno == EAGAIN)
+ *         ;                                  // armed: wait for pfd
+ *     ...
+ *     // pfd is readable:
+ *     sb_reader *ready[64];
+ *     size_t k = sb_poll_ready(b, ready, 64);
+ *     for (size_t i = 0; i < k; i++)
+ *         resume(sb_reader_tag(ready[i]));   // call sb_reader_pread again
+ *
+ * The rules:
+ *
+ *   - An armed range counts as demand (read_ahead), exactly as a blocked
+ *     wait does; ESPIPE, ENOBUFS and EINVAL are returned as they are on a
+ *     blocking reader, without arming.  A reader has at most one armed
+ *     range: an EAGAIN re-arms it for the new range, replacing the old one
+ *     and taking the reader off the ready list if it was on it.  A call
+ *     that answers leaves the reader's arming as it was.
+ *   - When an armed range becomes answerable (its bytes arrived, the
+ *     stream ended or failed, sb_cancel, sb_close started) the reader is
+ *     disarmed and put once on the buffer's ready list.  The answer is not
+ *     kept: call again to get it (it does not wait now).  sb_poll_ready
+ *     takes readers off the list; each arming yields a reader at most once.
+ *   - sb_poll_fd is readable (POLLIN, level-triggered) while the ready
+ *     list is not empty, and is drained by the sb_poll_ready call that
+ *     empties the list.  It may be readable with the list empty, once,
+ *     right after sb_poll_ready emptied it (sb_poll_ready then returns 0
+ *     and drains it).  With edge-triggered epoll (EPOLLET), call
+ *     sb_poll_ready until it returns fewer than max.  Never read, write or
+ *     close it yourself.
+ *   - The library signals it at most once per change of the list from
+ *     empty to not empty, after it has let go of its locks, and never
+ *     blocks on it.  A publish that makes no armed reader ready costs no
+ *     system call.
+ *   - sb_reader_close of an armed or listed reader takes it off; the list
+ *     never yields a closed reader.  Close readers before sb_close, as
+ *     always.
+ *   - The _timed calls fail with EINVAL on a non-blocking reader.  A FILE
+ *     from sb_reader_fopen over one reads like a FILE over a non-blocking
+ *     fd: a read with nothing there fails with EAGAIN (ferror).
+ *
+ * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN:
+ * the range has not arrived (the reader is armed: wait for sb_poll_fd), or
+ * out_fd took nothing (the reader is not armed: wait until out_fd is
+ * writable).  sb_reader_armed tells which.
+ */
+
+/* sb_reader_open_flags flag: the reader never waits; see "Event loops". */
+#define SB_NONBLOCK 0x1u
+
+/*
+ * sb_reader_open_flags - sb_reader_open with flags.
+ *
+ * flags is 0 or SB_NONBLOCK; sb_reader_open(b, floor) is
+ * sb_reader_open_flags(b, floor, 0).
+ *
+ * Returns the reader, or NULL with errno:
+ *   EINVAL  b is NULL, or an unknown bit in flags.
+ *   ESPIPE, ENOMEM  as sb_reader_open.
+ *
+ * Thread-safety: safe from any thread.
+ */
+sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor, unsigned flags);
+
+/*
+ * sb_poll_fd - the buffer's poll descriptor: readable while the ready list
+ * of its non-blocking readers is not empty.
+ *
+ * Made on the first call (an eventfd, close-on-exec) and the same on
+ * every later one; it stays open until sb_close, which closes it.  Works
+ * with poll(2), select(2), epoll (level-triggered or EPOLLET), libuv's
+ * uv_poll_t, asyncio's loop.add_reader and io_uring's POLL_ADD.  Never
+ * blocks.
+ *
+ * Returns the descriptor, or -1 with errno:
+ *   EINVAL  b is NULL.
+ *   EMFILE, ENFILE, ENOMEM  the eventfd could not be made (a later call
+ *           tries again).
+ *
+ * Thread-safety: safe from any thread.
+ */
+int sb_poll_fd(sb_buffer *b);
+
+/*
+ * sb_poll_ready - take up to max readers off the ready list.
+ *
+ * Stores them in out[0..k) in the order they became ready and returns k
+ * (0 when the list is empty or max is 0).  Never blocks for long (it
+ * takes an internal lock briefly).  A reader it returns is disarmed: call
+ * its sb_reader_pread (or view, or sendfile) again for the answer.  When
+ * it leaves the list empty it drains sb_poll_fd.
+ *
+ * Returns k, or 0 with errno EINVAL if b is NULL, or out is NULL while max
+ * is not 0.
+ *
+ * Thread-safety: safe from any thread; meant for one consumer (the event
+ * loop) while the producer, sb_write, sb_cancel and readers' calls put
+ * readers on the list from other threads.
+ */
+size_t sb_poll_ready(sb_buffer *b, sb_reader **out, size_t max);
+
+/*
+ * sb_reader_armed - whether r waits for the stream: 1 if it is armed (its
+ * last call returned EAGAIN because the range had not arrived, and the
+ * range is still not answerable), else 0 (also for a blocking reader, or
+ * NULL).  Never blocks, takes no lock.
+ *
+ * Thread-safety: safe from any thread; the answer may be stale by the
+ * time it returns, in one direction only: an armed reader may become
+ * ready.
+ */
+int sb_reader_armed(const sb_reader *r);
+
+/*
+ * sb_reader_set_tag, sb_reader_tag - the caller's pointer on a reader (a
+ * connection, a future), for finding what to resume when sb_poll_ready
+ * returns the reader.  NULL until set; the library never touches what it
+ * points at.  sb_reader_tag(NULL) is NULL; sb_reader_set_tag(NULL, ...)
+ * does nothing.
+ *
+ * Thread-safety: safe from any thread (a set is seen by a later get).
+ */
+void sb_reader_set_tag(sb_reader *r, void *tag);
+void *sb_reader_tag(const sb_reader *r);
+
 /* The stream's state, as reported by sb_get_stats. */
 enum sb_state {
     SB_RUNNING = 0, /* bytes may still arrive */

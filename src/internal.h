@@ -122,6 +122,8 @@ bool sb__mapped_reads(const sb_buffer *b, const sb_reader *r);
 
 /* The floor of reader r (its lowest readable offset). */
 uint64_t sb__reader_floor(const sb_reader *r);
+/* A non-blocking reader's arming; NULL for a blocking reader. */
+struct sb__armed *sb__reader_arm(const sb_reader *r);
 /* The buffer r reads. */
 sb_buffer *sb__reader_buffer(const sb_reader *r);
 

@@ -32,7 +32,17 @@ struct sb_reader {
        thread without the lock and by others under it. */
     uint64_t floor;
     struct sb_reader *prev, *next;
+    unsigned flags;           /* SB_NONBLOCK; set at open */
+    struct sb__armed arm;     /* a non-blocking reader's; see wait.h */
+    _Atomic(void *) tag;      /* the caller's */
 };
+
+struct sb__armed *sb__reader_arm(const sb_reader *r)
+{
+    /* The arming is the wait's state, not the reader's: a read through a
+       const reader still arms it. */
+    return (r->flags & SB_NONBLOCK) ? (struct sb__armed *)&r->arm : NULL;
+}
 
 uint64_t sb__reader_floor(const sb_reader *r)
 {
@@ -120,9 +130,10 @@ int sb__give_back(sb_buffer *b, bool writer)
     }
 }
 
-SB_API sb_reader *sb_reader_open(sb_buffer *b, uint64_t floor)
+SB_API sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor,
+                                       unsigned flags)
 {
-    if (b == NULL) {
+    if (b == NULL || (flags & ~SB_NONBLOCK) != 0) {
         errno = EINVAL;
         return NULL;
     }
@@ -132,11 +143,22 @@ SB_API sb_reader *sb_reader_open(sb_buffer *b, uint64_t floor)
     r->b = b;
     r->floor = floor;
     r->prev = NULL;
+    r->flags = flags;
+    r->arm = (struct sb__armed){.slot = SB__UNARMED, .owner = r};
+    atomic_init(&r->arm.armed, false);
+    atomic_init(&r->tag, NULL);
+    if ((flags & SB_NONBLOCK) && sb__wait_armable(&b->wait, 1) < 0) {
+        free(r);
+        errno = ENOMEM;
+        return NULL;
+    }
 
     sb__mutex_lock(&b->readers_mu);
     /* The floor cannot rise while readers_mu is held: this check holds. */
     if (floor < sb__wait_floor(&b->wait)) {
         sb__mutex_unlock(&b->readers_mu);
+        if (flags & SB_NONBLOCK)
+            sb__wait_armable(&b->wait, -1);
         free(r);
         errno = ESPIPE;
         return NULL;
@@ -152,6 +174,30 @@ SB_API sb_reader *sb_reader_open(sb_buffer *b, uint64_t floor)
     sb__wait_demand(&b->wait, floor);
     sb__give_back(b, false);
     return r;
+}
+
+SB_API sb_reader *sb_reader_open(sb_buffer *b, uint64_t floor)
+{
+    return sb_reader_open_flags(b, floor, 0);
+}
+
+SB_API int sb_reader_armed(const sb_reader *r)
+{
+    return r != NULL && (r->flags & SB_NONBLOCK)
+           && atomic_load_explicit(&r->arm.armed, memory_order_relaxed);
+}
+
+SB_API void sb_reader_set_tag(sb_reader *r, void *tag)
+{
+    if (r != NULL)
+        atomic_store_explicit(&r->tag, tag, memory_order_release);
+}
+
+SB_API void *sb_reader_tag(const sb_reader *r)
+{
+    return r == NULL ? NULL
+                     : atomic_load_explicit(&((sb_reader *)r)->tag,
+                                            memory_order_acquire);
 }
 
 SB_API int sb_reader_release(sb_reader *r, uint64_t floor)
@@ -185,6 +231,12 @@ SB_API void sb_reader_close(sb_reader *r)
     if (r == NULL)
         return;
     sb_buffer *b = r->b;
+    if (r->flags & SB_NONBLOCK) {
+        /* Off the heap and the ready list before it is freed: the list
+           never yields a closed reader. */
+        sb__wait_disarm(&b->wait, &r->arm);
+        sb__wait_armable(&b->wait, -1);
+    }
     sb__mutex_lock(&b->readers_mu);
     if (r->prev != NULL)
         r->prev->next = r->next;
@@ -220,7 +272,8 @@ SB_API ssize_t sb_reader_pread(sb_reader *r, void *buf, size_t n, uint64_t off)
 SB_API ssize_t sb_reader_pread_timed(sb_reader *r, void *buf, size_t n,
                                      uint64_t off, int timeout_ms)
 {
-    if (r == NULL || timeout_ms < -1) {
+    /* A non-blocking reader has no time to wait for. */
+    if (r == NULL || timeout_ms < -1 || (r->flags & SB_NONBLOCK)) {
         errno = EINVAL;
         return -1;
     }

@@ -283,7 +283,12 @@ ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
         uint64_t cap = b->wait.max_retained;
         if (r != NULL && cap != 0 && off + least - sb__reader_floor(r) > cap)
             return -ENOBUFS;
-        int rc = sb__wait_until(&b->wait, off + least, off + n, timeout_ms);
+        /* A non-blocking reader arms instead (EAGAIN), unless the range
+           became answerable in the meantime. */
+        struct sb__armed *a = r != NULL ? sb__reader_arm(r) : NULL;
+        int rc = a != NULL
+                     ? sb__wait_arm(&b->wait, a, off + least, off + n)
+                     : sb__wait_until(&b->wait, off + least, off + n, timeout_ms);
         if (rc < 0)
             return rc;
     }

@@ -13,11 +13,29 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "streambuffer.h" /* enum sb_state, sb_stats */
 
 struct sb__waiter; /* private to wait.c; lives on a waiting reader's stack */
+
+/*
+ * A non-blocking reader's arming (see "Event loops" in the header): the
+ * range it waits for, kept in the buffer's heap of armed readers until it
+ * becomes answerable, then on the ready list until sb_poll_ready takes it.
+ * Lives in the reader; every field but armed is under the wait's mu.
+ */
+struct sb__armed {
+    uint64_t need;              /* answerable once filled >= need */
+    size_t slot;                /* index in the heap; SB__UNARMED if none */
+    struct sb__armed *prev, *next; /* on the ready list */
+    bool listed;                /* on the ready list */
+    atomic_bool armed;          /* in the heap; stored under mu, loaded
+                                   anywhere (sb_reader_armed) */
+    void *owner;                /* the sb_reader, which poll_ready returns */
+};
+#define SB__UNARMED SIZE_MAX
 
 struct sb__wait {
     /*
@@ -67,6 +85,18 @@ struct sb__wait {
     uint64_t publishes;             /* calls that published bytes */
     uint64_t waiting;               /* readers in the queue now */
     _Atomic uint64_t wakeups;       /* returns from a waiter's sleep */
+
+    /*
+     * Event loops, also under mu: the armed readers in a binary min-heap
+     * by need (a publish looks at the top only), with room for every
+     * non-blocking reader reserved when it opens, so arming never
+     * allocates; the ready list, oldest first; and the eventfd (-1 until
+     * sb_poll_fd), stored under mu, loaded anywhere.
+     */
+    struct sb__armed **heap;
+    size_t nheap, heap_cap, armable;
+    struct sb__armed *ready_head, *ready_tail;
+    _Atomic int efd;
 #ifndef NDEBUG
     pthread_t holder;               /* who holds mu, for _locked asserts */
     bool held;
@@ -138,6 +168,23 @@ void sb__wait_demand(struct sb__wait *w, uint64_t d);
 /* Raise the floor to f (never lowers it).  Wakes a paused writer that may
    now go on.  Returns the floor now. */
 uint64_t sb__wait_raise_floor(struct sb__wait *w, uint64_t f);
+
+/*
+ * Non-blocking readers.  sb__wait_armable(w, +1) reserves heap room for
+ * one more (0 or -ENOMEM), (w, -1) gives it back.  sb__wait_arm: if the
+ * range ending at need is answerable now, 0 and nothing changes; else the
+ * demand rises as for a wait, a takes the place of its old arming (off
+ * the heap and the ready list) and -EAGAIN.  sb__wait_disarm takes a off
+ * both (a closing reader).  sb__wait_take_ready moves up to max owners
+ * off the ready list into out and drains the eventfd when it leaves the
+ * list empty.  sb__wait_poll_fd makes the eventfd once: the fd or -errno.
+ */
+int sb__wait_armable(struct sb__wait *w, int delta);
+int sb__wait_arm(struct sb__wait *w, struct sb__armed *a, uint64_t need,
+                 uint64_t demand);
+void sb__wait_disarm(struct sb__wait *w, struct sb__armed *a);
+size_t sb__wait_take_ready(struct sb__wait *w, void **out, size_t max);
+int sb__wait_poll_fd(struct sb__wait *w);
 
 /* Fill filled, publishes, waiting, wakeups, state, error, floor, demand,
    pauses and paused_ns of *out, all read at one instant. */
