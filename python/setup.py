@@ -37,7 +37,7 @@ setup(
     description="Many threads, one byte stream, random access "
                 "(a drop-in for buffer.StreamBuffer)",
     license="MIT",
-    py_modules=["_streambuffer_io"],
+    py_modules=["_streambuffer_io", "_streambuffer_aio"],
     ext_modules=[Extension(
         "streambuffer",
         sources=["streambuffer.c"],

@@ -42,6 +42,7 @@
 #include <streambuffer.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -628,6 +629,7 @@ struct ReaderObject {
     sb_reader *r; /* NULL once closed */
     uint64_t floor;
     bool busy;
+    bool nb; /* SB_NONBLOCK: aread's probe (see _streambuffer_aio.py) */
     ReaderObject *prev, *next; /* in the core's list */
     PyObject *weakrefs;
 };
@@ -1017,7 +1019,7 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
         os_error(errno);
     else
         res = Py_BuildValue(
-            "{sKsKsKsKsKsKsssisKsKsKsKsKsKsO}",
+            "{sKsKsKsKsKsKsssisKsKsKsKsKsKsKsO}",
             "filled", (unsigned long long)st.filled,
             "in_memory", (unsigned long long)st.in_memory,
             "spilled", (unsigned long long)st.spilled,
@@ -1032,6 +1034,7 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
             "pauses", (unsigned long long)st.pauses,
             "paused_ns", (unsigned long long)st.paused_ns,
             "readers", (unsigned long long)st.readers,
+            "huge_pages", (unsigned long long)st.huge_pages,
             "paused", st.paused ? Py_True : Py_False);
     leave(self, c);
     return res;
@@ -1062,12 +1065,10 @@ static PyObject *Buffer_open(BufferObject *self, PyObject *args, PyObject *kw)
     return res;
 }
 
-static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
+/* A Reader on self with floor flo (None: the buffer's floor) and the
+   library's reader flags. */
+static PyObject *new_reader(BufferObject *self, PyObject *flo, unsigned flags)
 {
-    static char *names[] = { "floor", NULL };
-    PyObject *flo = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:reader", names, &flo))
-        return NULL;
     struct core *c = enter(self);
     if (c == NULL)
         return NULL;
@@ -1083,10 +1084,11 @@ static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
     r->buf = (BufferObject *)Py_NewRef(self);
     r->floor = floor;
     r->busy = false;
+    r->nb = (flags & SB_NONBLOCK) != 0;
     r->weakrefs = NULL;
     r->prev = NULL;
     r->next = NULL;
-    r->r = sb_reader_open(c->b, floor);
+    r->r = sb_reader_open_flags(c->b, floor, flags);
     if (r->r == NULL) {
         int err = errno;
         PyObject_GC_Track(r);
@@ -1094,6 +1096,9 @@ static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
         os_error(err);
         goto out;
     }
+    /* Borrowed: sb_poll_ready hands it back only while r->r is open, and
+       the Reader closes r->r before it goes. */
+    sb_reader_set_tag(r->r, r);
     r->next = c->readers;
     if (c->readers != NULL)
         c->readers->prev = r;
@@ -1102,6 +1107,63 @@ static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
 out:
     leave(self, c);
     return (PyObject *)r;
+}
+
+static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = { "floor", NULL };
+    PyObject *flo = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:reader", names, &flo))
+        return NULL;
+    return new_reader(self, flo, 0);
+}
+
+/* ---- asyncio's primitives (the rest is in _streambuffer_aio.py) ---- */
+
+static PyObject *Buffer_nb_reader(BufferObject *self, PyObject *flo)
+{
+    return new_reader(self, flo, SB_NONBLOCK);
+}
+
+/* A descriptor of the buffer's own: a dup of sb_poll_fd, which the caller
+   closes.  The loop may still have it registered when the buffer is
+   closed (and sb_close closes the original): a dup stays a valid fd of
+   the same eventfd until the loop lets go of it. */
+static PyObject *Buffer_poll_fd(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    struct core *c = enter(self);
+    if (c == NULL)
+        return NULL;
+    int fd = sb_poll_fd(c->b);
+    int mine = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int err = errno;
+    leave(self, c);
+    if (mine < 0)
+        return os_error(err);
+    return PyLong_FromLong(mine);
+}
+
+/* The non-blocking Readers that became ready, at most max of them. */
+static PyObject *Buffer_poll_ready(BufferObject *self, PyObject *arg)
+{
+    Py_ssize_t max = PyLong_AsSsize_t(arg);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    if (max < 0 || max > 4096) {
+        PyErr_SetString(PyExc_ValueError, "max must be in 0..4096");
+        return NULL;
+    }
+    struct core *c = enter(self);
+    if (c == NULL)
+        return NULL;
+    sb_reader *ready[4096];
+    size_t k = sb_poll_ready(c->b, ready, (size_t)max);
+    PyObject *out = PyList_New((Py_ssize_t)k);
+    for (size_t i = 0; out != NULL && i < k; i++)
+        PyList_SET_ITEM(out, (Py_ssize_t)i, Py_NewRef((PyObject *)sb_reader_tag(ready[i])));
+    leave(self, c);
+    return out;
 }
 
 /* buf[start:stop:step]: any slice, as on bytes.  What needs the length
@@ -1596,6 +1658,42 @@ static PyObject *Reader_release(ReaderObject *self, PyObject *arg)
     return res;
 }
 
+/*
+ * _arm(offset, size): on a non-blocking Reader, whether [offset, offset +
+ * size) can be answered now (True: read it, it will not wait) or the
+ * Reader is armed for it (False: its buffer's poll fd will say when).
+ * size None or negative is to the end of the stream.  The probe is a
+ * one-byte read at the range's last byte: it arms for exactly the range's
+ * need and demand, as the blocking read's wait does.
+ */
+static PyObject *Reader_arm(ReaderObject *self, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2];
+    if (parse_args("_arm", args, nargs, kwnames, read_names, 2, 1, a) < 0)
+        return NULL;
+    uint64_t off, n = 0;
+    bool to_end;
+    if (to_u63(a[0], "offset", &off) < 0 || read_size(a[1], &n, &to_end) < 0)
+        return NULL;
+    if (!self->nb) {
+        PyErr_SetString(PyExc_ValueError, "not a non-blocking Reader");
+        return NULL;
+    }
+    if (n == 0 && !to_end)
+        Py_RETURN_TRUE;
+    struct core *c = reader_enter(self);
+    if (c == NULL)
+        return NULL;
+    /* Past any stream there can be: answered only by the end. */
+    uint64_t last = to_end ? (uint64_t)1 << 62 : off + n - 1;
+    unsigned char byte;
+    ssize_t got = sb_reader_pread(self->r, &byte, 1, last);
+    int err = errno;
+    reader_leave(self, c);
+    return PyBool_FromLong(!(got < 0 && err == EAGAIN));
+}
+
 static int reader_close_checked(ReaderObject *self)
 {
     if (self->busy) {
@@ -1703,6 +1801,52 @@ PyDoc_STRVAR(reader_doc,
 "reader(floor=None) -> Reader\n\nA registered reader whose floor is floor "
 "(default: the buffer's floor).");
 PyDoc_STRVAR(stats_doc, "stats() -> dict\n\nA snapshot of the library's counters.");
+PyDoc_STRVAR(aread_doc,
+"aread(offset, size=-1) -> coroutine\n\n"
+"read for asyncio: await it for the same bytes (or the same exception)\n"
+"without blocking the event loop or holding a thread.  The running loop\n"
+"watches the buffer's poll descriptor while an aread waits; cancelling\n"
+"the awaiting task drops the wait.");
+
+/* aread(...) is _streambuffer_aio.aread(self, ...): a coroutine. */
+static PyObject *call_aio(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *mod = PyImport_ImportModule("_streambuffer_aio");
+    if (mod == NULL)
+        return NULL;
+    PyObject *fn = PyObject_GetAttrString(mod, "aread");
+    Py_DECREF(mod);
+    if (fn == NULL)
+        return NULL;
+    PyObject *all = PyTuple_New(PyTuple_GET_SIZE(args) + 1);
+    if (all == NULL) {
+        Py_DECREF(fn);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(all, 0, Py_NewRef(self));
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(args); i++)
+        PyTuple_SET_ITEM(all, i + 1, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    PyObject *res = PyObject_Call(fn, all, kw);
+    Py_DECREF(all);
+    Py_DECREF(fn);
+    return res;
+}
+
+static PyObject *Buffer_aread(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    if (self->core == NULL || self->core->closed)
+        return closed_error();
+    return call_aio((PyObject *)self, args, kw);
+}
+
+static PyObject *Reader_aread(ReaderObject *self, PyObject *args, PyObject *kw)
+{
+    if (self->r == NULL) {
+        PyErr_SetString(PyExc_ValueError, "I/O operation on a closed Reader");
+        return NULL;
+    }
+    return call_aio((PyObject *)self, args, kw);
+}
 
 static PyMethodDef Buffer_methods[] = {
     { "read", (PyCFunction)(void (*)(void))Buffer_read, METH_FASTCALL | METH_KEYWORDS, read_doc },
@@ -1715,6 +1859,10 @@ static PyMethodDef Buffer_methods[] = {
     { "open", (PyCFunction)(void (*)(void))Buffer_open, METH_VARARGS | METH_KEYWORDS, open_doc },
     { "reader", (PyCFunction)(void (*)(void))Buffer_reader, METH_VARARGS | METH_KEYWORDS, reader_doc },
     { "stats", (PyCFunction)Buffer_stats, METH_NOARGS, stats_doc },
+    { "aread", (PyCFunction)(void (*)(void))Buffer_aread, METH_VARARGS | METH_KEYWORDS, aread_doc },
+    { "_nb_reader", (PyCFunction)Buffer_nb_reader, METH_O, NULL },
+    { "_poll_fd", (PyCFunction)Buffer_poll_fd, METH_NOARGS, NULL },
+    { "_poll_ready", (PyCFunction)Buffer_poll_ready, METH_O, NULL },
     { "__enter__", (PyCFunction)Buffer_enter, METH_NOARGS, NULL },
     { "__exit__", (PyCFunction)Buffer_exit, METH_VARARGS, NULL },
     { NULL, NULL, 0, NULL },
@@ -1780,6 +1928,8 @@ static PyMethodDef Reader_methods[] = {
     { "release", (PyCFunction)Reader_release, METH_O,
       "release(floor)\n\nRaise the reader's floor: it will read only [floor, ...)." },
     { "close", (PyCFunction)Reader_close, METH_NOARGS, "close()\n\nUnregister the reader." },
+    { "aread", (PyCFunction)(void (*)(void))Reader_aread, METH_VARARGS | METH_KEYWORDS, aread_doc },
+    { "_arm", (PyCFunction)(void (*)(void))Reader_arm, METH_FASTCALL | METH_KEYWORDS, NULL },
     { "__enter__", (PyCFunction)Reader_enter, METH_NOARGS, NULL },
     { "__exit__", (PyCFunction)Reader_exit, METH_VARARGS, NULL },
     { NULL, NULL, 0, NULL },

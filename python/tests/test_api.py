@@ -419,5 +419,5 @@ def test_stats_and_version():
     with StreamBuffer(DATA) as b:
         st = b.stats()
         assert st["state"] == "ended" and st["filled"] == len(DATA)
-        assert set(st) >= {"in_memory", "spilled", "waiting", "floor", "demand"}
+        assert set(st) >= {"in_memory", "spilled", "waiting", "floor", "demand", "huge_pages"}
     assert streambuffer.__version__ == streambuffer.library_version
