@@ -96,8 +96,19 @@ void fill_random(void *buf, size_t n, uint64_t seed);
 const unsigned char *stream_bytes(void);
 void stream_bytes_free(void);
 
-/* A fresh anonymous private mapping (pages committed on first touch). */
+/*
+ * A fresh anonymous private mapping (pages committed on first touch),
+ * 2 MiB-aligned and advised MADV_HUGEPAGE: what the machine does best, so
+ * that a limit does not pay a 4 KiB fault per page that the library
+ * avoids.  map_fresh_small keeps every page small (MADV_NOHUGEPAGE), for
+ * the rows that show what huge pages buy.  Both are given back by unmap.
+ */
 void *map_fresh(size_t n);
+void *map_fresh_small(size_t n);
+/* The transparent_hugepage mode: "always", "madvise" or "never". */
+const char *thp_mode(void);
+/* Minor page faults of the process so far (getrusage). */
+long minor_faults(void);
 void unmap(void *p, size_t n);
 /* Touch every page of [p, p+n) for reading (warm the TLB and the cache). */
 void touch_read(const void *p, size_t n);
@@ -141,6 +152,8 @@ struct plain {
     int fd; /* -1 until the first byte past mem_cap */
 };
 void plain_open(struct plain *p, size_t mem_cap);
+/* plain_open in small pages only. */
+void plain_open_small(struct plain *p, size_t mem_cap);
 void plain_write(struct plain *p, uint64_t off, const void *data, size_t n);
 void plain_read(const struct plain *p, void *buf, size_t n, uint64_t off);
 void plain_close(struct plain *p);
@@ -179,6 +192,8 @@ struct row {
     enum better better;   /* HIGHER: throughput; LOWER: latency, RSS, ... */
     double target;        /* on the ratio ours/base; NAN: for information */
     double seed;          /* the seed design's median; NAN: not measured */
+    double faults, base_faults; /* minor page faults per MiB of stream,
+                                   ours and base; NAN: not counted */
 };
 
 /* A row with no target and no seed figure. */

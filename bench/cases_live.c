@@ -27,15 +27,25 @@
  * library, one futex word per reader, no lock, and the producer waking
  * each reader whose offset it has passed (a scan of 64 words a chunk).
  * Its ratio to the same lower bound says how much of ours is the kernel's.
+ *
+ * And for 64 random readers, "event loop": the same 64 readers' reads
+ * made by one thread through SB_NONBLOCK readers, which arm instead of
+ * waiting, and poll(2) on sb_poll_fd: one wake of the loop per publish
+ * that completes some range, not one per reader.  The blocking row beside
+ * it is the same work on 64 threads.  A third, "busy poll", is that loop
+ * polling with timeout 0 for up to 100 us before it sleeps.
  */
 #include "bench.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -45,9 +55,10 @@
 #define FOLLOW_READ (64 * KiB)
 #define RANDOM_READS 256
 #define RANDOM_READ (4 * KiB)
+#define LOOP_SPIN 100e-6   /* the busy-polling loop's, as src/wait.c's spin */
 
 enum shape { FOLLOW, RANDOM };
-enum lside { OURS, BASE, BARE };
+enum lside { OURS, BASE, BARE, LOOP };
 
 /* A bare reader's hand-off: the producer stores word 1 and wakes it once
    filled >= need. */
@@ -233,6 +244,90 @@ static void *bare_producer(void *arg)
     return NULL;
 }
 
+/* LOOP: reader idx's next reads, until one is not answerable (it is then
+   armed) or it has made them all.  Returns 1 when it is done. */
+static int loop_advance(struct live *x, sb_reader *r, int idx, int *next)
+{
+    const uint64_t *o = x->offs + (size_t)idx * RANDOM_READS;
+    unsigned char *dst = x->dst[idx];
+    while (next[idx] < RANDOM_READS) {
+        uint64_t off = o[next[idx]];
+        ssize_t got = sb_reader_pread(r, dst, RANDOM_READ, off);
+        if (got < 0 && errno == EAGAIN)
+            return 0;
+        if (got != (ssize_t)RANDOM_READ)
+            die_errno("live: non-blocking read of %zu at %llu gave %zd",
+                      (size_t)RANDOM_READ, (unsigned long long)off, got);
+        CLOBBER(dst);
+        if (dst[0] != x->data[off] || dst[RANDOM_READ - 1] != x->data[off + RANDOM_READ - 1])
+            die("live: wrong bytes at %llu", (unsigned long long)off);
+        x->sink[idx] += dst[0];
+        next[idx]++;
+    }
+    return 1;
+}
+
+/* One event-loop thread serves every reader (RANDOM shape only).  With
+   spin, it polls with timeout 0 (yielding between) for up to that many
+   seconds before it sleeps in poll(2): what a busy-polling loop does, and
+   it shows how much of the plain loop's time is its own wake-ups. */
+static double live_loop(struct live *x, uint64_t *loop_wakes, double spin)
+{
+    struct chunks c = { .data = x->data, .len = x->len };
+    sb_source src = { .next = chunks_next, .ctx = &c };
+    sb_options o = { .mem_limit = x->mem, .tmp_dir = opt.tmp_dir };
+    sb_reader *r[MAX_THREADS], *ready[MAX_THREADS];
+    int next[MAX_THREADS] = { 0 };
+    int done = 0;
+    uint64_t wakes = 0;
+
+    double t0 = now();
+    x->b = sb_open(&src, &o);
+    if (x->b == NULL)
+        die_errno("sb_open");
+    int fd = sb_poll_fd(x->b);
+    if (fd < 0)
+        die_errno("sb_poll_fd");
+    for (int i = 0; i < x->readers; i++) {
+        r[i] = sb_reader_open_flags(x->b, 0, SB_NONBLOCK);
+        if (r[i] == NULL)
+            die_errno("sb_reader_open_flags");
+        sb_reader_set_tag(r[i], (void *)(uintptr_t)i);
+        done += loop_advance(x, r[i], i, next);
+    }
+    while (done < x->readers) {
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        int ready_now = 0;
+        for (double ts = now(); !ready_now && now() - ts < spin;) {
+            ready_now = poll(&pf, 1, 0);
+            if (ready_now < 0)
+                die_errno("poll");
+            if (!ready_now)
+                sched_yield();
+        }
+        if (!ready_now) {
+            if (poll(&pf, 1, -1) < 0)
+                die_errno("poll");
+            wakes++;
+        }
+        size_t k;
+        do {
+            k = sb_poll_ready(x->b, ready, MAX_THREADS);
+            for (size_t j = 0; j < k; j++) {
+                int i = (int)(uintptr_t)sb_reader_tag(ready[j]);
+                done += loop_advance(x, ready[j], i, next);
+            }
+        } while (k == MAX_THREADS);
+    }
+    double t1 = now();
+    for (int i = 0; i < x->readers; i++)
+        sb_reader_close(r[i]);
+    sb_close(x->b);
+    x->b = NULL;
+    *loop_wakes = wakes;
+    return t1 - t0;
+}
+
 static double live_bare(struct live *x)
 {
     struct plain p;
@@ -260,9 +355,9 @@ static void live_row(enum shape shape, int readers, size_t mem)
 {
     struct live x = { .shape = shape, .readers = readers, .data = stream_bytes(),
                       .len = opt.size, .mem = mem };
-    double v[3][MAX_REPS];
+    double v[5][MAX_REPS];
     bool bare = shape == RANDOM && readers == 64;
-    uint64_t wakes = 0, reads;
+    uint64_t wakes = 0, reads, loop_wakes = 0, spin_wakes = 0;
 
     size_t dn = shape == FOLLOW ? FOLLOW_READ : RANDOM_READ;
     for (int i = 0; i < readers; i++) {
@@ -288,14 +383,21 @@ static void live_row(enum shape shape, int readers, size_t mem)
     uint64_t w;
     live_ours(&x, &w); /* warm-up */
     live_base(&x);
-    if (bare)
+    if (bare) {
         live_bare(&x);
+        live_loop(&x, &w, 0);
+    }
     for (int k = 0; k < opt.reps; k++) {
         v[OURS][k] = (double)x.len / live_ours(&x, &w);
         wakes += w;
         v[BASE][k] = (double)x.len / live_base(&x);
-        if (bare)
+        if (bare) {
             v[BARE][k] = (double)x.len / live_bare(&x);
+            v[LOOP][k] = (double)x.len / live_loop(&x, &w, 0);
+            loop_wakes += w;
+            v[LOOP + 1][k] = (double)x.len / live_loop(&x, &w, LOOP_SPIN);
+            spin_wakes += w;
+        }
     }
     if (opt.verbose) {
         print_reps("ours", v[OURS], 1.0 / (double)GiB, "GiB/s");
@@ -316,6 +418,29 @@ static void live_row(enum shape shape, int readers, size_t mem)
                  mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
         row_reps(&br, v[BARE], v[BASE], opt.reps, 1.0 / (double)GiB);
         report(&br);
+        struct row lr = row_init("live", 1, "GiB/s", HIGHER);
+        snprintf(lr.variant, sizeof lr.variant, "random %s event loop",
+                 mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
+        row_reps(&lr, v[LOOP], v[BASE], opt.reps, 1.0 / (double)GiB);
+        lr.target = 0.8;
+        report(&lr);
+        struct row lw = row_init("live", 1, "wakes", LOWER);
+        snprintf(lw.variant, sizeof lw.variant, "random %s loop wakes/read",
+                 mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
+        lw.ours = (double)loop_wakes / ((double)reads * opt.reps);
+        lw.base = 1.0;
+        report(&lw);
+        struct row sr = row_init("live", 1, "GiB/s", HIGHER);
+        snprintf(sr.variant, sizeof sr.variant, "random %s loop 100us busy poll",
+                 mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
+        row_reps(&sr, v[LOOP + 1], v[BASE], opt.reps, 1.0 / (double)GiB);
+        report(&sr);
+        struct row sw = row_init("live", 1, "wakes", LOWER);
+        snprintf(sw.variant, sizeof sw.variant, "random %s busy poll wakes/read",
+                 mem >= x.len ? "mem" : fmt_size(mem, ml, sizeof ml));
+        sw.ours = (double)spin_wakes / ((double)reads * opt.reps);
+        sw.base = 1.0;
+        report(&sw);
     }
     /* The wake-ups per read, against the one a read that waits needs. */
     struct row wk = row_init("live", readers, "wakes", LOWER);

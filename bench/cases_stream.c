@@ -49,24 +49,26 @@ static int mem_iter_next(void *ctx, const void **chunk, size_t *len)
 }
 
 /* One fill: a read source copying from data, or with iter, an iterator. */
+/* The pages of a measurement: huge (the default, and the limits'), or
+   small on both sides (SB_NO_HUGEPAGES; the baseline maps small pages). */
+enum pages { HUGE_PAGES, SMALL_PAGES };
+
 static double fill_ours(const unsigned char *data, size_t len, size_t mem,
-                        bool iter)
+                        bool iter, enum pages pages)
 {
-    struct mem_src ms;
+    struct mem_src ms = { .data = data, .len = len };
     struct mem_iter it = { .data = data, .len = len };
-    sb_source src = { .next = mem_iter_next, .ctx = &it };
-    sb_options o = { .mem_limit = mem, .tmp_dir = opt.tmp_dir };
+    sb_source src = iter ? (sb_source){ .next = mem_iter_next, .ctx = &it }
+                         : (sb_source){ .read = mem_src_read, .ctx = &ms };
+    sb_options o = { .mem_limit = mem, .tmp_dir = opt.tmp_dir,
+                     .flags = pages == SMALL_PAGES ? SB_NO_HUGEPAGES : 0 };
     uint64_t total;
     sb_buffer *b;
 
     double t0 = now();
-    if (iter) {
-        b = sb_open(&src, &o);
-        if (b == NULL)
-            die_errno("sb_open");
-    } else {
-        b = open_mem_stream(&ms, data, len, mem);
-    }
+    b = sb_open(&src, &o);
+    if (b == NULL)
+        die_errno("sb_open");
     if (sb_wait_end(b, &total) != 0)
         die_errno("sb_wait_end");
     double t1 = now();
@@ -77,12 +79,16 @@ static double fill_ours(const unsigned char *data, size_t len, size_t mem,
     return t1 - t0;
 }
 
-static double fill_base(const unsigned char *data, size_t len, size_t mem)
+static double fill_base(const unsigned char *data, size_t len, size_t mem,
+                        enum pages pages)
 {
     struct plain p;
 
     double t0 = now();
-    plain_open(&p, mem);
+    if (pages == SMALL_PAGES)
+        plain_open_small(&p, mem);
+    else
+        plain_open(&p, mem);
     for (size_t off = 0; off < len; off += CHUNK) {
         size_t n = len - off < CHUNK ? len - off : CHUNK;
         plain_write(&p, off, data + off, n);
@@ -93,18 +99,23 @@ static double fill_base(const unsigned char *data, size_t len, size_t mem)
 }
 
 static void fill_variant(const char *variant, size_t mem, bool iter,
-                         double target)
+                         enum pages pages, double target)
 {
     const unsigned char *data = stream_bytes();
     const size_t len = opt.size;
     double v[2][MAX_REPS];
+    long faults[2] = { 0, 0 };
 
     touch_read(data, len);
-    fill_ours(data, len, mem, iter); /* warm-up */
-    fill_base(data, len, mem);
+    fill_ours(data, len, mem, iter, pages); /* warm-up */
+    fill_base(data, len, mem, pages);
     for (int k = 0; k < opt.reps; k++) {
-        v[OURS][k] = (double)len / fill_ours(data, len, mem, iter);
-        v[BASE][k] = (double)len / fill_base(data, len, mem);
+        long f0 = minor_faults();
+        v[OURS][k] = (double)len / fill_ours(data, len, mem, iter, pages);
+        long f1 = minor_faults();
+        v[BASE][k] = (double)len / fill_base(data, len, mem, pages);
+        faults[OURS] += f1 - f0;
+        faults[BASE] += minor_faults() - f1;
     }
     if (opt.verbose) {
         print_reps("ours", v[OURS], 1.0 / (double)GiB, "GiB/s");
@@ -114,6 +125,9 @@ static void fill_variant(const char *variant, size_t mem, bool iter,
     snprintf(row.variant, sizeof row.variant, "%s", variant);
     row_reps(&row, v[OURS], v[BASE], opt.reps, 1.0 / (double)GiB);
     row.target = target;
+    double mib = (double)len / (double)MiB * opt.reps;
+    row.faults = (double)faults[OURS] / mib;
+    row.base_faults = (double)faults[BASE] / mib;
     report(&row);
 }
 
@@ -123,14 +137,19 @@ void case_fill(void)
 
     if (opt.mem_limit >= opt.size)
         die("--mem-limit must be below --size for the spilled cases");
-    fill_variant("in memory", opt.size, false, 0.9);
+    fill_variant("in memory", opt.size, false, HUGE_PAGES, 0.9);
+    /* For information: both sides in 4 KiB pages, which is what huge
+       pages buy (compare the ratios' bases). */
+    fill_variant("in memory small pages", opt.size, false, SMALL_PAGES, NAN);
     fmt_size(opt.mem_limit, sz, sizeof sz);
     snprintf(v, sizeof v, "spill (mem %s)", sz);
-    fill_variant(v, opt.mem_limit, false, 0.8);
+    fill_variant(v, opt.mem_limit, false, HUGE_PAGES, 0.8);
+    snprintf(v, sizeof v, "spill (mem %s) small pages", sz);
+    fill_variant(v, opt.mem_limit, false, SMALL_PAGES, NAN);
     /* For information: the same with an iterator source, which spares the
        read callback's copy into the producer's scratch chunk. */
     snprintf(v, sizeof v, "spill (iterator src)");
-    fill_variant(v, opt.mem_limit, true, NAN);
+    fill_variant(v, opt.mem_limit, true, HUGE_PAGES, NAN);
 }
 
 /* ---- case 5 --------------------------------------------------------------------- */
@@ -143,6 +162,7 @@ struct follow {
     sb_buffer *b;
     struct plain *plain;
     struct seed *seed;
+    enum pages pages;
     unsigned char *dst[FOLLOW_READERS];
     unsigned sink[FOLLOW_READERS];
 };
@@ -215,17 +235,27 @@ static double follow_once(struct follow *f, const unsigned char *data,
     double t0, t1;
 
     switch (f->side) {
-    case OURS:
+    case OURS: {
+        ms = (struct mem_src){ .data = data, .len = f->len };
+        sb_source src = { .read = mem_src_read, .ctx = &ms };
+        sb_options o = { .mem_limit = mem, .tmp_dir = opt.tmp_dir,
+                         .flags = f->pages == SMALL_PAGES ? SB_NO_HUGEPAGES : 0 };
         t0 = now();
-        f->b = open_mem_stream(&ms, data, f->len, mem);
+        f->b = sb_open(&src, &o);
+        if (f->b == NULL)
+            die_errno("sb_open");
         team_run(FOLLOW_READERS, follow_body, f);
         t1 = now();
         sb_close(f->b);
         f->b = NULL;
         break;
+    }
     case BASE:
         t0 = now();
-        plain_open(&p, mem);
+        if (f->pages == SMALL_PAGES)
+            plain_open_small(&p, mem);
+        else
+            plain_open(&p, mem);
         for (size_t off = 0; off < f->len; off += CHUNK) {
             size_t n = f->len - off < CHUNK ? f->len - off : CHUNK;
             plain_write(&p, off, data + off, n);
@@ -251,13 +281,16 @@ static double follow_once(struct follow *f, const unsigned char *data,
     return t1 - t0;
 }
 
-static void follow_variant(const char *variant, size_t mem, double target)
+static void follow_variant(const char *variant, size_t mem, enum pages pages,
+                           double target)
 {
     const unsigned char *data = stream_bytes();
-    bool with_seed = opt.want[CASE_SEED];
+    bool with_seed = opt.want[CASE_SEED] && pages == HUGE_PAGES;
     int nsides = with_seed ? 3 : 2;
-    struct follow f = { .data = data, .len = opt.size, .n = opt.follow_read };
+    struct follow f = { .data = data, .len = opt.size, .n = opt.follow_read,
+                        .pages = pages };
     double v[NSIDES][MAX_REPS];
+    long faults[NSIDES] = { 0 };
 
     for (int i = 0; i < FOLLOW_READERS; i++) {
         f.dst[i] = map_fresh(f.n);
@@ -271,7 +304,9 @@ static void follow_variant(const char *variant, size_t mem, double target)
     for (int k = 0; k < opt.reps; k++) {
         for (int s = 0; s < nsides; s++) {
             f.side = (enum side)s;
+            long f0 = minor_faults();
             v[s][k] = (double)f.len / follow_once(&f, data, mem);
+            faults[s] += minor_faults() - f0;
         }
     }
     if (opt.verbose)
@@ -283,6 +318,9 @@ static void follow_variant(const char *variant, size_t mem, double target)
     row_reps(&row, v[OURS], v[BASE], opt.reps, 1.0 / (double)GiB);
     row.seed = with_seed ? median(v[SEED], opt.reps) / (double)GiB : NAN;
     row.target = target;
+    double mib = (double)f.len / (double)MiB * opt.reps;
+    row.faults = (double)faults[OURS] / mib;
+    row.base_faults = (double)faults[BASE] / mib;
     report(&row);
     for (int i = 0; i < FOLLOW_READERS; i++)
         unmap(f.dst[i], f.n);
@@ -296,7 +334,11 @@ void case_follow(void)
         die("--mem-limit must be below --size for the spilled cases");
     if (opt.follow_read == 0)
         die("--follow-read must be positive");
-    follow_variant("in memory", opt.size, NAN);
-    snprintf(v, sizeof v, "spill (mem %s)", fmt_size(opt.mem_limit, sz, sizeof sz));
-    follow_variant(v, opt.mem_limit, 0.85);
+    follow_variant("in memory", opt.size, HUGE_PAGES, 0.8);
+    follow_variant("in memory small pages", opt.size, SMALL_PAGES, NAN);
+    fmt_size(opt.mem_limit, sz, sizeof sz);
+    snprintf(v, sizeof v, "spill (mem %s)", sz);
+    follow_variant(v, opt.mem_limit, HUGE_PAGES, 0.85);
+    snprintf(v, sizeof v, "spill (mem %s) small pages", sz);
+    follow_variant(v, opt.mem_limit, SMALL_PAGES, NAN);
 }

@@ -339,7 +339,8 @@ struct row row_init(const char *name, int threads, const char *unit,
 {
     struct row r = { .name = name, .threads = threads, .unit = unit,
                      .better = better, .target = NAN, .seed = NAN,
-                     .lo = NAN, .hi = NAN };
+                     .lo = NAN, .hi = NAN, .faults = NAN,
+                     .base_faults = NAN };
     return r;
 }
 
@@ -401,7 +402,8 @@ static void csv_field(const char *s)
 
 static void csv_row(const char *name, const char *variant, int threads,
                     double ours, double base, const char *unit, double ratio,
-                    double lo, double hi, const char *target)
+                    double lo, double hi, const char *target, double faults,
+                    double base_faults)
 {
     if (csv == NULL)
         return;
@@ -415,13 +417,19 @@ static void csv_row(const char *name, const char *variant, int threads,
         fprintf(csv, "%.4f,%.4f", lo, hi);
     else
         fputc(',', csv);
-    fprintf(csv, ",%s\n", strcmp(target, "-") ? target : "");
+    fprintf(csv, ",%s,", strcmp(target, "-") ? target : "");
+    if (!isnan(faults))
+        fprintf(csv, "%.2f,%.2f", faults, base_faults);
+    else
+        fputc(',', csv);
+    fputc('\n', csv);
     fflush(csv);
 }
 
 void report(const struct row *r)
 {
     char ours[32], base[32], target[16], thr[16], seed[16], spread[24];
+    char faults[24];
     double ratio = r->ours / r->base;
 
     if (r->threads > 0)
@@ -436,10 +444,14 @@ void report(const struct row *r)
         snprintf(spread, sizeof spread, "-");
     else
         snprintf(spread, sizeof spread, "%.2f-%.2f", r->lo, r->hi);
-    printf("%-10s %-22s %3s %15s %15s %9.3f %11s %7s %9s\n", r->name,
+    if (isnan(r->faults))
+        snprintf(faults, sizeof faults, "-");
+    else
+        snprintf(faults, sizeof faults, "%.1f/%.1f", r->faults, r->base_faults);
+    printf("%-10s %-30s %3s %15s %15s %9.3f %11s %7s %9s %13s\n", r->name,
            r->variant, thr, fmt_val(r->ours, r->unit, ours, sizeof ours),
            fmt_val(r->base, r->unit, base, sizeof base), ratio, spread,
-           fmt_target(r, target, sizeof target), seed);
+           fmt_target(r, target, sizeof target), seed, faults);
     fflush(stdout);
 
     n_targets += !isnan(r->target);
@@ -450,12 +462,12 @@ void report(const struct row *r)
                  used ? "\n" : "", r->name, r->variant, thr);
     }
     csv_row(r->name, r->variant, r->threads, r->ours, r->base, r->unit, ratio,
-            r->lo, r->hi, target);
+            r->lo, r->hi, target, r->faults, r->base_faults);
     if (!isnan(r->seed)) {
         char sv[64];
         snprintf(sv, sizeof sv, "%s %s", r->name, r->variant);
         csv_row("seed", sv, r->threads, r->seed, r->base, r->unit,
-                r->seed / r->base, NAN, NAN, "-");
+                r->seed / r->base, NAN, NAN, "-", NAN, NAN);
     }
 }
 
@@ -494,10 +506,11 @@ static void header(void)
            ", tmp %s\n", opt.reps, opt.seconds, opt.tmp_dir);
     if (opt.reps < 5)
         printf("(fewer than 5 reps: a quick check, not a measurement)\n");
-    printf("\n");
-    printf("%-10s %-22s %3s %15s %15s %9s %11s %7s %9s\n", "case", "variant",
-           "thr", "ours", "baseline", "ours/base", "spread", "target",
-           "seed/base");
+    printf("limits in huge pages (transparent_hugepage %s); faults: minor"
+           " page faults per MiB of stream, ours/base\n\n", thp_mode());
+    printf("%-10s %-30s %3s %15s %15s %9s %11s %7s %9s %13s\n", "case",
+           "variant", "thr", "ours", "baseline", "ours/base", "spread",
+           "target", "seed/base", "faults");
     fflush(stdout);
 }
 
@@ -528,7 +541,8 @@ int main(int argc, char **argv)
         csv = fopen(opt.csv, "w");
         if (csv == NULL)
             die_errno("%s", opt.csv);
-        fprintf(csv, "case,variant,threads,ours,base,unit,ratio,lo,hi,target\n");
+        fprintf(csv, "case,variant,threads,ours,base,unit,ratio,lo,hi,target,"
+                     "faults_per_mib,base_faults_per_mib\n");
     }
 
     unsigned long long tot0 = 0, st0 = 0, tot1 = 0, st1 = 0;

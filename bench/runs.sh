@@ -29,7 +29,7 @@ awk -F, -v runs="$runs" '
         v[key, ++n[key]] = $7
     }
     END {
-        printf "%-10s %-24s %3s %9s %13s %8s   (%d runs)\n", "case", "variant",
+        printf "%-10s %-32s %3s %9s %13s %8s   (%d runs)\n", "case", "variant",
                "thr", "median", "range", "target", runs
         for (r = 1; r <= rows; r++) {
             key = order[r]
@@ -42,7 +42,7 @@ awk -F, -v runs="$runs" '
             }
             med = m % 2 ? s[(m + 1) / 2] : (s[m / 2] + s[m / 2 + 1]) / 2
             split(key, f, SUBSEP)
-            printf "%-10s %-24s %3s %9.3f %6.3f-%-6.3f %8s\n", f[1], f[2], f[3],
+            printf "%-10s %-32s %3s %9.3f %6.3f-%-6.3f %8s\n", f[1], f[2], f[3],
                    med, s[1], s[m], target[key] == "" ? "-" : target[key]
         }
     }' $(seq -f "$out/run-%g.csv" 1 "$runs")

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -104,13 +105,65 @@ void stream_bytes_free(void)
     g_stream = NULL;
 }
 
-void *map_fresh(size_t n)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static void *map_pages(size_t n, bool huge)
 {
-    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = n ? n : 1;
+    size_t extra = huge ? HUGE_PAGE : 0;
+    unsigned char *p = mmap(NULL, len + extra, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         die_errno("mmap %zu bytes", n);
+    if (huge) {
+        /* A huge page backs only a whole aligned 2 MiB: align the start
+           and give back both ends. */
+        uintptr_t at = ((uintptr_t)p + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+        size_t head = (size_t)(at - (uintptr_t)p);
+        if (head > 0)
+            munmap(p, head);
+        if (extra - head > 0)
+            munmap(p + head + len, extra - head);
+        p += head;
+    }
+    /* Advice only: a kernel without THP keeps small pages (EINVAL). */
+    (void)madvise(p, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
     return p;
+}
+
+void *map_fresh(size_t n)
+{
+    return map_pages(n, true);
+}
+
+void *map_fresh_small(size_t n)
+{
+    return map_pages(n, false);
+}
+
+const char *thp_mode(void)
+{
+    static char mode[16];
+    char line[128];
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    snprintf(mode, sizeof mode, "never");
+    if (f == NULL)
+        return mode;
+    if (fgets(line, sizeof line, f) != NULL) {
+        char *a = strchr(line, '['), *z = a != NULL ? strchr(a, ']') : NULL;
+        if (z != NULL && (size_t)(z - a - 1) < sizeof mode)
+            snprintf(mode, sizeof mode, "%.*s", (int)(z - a - 1), a + 1);
+    }
+    fclose(f);
+    return mode;
+}
+
+long minor_faults(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        die_errno("getrusage");
+    return ru.ru_minflt;
 }
 
 void unmap(void *p, size_t n)
@@ -243,6 +296,13 @@ sb_buffer *open_filled(struct mem_src *ms, const unsigned char *data, size_t len
 void plain_open(struct plain *p, size_t mem_cap)
 {
     p->mem = mem_cap > 0 ? map_fresh(mem_cap) : NULL;
+    p->mem_cap = mem_cap;
+    p->fd = -1;
+}
+
+void plain_open_small(struct plain *p, size_t mem_cap)
+{
+    p->mem = mem_cap > 0 ? map_fresh_small(mem_cap) : NULL;
     p->mem_cap = mem_cap;
     p->fd = -1;
 }
