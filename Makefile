@@ -224,7 +224,7 @@ install-test:
 	@sh ./tests/test_install.sh
 
 # http_tail against a local HTTP server; tee in bounded space; serve to
-# several curl clients at once.
+# curl and Python clients: ranges live and ended, keep-alive, 1,000 at once.
 examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee \
 		$(BUILD)/examples/serve
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
