@@ -619,7 +619,10 @@ ssize_t sb_reader_view(sb_reader *r, uint64_t off, size_t n,
  * or up to the end of an ended stream) to out_fd at its current offset: the
  * spilled part with sendfile(2) from the spill file, the memory part with
  * write(2) (send(2) for a socket).  out_fd may be a socket, a pipe or a
- * file.  SIGPIPE is blocked in the calling thread while it writes and a
+ * file, any fd write(2) works on: where sendfile(2) refuses out_fd (a file
+ * opened with O_APPEND, a file system without it), the spilled part is
+ * copied with pread(2) and write(2) instead, so out_fd's own rules (append
+ * at the end) hold and a failed read-back is EIO.  SIGPIPE is blocked in the calling thread while it writes and a
  * SIGPIPE it raised is consumed, so a peer that has gone away is the error
  * EPIPE, never the death of the process.
  *

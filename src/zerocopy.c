@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -57,11 +58,19 @@ SB_API ssize_t sb_reader_view(sb_reader *r, uint64_t off, size_t n,
 /* The most one sendfile(2) or write(2) moves (Linux caps them there). */
 #define MAX_IO ((size_t)0x7ffff000)
 
+/* The bounce buffer of the copy that stands in for sendfile(2). */
+#define COPY_BUF ((size_t)128 << 10)
+
 /*
  * Write [off, off + n), all published, to out: write(2) (send(2) without
  * SIGPIPE for a socket) from the memory part, sendfile(2) from the spill
- * file.  Stops at the first call that moves nothing or fails; returns the
- * bytes moved, or -errno when none moved.
+ * file.  sendfile(2) refuses some outputs that write(2) takes (a file
+ * opened with O_APPEND: EINVAL; a kernel or file system without it:
+ * ENOSYS); for those the spilled part is copied, pread(2) into a bounce
+ * buffer and write(2), so that every fd write(2) works on works here.  Not
+ * from the spill file's mapping: a failed read-back must stay EIO, not
+ * become a SIGBUS.  Stops at the first call that moves nothing or fails;
+ * returns the bytes moved, or -errno when none moved.
  */
 static ssize_t send_out(sb_buffer *b, int out, uint64_t off, size_t n)
 {
@@ -70,6 +79,7 @@ static ssize_t send_out(sb_buffer *b, int out, uint64_t off, size_t n)
         return -errno;
     bool sock = S_ISSOCK(st.st_mode);
     const struct sb__spool *s = &b->spool;
+    unsigned char *bounce = NULL; /* non-NULL: copy instead of sendfile */
     struct sb__sig_guard g;
     sb__sig_hold(&g, SIGPIPE);
     size_t done = 0;
@@ -83,9 +93,25 @@ static ssize_t send_out(sb_buffer *b, int out, uint64_t off, size_t n)
                 k = (size_t)(s->mem_cap - at);
             w = sock ? send(out, s->mem + at, k, MSG_NOSIGNAL)
                      : write(out, s->mem + at, k);
-        } else {
+        } else if (bounce == NULL) {
             off_t foff = (off_t)(at - s->mem_cap);
             w = sendfile(out, s->fd, &foff, k);
+            if (w < 0 && (errno == EINVAL || errno == ENOSYS)) {
+                if ((bounce = malloc(COPY_BUF)) == NULL) {
+                    err = ENOMEM;
+                    break;
+                }
+                continue; /* the same bytes, by copy */
+            }
+        } else {
+            if (k > COPY_BUF)
+                k = COPY_BUF;
+            int rerr = sb__spool_read_file(s, bounce, k, at);
+            if (rerr != 0) {
+                err = -rerr;
+                break;
+            }
+            w = write(out, bounce, k);
         }
         if (w < 0 && errno == EINTR && done == 0)
             continue;
@@ -100,6 +126,7 @@ static ssize_t send_out(sb_buffer *b, int out, uint64_t off, size_t n)
         done += (size_t)w;
     }
     sb__sig_release(&g, err == EPIPE);
+    free(bounce);
     if (done > 0)
         return (ssize_t)done;
     return -err;

@@ -706,6 +706,41 @@ static void test_spill_read_fault_each_read(void **state)
     assert_int_equal(count_dir_entries(dir), 0);
 }
 
+/* sb_sendfile to an O_APPEND file copies spilled bytes (sendfile(2)
+   refuses that output) with pread: a failed read-back is that call's EIO,
+   never a SIGBUS, and a short count when some bytes went out first. */
+static void test_spill_read_fault_sendfile_copy(void **state)
+{
+    (void)state;
+    char *dir = fx_scratch();
+    const uint64_t len = 30000;
+    chunk_src *s = fx_chunk(len, NULL, 0);
+    sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    char path[300];
+    snprintf(path, sizeof path, "%s/append", dir);
+    int f = fx_fd(open(path, O_WRONLY | O_CREAT | O_APPEND, 0600));
+    assert_true(f >= 0);
+
+    sb__fault_arm(SB__FAULT_SPILL_READ, 1, EIO);
+    errno = 0;
+    assert_int_equal(sb_sendfile(b, f, S_MEM + 100, 1000), -1);
+    assert_int_equal(errno, EIO);
+    assert_true(fired(SB__FAULT_SPILL_READ));
+    assert_int_equal(lseek(f, 0, SEEK_END), 0);
+    /* From memory into the file: the memory part, then the fault. */
+    sb__fault_arm(SB__FAULT_SPILL_READ, 1, EIO);
+    assert_int_equal(sb_sendfile(b, f, S_MEM - 10, 1000), 10);
+    assert_true(fired(SB__FAULT_SPILL_READ));
+    sb__fault_disarm();
+    /* The stream is as it was: the same calls now succeed. */
+    assert_int_equal(sb_sendfile(b, f, S_MEM + 100, 1000), 1000);
+    assert_int_equal(lseek(f, 0, SEEK_END), 1010);
+    assert_int_equal(check_read(b, 0, (size_t)len, (ssize_t)len), 0);
+}
+
 static void test_spill_read_fault_while_streaming(void **state)
 {
     (void)state;
@@ -1175,6 +1210,7 @@ int main(void)
         FAULT_TEST(test_spill_create_fault),
         FAULT_TEST(test_spill_write_fault_each_chunk),
         FAULT_TEST(test_spill_read_fault_each_read),
+        FAULT_TEST(test_spill_read_fault_sendfile_copy),
         FAULT_TEST(test_spill_read_fault_while_streaming),
         FAULT_TEST_STATE(test_source_fails_at_each_boundary, &st_read),
         FAULT_TEST_STATE(test_source_fails_at_each_boundary, &st_iter),

@@ -4,8 +4,9 @@
  * spill window to the next, the end), views that wait for their bytes,
  * many threads viewing, views pinned by a reader while others release,
  * SB_MMAP_READS against pread, a window that cannot be mapped, and
- * sb_sendfile into a socket, a pipe and a file, with a slow consumer and a
- * peer that goes away (EPIPE, and no death by SIGPIPE).
+ * sb_sendfile into a socket, a pipe and a file, into every kind of out_fd
+ * (O_APPEND files and tmpfs too), with a slow consumer and a peer that
+ * goes away (EPIPE, and no death by SIGPIPE).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +15,14 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -417,6 +420,140 @@ static void test_sendfile_socket_pipe_file(void **state)
     assert_int_equal(pat_mismatches(buf, sizeof buf, 90000), 0);
 }
 
+/*
+ * Every kind of out_fd that write(2) works on: a socket, a pipe, a file, a
+ * file opened with O_APPEND (which sendfile(2) refuses: the library copies
+ * instead), and both kinds of file on tmpfs (a memfd).  Each gets a range
+ * that starts in memory and ends in the spill file, then one wholly in the
+ * spill file; the bytes that arrive are exactly those, after what the fd
+ * held (an O_APPEND file appends whatever its offset).
+ */
+enum out_kind { OUT_SOCKET, OUT_PIPE, OUT_FILE, OUT_APPEND, OUT_TMPFS,
+                OUT_TMPFS_APPEND };
+static const struct out_case {
+    enum out_kind kind;
+    const char *name;
+} out_cases[] = {
+    {OUT_SOCKET, "socket"},
+    {OUT_PIPE, "pipe"},
+    {OUT_FILE, "file"},
+    {OUT_APPEND, "O_APPEND file"},
+    {OUT_TMPFS, "tmpfs file"},
+    {OUT_TMPFS_APPEND, "O_APPEND tmpfs file"},
+};
+
+#define OUT_MEM 100000 /* the memory part of the streams sent */
+#define OUT_PREFIX 100 /* bytes a file holds before the sends */
+
+/* An fd of kind k for writing; *rd its reading end for a socket or a pipe,
+   else -1.  A file already holds OUT_PREFIX bytes, its offset at 0. */
+static int out_open(enum out_kind k, int *rd)
+{
+    int p[2], f;
+    char path[300];
+    unsigned char pre[OUT_PREFIX];
+    *rd = -1;
+    switch (k) {
+    case OUT_SOCKET:
+    case OUT_PIPE:
+        if (k == OUT_SOCKET ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p))
+            return -1;
+        *rd = fx_fd(p[0]);
+        return fx_fd(p[1]);
+    case OUT_FILE:
+    case OUT_APPEND:
+        snprintf(path, sizeof path, "%s/out%d", fx_scratch(), (int)k);
+        f = fx_fd(open(path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+        break;
+    default:
+        f = fx_fd(memfd_create("out", MFD_CLOEXEC));
+        break;
+    }
+    memset(pre, 0xa5, sizeof pre);
+    if (f < 0 || write(f, pre, sizeof pre) != (ssize_t)sizeof pre ||
+        lseek(f, 0, SEEK_SET) != 0)
+        return -1;
+    if ((k == OUT_APPEND || k == OUT_TMPFS_APPEND) &&
+        fcntl(f, F_SETFL, fcntl(f, F_GETFL) | O_APPEND) != 0)
+        return -1;
+    return f;
+}
+
+/* Read fd to its end into buf (at most cap bytes; more is counted). */
+typedef struct collect {
+    int fd;
+    unsigned char *buf;
+    size_t cap, got;
+} collect;
+
+static void collect_fd(void *arg)
+{
+    collect *c = arg;
+    unsigned char spare[4096];
+    ssize_t r;
+    for (;;) {
+        bool room = c->got < c->cap;
+        r = read(c->fd, room ? c->buf + c->got : spare,
+                 room ? c->cap - c->got : sizeof spare);
+        if (r <= 0)
+            break;
+        c->got += (size_t)r;
+    }
+}
+
+static void test_sendfile_every_out_fd_kind(void **state)
+{
+    (void)state;
+    const uint64_t len = OUT_MEM + 3 * MB;
+    sb_buffer *b = filled(len, OUT_MEM, 0);
+    /* [a, a + n): into the spill file from memory; then only spilled. */
+    const size_t n1 = 1 * MB, n2 = 300000;
+    const uint64_t a1 = OUT_MEM - 5000, a2 = OUT_MEM + 2 * MB + 17;
+    for (size_t i = 0; i < sizeof out_cases / sizeof out_cases[0]; i++) {
+        const struct out_case *c = &out_cases[i];
+        int rd;
+        int w = out_open(c->kind, &rd);
+        if (w < 0)
+            fail_msg("%s: cannot open: %s", c->name, strerror(errno));
+        collect *col = fx_calloc(sizeof *col);
+        *col = (collect){.fd = rd, .buf = fx_calloc(n1 + n2), .cap = n1 + n2};
+        bg_call *bg = rd >= 0 ? fx_bg(collect_fd, col) : NULL;
+        if (rd >= 0)
+            assert_non_null(bg);
+        ssize_t s1 = sb_sendfile(b, w, a1, n1);
+        int e1 = errno;
+        ssize_t s2 = sb_sendfile(b, w, a2, n2);
+        int e2 = errno;
+        if (s1 != (ssize_t)n1 || s2 != (ssize_t)n2)
+            fail_msg("%s: sent %zd (errno %d) and %zd (errno %d), not %zu and %zu",
+                     c->name, s1, e1, s2, e2, n1, n2);
+        bool append = c->kind == OUT_APPEND || c->kind == OUT_TMPFS_APPEND;
+        if (rd >= 0) {
+            fx_close_fd(w);
+            assert_true(bg_wait(bg, WAIT_LONG_MS));
+        } else {
+            /* Where the bytes went: at the offset (0), or after the
+               bytes the file held. */
+            off_t at = append ? OUT_PREFIX : 0;
+            assert_int_equal(lseek(w, 0, SEEK_CUR), at + (off_t)(n1 + n2));
+            assert_int_equal(lseek(w, 0, SEEK_END), at + (off_t)(n1 + n2));
+            col->got = (size_t)pread(w, col->buf, n1 + n2, at);
+            if (append) {
+                unsigned char pre[OUT_PREFIX];
+                assert_int_equal(pread(w, pre, sizeof pre, 0), (ssize_t)sizeof pre);
+                for (size_t j = 0; j < sizeof pre; j++)
+                    if (pre[j] != 0xa5)
+                        fail_msg("%s: the bytes it held were overwritten", c->name);
+            }
+        }
+        if (col->got != n1 + n2)
+            fail_msg("%s: %zu bytes arrived, not %zu", c->name, col->got, n1 + n2);
+        if (pat_mismatches(col->buf, n1, a1) != 0 ||
+            pat_mismatches(col->buf + n1, n2, a2) != 0)
+            fail_msg("%s: the bytes that arrived are not the ranges'", c->name);
+    }
+}
+
 /* A non-blocking socket nobody reads yet: the first call sends what fits,
    the next EAGAIN; read some, and it goes on where it stopped. */
 static void test_sendfile_slow_consumer(void **state)
@@ -523,6 +660,7 @@ int main(void)
         FX_TEST(test_mmap_reads_same_bytes),
         FX_TEST(test_map_failure_fails_the_call),
         FX_TEST(test_sendfile_socket_pipe_file),
+        FX_TEST(test_sendfile_every_out_fd_kind),
         FX_TEST(test_sendfile_slow_consumer),
         FX_TEST(test_sendfile_peer_gone_is_epipe),
         FX_TEST(test_reader_sendfile_waits_and_pins),
