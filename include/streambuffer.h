@@ -421,7 +421,8 @@ FILE *sb_fopen(sb_buffer *b);
  * demand is the end (off + n) of the furthest range that any call had to
  * wait for: sb_pread*, sb_reader_pread* and sb_fopen reads that found their
  * bytes missing, the floor of every sb_reader (its own, at open and on each
- * release), and sb_wait_end, which demands everything.  It only grows.
+ * release), and sb_wait_end(_timed), which demands everything.  It only
+ * grows.
  * Reads of bytes that have arrived do not touch it.
  *
  * opts->read_ahead (lazy pull): the producer pauses while filled >= demand
@@ -512,6 +513,17 @@ ssize_t sb_reader_pread_timed(sb_reader *r, void *buf, size_t n, uint64_t off,
  * Thread-safety: as sb_reader_pread.
  */
 int sb_reader_release(sb_reader *r, uint64_t floor);
+
+/*
+ * sb_reader_floor - the reader's floor: where it was opened, or the last
+ * sb_reader_release.  Never blocks.
+ *
+ * Returns the floor; 0 with errno EINVAL when r is NULL (a reader's floor
+ * may be 0 too: check r).
+ *
+ * Thread-safety: as sb_reader_pread.
+ */
+uint64_t sb_reader_floor(const sb_reader *r);
 
 /*
  * sb_reader_close - unregister and free a reader.
@@ -799,7 +811,7 @@ typedef struct sb_stats {
     uint64_t spilled;     /* of those, bytes held in the spill file */
     uint64_t publishes;   /* times filled grew: the producer (or sb_write)
                              published at least one new byte */
-    uint64_t waiting;     /* readers blocked in sb_pread* or sb_wait_end */
+    uint64_t waiting;     /* readers blocked in sb_pread* or sb_wait_end* */
     uint64_t wakeups;     /* times a blocked reader woke up, so far: each
                              targeted wake-up, timeout or spurious return */
     int state;            /* enum sb_state */
@@ -849,6 +861,20 @@ int sb_get_stats(sb_buffer *b, sb_stats *out);
  * Thread-safety: safe from any thread, any number at once.
  */
 int sb_wait_end(sb_buffer *b, uint64_t *length);
+
+/*
+ * sb_wait_end_timed - sb_wait_end that waits at most timeout_ms
+ * milliseconds (-1 forever, 0 not at all), on CLOCK_MONOTONIC.
+ *
+ * Returns as sb_wait_end, or -1 with errno:
+ *   ETIMEDOUT  the stream was still running when the time was up; nothing
+ *              changed (the wait's demand for everything stays, as a
+ *              timed-out sb_pread_timed's does).
+ *   EINVAL     b is NULL, or timeout_ms < -1.
+ *
+ * Thread-safety: as sb_wait_end.
+ */
+int sb_wait_end_timed(sb_buffer *b, uint64_t *length, int timeout_ms);
 
 /*
  * sb_cancel - stop the stream now.

@@ -260,6 +260,15 @@ SB_API uint64_t sb_floor(sb_buffer *b)
     return sb__wait_floor(&b->wait);
 }
 
+SB_API uint64_t sb_reader_floor(const sb_reader *r)
+{
+    if (r == NULL) {
+        errno = EINVAL;
+        return 0;
+    }
+    return r->floor;
+}
+
 SB_API ssize_t sb_reader_pread(sb_reader *r, void *buf, size_t n, uint64_t off)
 {
     if (r == NULL) {

@@ -368,16 +368,16 @@ SB_API uint64_t sb_available(sb_buffer *b)
     return sb__wait_filled(&b->wait);
 }
 
-SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
+SB_API int sb_wait_end_timed(sb_buffer *b, uint64_t *length, int timeout_ms)
 {
     int err;
-    if (b == NULL) {
+    if (b == NULL || timeout_ms < -1) {
         errno = EINVAL;
         return -1;
     }
-    int rc = sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, -1);
+    int rc = sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, timeout_ms);
     if (rc < 0) {
-        errno = -rc; /* the wait could not be set up */
+        errno = -rc; /* ETIMEDOUT, or the wait could not be set up */
         return -1;
     }
     if (sb__wait_state(&b->wait, &err) != SB_ENDED) {
@@ -387,6 +387,11 @@ SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
     if (length != NULL)
         *length = sb__wait_filled(&b->wait);
     return 0;
+}
+
+SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
+{
+    return sb_wait_end_timed(b, length, -1);
 }
 
 SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)

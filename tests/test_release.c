@@ -125,6 +125,36 @@ static void test_floor_without_release(void **state)
     sb_reader_close(r0);
 }
 
+/* sb_reader_floor: where the reader opened, then each release; a failed
+   release leaves it; it is the reader's own, not the buffer's. */
+static void test_reader_floor(void **state)
+{
+    (void)state;
+    count_src *s = fx_count(256 * KB, 0);
+    sb_options o = {.flags = SB_RELEASE};
+    sb_buffer *b = open_count(s, &o);
+    assert_non_null(b);
+    sb_reader *low = fx_sb_reader(b, 0); /* first: it holds the floor */
+    sb_reader *r = fx_sb_reader(b, 10 * KB);
+    assert_non_null(low);
+    assert_non_null(r);
+    assert_int_equal(sb_reader_floor(r), 10 * KB);
+    assert_int_equal(sb_reader_floor(low), 0);
+    assert_int_equal(sb_reader_release(r, 200 * KB), 0);
+    assert_int_equal(sb_reader_floor(r), 200 * KB);
+    assert_int_equal(sb_floor(b), 0); /* low holds the buffer's */
+    assert_fails_with(sb_reader_release(r, 100 * KB), EINVAL);
+    assert_int_equal(sb_reader_floor(r), 200 * KB);
+    assert_int_equal(sb_reader_release(r, 200 * KB), 0);
+    assert_int_equal(sb_reader_floor(r), 200 * KB);
+    /* Beyond what has arrived, and beyond the end: still the floor. */
+    assert_int_equal(sb_reader_release(r, UINT64_MAX - 1), 0);
+    assert_int_equal(sb_reader_floor(r), UINT64_MAX - 1);
+    errno = 0;
+    assert_int_equal(sb_reader_floor(NULL), 0);
+    assert_int_equal(errno, EINVAL);
+}
+
 static void test_reader_bad_arguments(void **state)
 {
     (void)state;
@@ -588,6 +618,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         FX_TEST(test_espipe_below_floor),
         FX_TEST(test_floor_without_release),
+        FX_TEST(test_reader_floor),
         FX_TEST(test_reader_bad_arguments),
         FX_TEST(test_open_mem_with_release),
         FX_TEST(test_release_gives_back_memory_and_disk),

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * test_timed.c - sb_pread_timed: 0 never waits, a positive timeout waits
- * about that long, -1 waits for data, and what ends a wait early.
+ * test_timed.c - sb_pread_timed and sb_wait_end_timed: 0 never waits, a
+ * positive timeout waits about that long, -1 waits for data, and what ends
+ * a wait early.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -249,6 +250,113 @@ static void test_timeout_below_minus_one_einval(void **state)
     assert_int_equal(gen_mismatches(buf, 10, 0), 0);
 }
 
+/* ---- sb_wait_end_timed ------------------------------------------------------------ */
+
+typedef struct end_call {
+    sb_buffer *b;
+    int timeout_ms;
+    int ret, err;
+    uint64_t len;
+} end_call;
+
+static void do_wait_end(void *arg)
+{
+    end_call *c = arg;
+    errno = 0;
+    c->len = UINT64_MAX;
+    c->ret = sb_wait_end_timed(c->b, &c->len, c->timeout_ms);
+    c->err = errno;
+}
+
+/* While the stream runs: 0 returns at once, a positive timeout elapses
+   (what this tests), and neither writes *length nor changes the stream. */
+static void test_wait_end_timed_times_out(void **state)
+{
+    (void)state;
+    gate_src *g;
+    sb_buffer *b = gated_with(&g, 1000);
+    assert_non_null(b);
+    uint64_t len = 77;
+    assert_fails_with(sb_wait_end_timed(b, &len, 0), ETIMEDOUT);
+    double t0 = now_ms();
+    assert_fails_with(sb_wait_end_timed(b, &len, 200), ETIMEDOUT);
+    double dt = now_ms() - t0;
+    assert_true(dt >= 195.0);
+    assert_true(dt < 10000.0);
+    assert_int_equal(len, 77);
+    sb_stats st;
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.state, SB_RUNNING);
+    assert_int_equal(st.filled, 1000);
+    assert_int_equal(st.waiting, 0);
+    /* It demanded everything, as sb_wait_end does (a read_ahead stream
+       runs on); the stream goes on and ends as before. */
+    assert_int_equal(st.demand, UINT64_MAX);
+    gate_allow(g, 3000);
+    gate_end(g);
+    assert_int_equal(sb_wait_end_timed(b, &len, -1), 0);
+    assert_int_equal(len, 3000);
+}
+
+/* A timed wait is ended by the end of the stream, its failure or cancel,
+   long before its timeout (see LONG_TIMEOUT_MS), with the stream's answer. */
+static void test_wait_end_timed_ended_by_the_stream(void **state)
+{
+    (void)state;
+    for (int how = 0; how < 3; how++) {
+        gate_src *g;
+        sb_buffer *b = gated_with(&g, 1000);
+        assert_non_null(b);
+        end_call *c = fx_calloc(sizeof *c);
+        *c = (end_call){.b = b, .timeout_ms = LONG_TIMEOUT_MS};
+        bg_call *bg = fx_bg(do_wait_end, c);
+        assert_non_null(bg);
+        assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+        if (how == 0) {
+            gate_allow(g, 2500);
+            gate_end(g);
+        } else if (how == 1) {
+            gate_fail(g, EPROTO);
+        } else {
+            sb_cancel(b);
+        }
+        assert_true(bg_wait(bg, WAIT_LONG_MS));
+        static const int want_err[] = {0, EPROTO, ECANCELED};
+        if (how == 0) {
+            assert_int_equal(c->ret, 0);
+            assert_int_equal(c->len, 2500);
+        } else {
+            assert_int_equal(c->ret, -1);
+            assert_int_equal(c->err, want_err[how]);
+            assert_int_equal(c->len, UINT64_MAX); /* not written */
+        }
+        /* And at once afterwards, whatever the timeout. */
+        uint64_t len = UINT64_MAX;
+        errno = 0;
+        assert_int_equal(sb_wait_end_timed(b, &len, 0), how == 0 ? 0 : -1);
+        assert_int_equal(errno, want_err[how]);
+        assert_int_equal(len, how == 0 ? 2500 : UINT64_MAX);
+        assert_int_equal(sb_wait_end_timed(b, NULL, 0), how == 0 ? 0 : -1);
+    }
+}
+
+static void test_wait_end_timed_bad_arguments(void **state)
+{
+    (void)state;
+    gate_src *g;
+    sb_buffer *b = gated_with(&g, 10);
+    assert_non_null(b);
+    uint64_t len = 5;
+    assert_fails_with(sb_wait_end_timed(NULL, &len, 0), EINVAL);
+    assert_fails_with(sb_wait_end_timed(b, &len, -2), EINVAL);
+    assert_fails_with(sb_wait_end_timed(b, &len, INT_MIN), EINVAL);
+    assert_int_equal(len, 5);
+    gate_end(g);
+    assert_fails_with(sb_wait_end_timed(b, &len, -2), EINVAL); /* even ended */
+    assert_int_equal(sb_wait_end_timed(b, &len, INT_MAX), 0);
+    assert_int_equal(len, 10);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +370,9 @@ int main(void)
         FX_TEST(test_timed_wait_ended_by_failure),
         FX_TEST(test_timed_after_cancel),
         FX_TEST(test_timeout_below_minus_one_einval),
+        FX_TEST(test_wait_end_timed_times_out),
+        FX_TEST(test_wait_end_timed_ended_by_the_stream),
+        FX_TEST(test_wait_end_timed_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
