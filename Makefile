@@ -50,7 +50,17 @@ CC      ?= cc
 BUILD   ?= build
 SAN     ?=
 TIMEOUT ?= 300
+# The interpreter of the Python tests: PYTHON if given, else python3, or
+# Debian's /usr/bin/python3 where python3 on PATH cannot get pytest (see
+# tests/pick-python.sh).  Picked once, for the goals that use it, and
+# exported so that the sub-makes of `make test` keep the choice.
+ifeq ($(origin PYTHON),undefined)
+ifneq ($(filter test deps python python-test bench-python,$(MAKECMDGOALS)),)
+PYTHON := $(shell sh tests/pick-python.sh)
+endif
+endif
 PYTHON  ?= python3
+export PYTHON
 
 WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion \
             -Wmissing-prototypes -Wstrict-prototypes
