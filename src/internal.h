@@ -1,11 +1,14 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * internal.h - the buffer object, shared by the library's own files: the
- * lifecycle (sb.c), the write step (append.c), the producer thread
- * (producer.c), push mode (writer.c), readers and release (reader.c) and
- * stdio (stdio.c).  The fd source (source.c) sees only the public
- * sb_source.  Internal: nothing here is part of the public API.
+ * internal.h - the buffer and reader objects, and the calls between the
+ * library's layers.  Each file calls only the ones below it (docs/design.md,
+ * "The files"): the public calls (sb.c, reader.c, writer.c, zerocopy.c,
+ * stdio.c, poll.c) over the read path (read.c) and the producer
+ * (producer.c), over the floor and give-back (release.c) and the write step
+ * (append.c), over the wait state and the spool.  The fd source (source.c)
+ * sees only the public sb_source.  Internal: nothing here is part of the
+ * public API.
  */
 #ifndef SB_INTERNAL_H
 #define SB_INTERNAL_H
@@ -41,17 +44,18 @@ struct sb_buffer {
     unsigned char *scratch;
 
     /*
-     * Readers (reader.c).  readers_mu protects the list, every reader's
-     * floor, and nreaders; it is taken before wait.mu, never after, and
-     * it is held while the buffer's floor is raised, so that floors are
-     * raised in the order they were computed.  Never held across I/O.
+     * Readers (reader.c; their lowest floor: release.c).  readers_mu
+     * protects the list, every reader's floor, and nreaders; it is taken
+     * before wait.mu, never after, and it is held while the buffer's floor
+     * is raised, so that floors are raised in the order they were
+     * computed.  Never held across I/O.
      */
     pthread_mutex_t readers_mu;
     struct sb_reader *readers;
     uint64_t nreaders;
 
     /*
-     * Giving back what is below the floor (reader.c).  release_mu lets one
+     * Giving back what is below the floor (release.c).  release_mu lets one
      * thread at a time do it and is only ever tried, never waited for: the
      * thread that holds it looks again after letting go, so no release is
      * missed.  released: bytes [0, released) have been given back.
@@ -120,12 +124,45 @@ ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
    (SB_MMAP_READS), which a plain read under SB_RELEASE must not. */
 bool sb__mapped_reads(const sb_buffer *b, const sb_reader *r);
 
+/*
+ * A reader (reader.c owns it: open, release, close).  Declared here so that
+ * the read path below reader.c knows a reader's floor and arming without
+ * calling up into it.
+ */
+struct sb_reader {
+    sb_buffer *b;
+    /* Written under readers_mu by the reader's own thread; read by that
+       thread without the lock and by others under it. */
+    uint64_t floor;
+    struct sb_reader *prev, *next; /* b->readers, under readers_mu */
+    unsigned flags;           /* SB_NONBLOCK; set at open */
+    struct sb__armed arm;     /* a non-blocking reader's; see wait.h */
+    _Atomic(void *) tag;      /* the caller's */
+};
+
 /* The floor of reader r (its lowest readable offset). */
-uint64_t sb__reader_floor(const sb_reader *r);
-/* A non-blocking reader's arming; NULL for a blocking reader. */
-struct sb__armed *sb__reader_arm(const sb_reader *r);
+static inline uint64_t sb__reader_floor(const sb_reader *r)
+{
+    return r->floor;
+}
+
+/* A non-blocking reader's arming; NULL for a blocking reader.  The arming
+   is the wait's state, not the reader's: a read through a const reader
+   still arms it. */
+static inline struct sb__armed *sb__reader_arm(const sb_reader *r)
+{
+    return (r->flags & SB_NONBLOCK) ? (struct sb__armed *)&r->arm : NULL;
+}
+
 /* The buffer r reads. */
-sb_buffer *sb__reader_buffer(const sb_reader *r);
+static inline sb_buffer *sb__reader_buffer(const sb_reader *r)
+{
+    return r->b;
+}
+
+/* After the readers changed (readers_mu held): raise the buffer's floor to
+   their lowest, with SB_RELEASE (release.c). */
+void sb__raise_floor_locked(sb_buffer *b);
 
 /*
  * With SB_RELEASE, give back the memory and disk of the whole pages below

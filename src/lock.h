@@ -13,6 +13,8 @@
 #ifndef SB_LOCK_H
 #define SB_LOCK_H
 
+#include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -45,6 +47,23 @@ static inline void sb__cond_signal(pthread_cond_t *c)
 static inline void sb__cond_broadcast(pthread_cond_t *c)
 {
     sb__check(pthread_cond_broadcast(c));
+}
+
+/*
+ * For a _locked helper: m is held.  pthread cannot say by whom, so this
+ * checks only that someone holds it (a trylock that must fail); enough to
+ * catch a caller that forgot to lock.  Compiled out under NDEBUG.
+ */
+static inline void sb__assert_held(pthread_mutex_t *m)
+{
+#ifndef NDEBUG
+    int rc = pthread_mutex_trylock(m);
+    if (rc == 0)
+        sb__mutex_unlock(m);
+    assert(rc == EBUSY);
+#else
+    (void)m;
+#endif
 }
 
 #endif /* SB_LOCK_H */

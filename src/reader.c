@@ -1,23 +1,12 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * reader.c - readers, their floors, and giving back what is below them.
+ * reader.c - the sb_reader calls: open, release, close, the floor, tags,
+ * and reads through a reader.
  *
- * A reader is a cursor that promises not to read below its floor.  The
- * buffer's floor is the lowest floor of the open readers (with SB_RELEASE);
- * it is recomputed under readers_mu whenever a reader opens, releases or
- * closes, and raised in wait.c while readers_mu is still held: two threads
- * that computed different minima must raise them in the order they were
- * computed, or a stale, higher minimum could pass a reader that has just
- * opened below it.  The list is short (a reader per consumer thread), so a
- * walk is cheaper than keeping it ordered.
- *
- * Giving back memory and disk (madvise, hole punching) is the one step that
- * knows both the floor and the spool.  It is done by whoever raised the
- * floor and by the writer before each step, whichever comes first, under
- * release_mu: a reader only tries it and leaves the work to the holder,
- * which looks again after it lets go; the writer waits for it, so that no
- * step stores bytes before what the floor has passed is back.
+ * A reader is a cursor that promises not to read below its floor.  This
+ * file keeps the list of readers (under readers_mu) and calls down: the
+ * read path in read.c, the buffer's floor and the give-back in release.c.
  */
 #include "internal.h"
 #include "fault.h"
@@ -25,110 +14,6 @@
 
 #include <errno.h>
 #include <stdlib.h>
-
-struct sb_reader {
-    sb_buffer *b;
-    /* Written under readers_mu by the reader's own thread; read by that
-       thread without the lock and by others under it. */
-    uint64_t floor;
-    struct sb_reader *prev, *next;
-    unsigned flags;           /* SB_NONBLOCK; set at open */
-    struct sb__armed arm;     /* a non-blocking reader's; see wait.h */
-    _Atomic(void *) tag;      /* the caller's */
-};
-
-struct sb__armed *sb__reader_arm(const sb_reader *r)
-{
-    /* The arming is the wait's state, not the reader's: a read through a
-       const reader still arms it. */
-    return (r->flags & SB_NONBLOCK) ? (struct sb__armed *)&r->arm : NULL;
-}
-
-uint64_t sb__reader_floor(const sb_reader *r)
-{
-    return r->floor;
-}
-
-sb_buffer *sb__reader_buffer(const sb_reader *r)
-{
-    return r->b;
-}
-
-/* The lowest floor of the open readers; UINT64_MAX when there is none. */
-static uint64_t lowest_floor_locked(const sb_buffer *b)
-{
-    uint64_t low = UINT64_MAX;
-    for (const sb_reader *r = b->readers; r != NULL; r = r->next)
-        if (r->floor < low)
-            low = r->floor;
-    return low;
-}
-
-/* After the readers changed: raise the buffer's floor to their lowest. */
-static void raise_floor_locked(sb_buffer *b)
-{
-    if (!(b->flags & SB_RELEASE) || b->readers == NULL)
-        return; /* without readers the floor stays where it was */
-    uint64_t low = lowest_floor_locked(b);
-    if (low > sb__wait_floor(&b->wait))
-        sb__wait_raise_floor(&b->wait, low);
-}
-
-/* The page below both the floor and the watermark: what may go back. */
-static uint64_t give_back_target(sb_buffer *b)
-{
-    uint64_t floor = sb__wait_floor(&b->wait);
-    uint64_t filled = sb__wait_filled(&b->wait);
-    uint64_t to = floor < filled ? floor : filled;
-    return to - to % sb__spool_page();
-}
-
-/*
- * Each give-back is a syscall (two where memory and file meet), so it waits
- * until a chunk's worth is due: then released space lags the floor by less
- * than a chunk, and a follower that releases every few KiB does not pay a
- * madvise for each.  The writer gives back before every step, so the spill
- * stays within max_retained plus two chunks.
- */
-static bool give_back_due(sb_buffer *b, uint64_t to)
-{
-    uint64_t from = atomic_load(&b->released);
-    return to > from && to - from >= b->chunk_size;
-}
-
-int sb__give_back(sb_buffer *b, bool writer)
-{
-    if (!(b->flags & SB_RELEASE))
-        return 0;
-    for (;;) {
-        if (!give_back_due(b, give_back_target(b)))
-            return 0;
-        /* A reader leaves the work to a thread that is at it already,
-           which looks again after letting go.  The writer waits for it:
-           it is about to store more, and what the floor has passed must
-           be back first, or a holder that the scheduler put aside would
-           let the spill grow past max_retained. */
-        if (writer)
-            sb__mutex_lock(&b->release_mu);
-        else if (pthread_mutex_trylock(&b->release_mu) != 0)
-            return 0;
-        uint64_t from = atomic_load(&b->released);
-        uint64_t to = give_back_target(b);
-        int rc = 0;
-        if (to > from) {
-            rc = sb__spool_release(&b->spool, from, to);
-            sb__spool_unmap_below(&b->spool, to);
-            /* Bytes below the floor are released whether or not their
-               space came back: a failure is not tried again. */
-            atomic_store(&b->released, to);
-        }
-        sb__mutex_unlock(&b->release_mu);
-        if (rc < 0) {
-            sb__wait_finish(&b->wait, -rc);
-            return rc;
-        }
-    }
-}
 
 SB_API sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor,
                                        unsigned flags)
@@ -168,7 +53,7 @@ SB_API sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor,
         b->readers->prev = r;
     b->readers = r;
     b->nreaders++;
-    raise_floor_locked(b);
+    sb__raise_floor_locked(b);
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);
@@ -214,7 +99,7 @@ SB_API int sb_reader_release(sb_reader *r, uint64_t floor)
     bool lowest = r->floor <= sb__wait_floor(&b->wait);
     r->floor = floor;
     if (lowest)
-        raise_floor_locked(b);
+        sb__raise_floor_locked(b);
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);
@@ -245,7 +130,7 @@ SB_API void sb_reader_close(sb_reader *r)
     if (r->next != NULL)
         r->next->prev = r->prev;
     b->nreaders--;
-    raise_floor_locked(b);
+    sb__raise_floor_locked(b);
     sb__mutex_unlock(&b->readers_mu);
     free(r);
     sb__give_back(b, false);
