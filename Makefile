@@ -82,6 +82,7 @@ TSTATIC  := $(BUILD)/libstreambuffer-test.a
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c
+TEST_LIB_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/lib/%.o,$(TEST_LIB))
 
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BUILD)/bench/sbbench
@@ -170,10 +171,16 @@ uninstall:
 
 # Tests link the fault-injection archive, so they exercise the objects
 # built here and may use the internal seams declared in src/*.h.
-$(BUILD)/tests/%: tests/%.c $(TEST_LIB) $(TSTATIC)
+# The tests' shared helpers are compiled once per build, not into each test.
+$(BUILD)/tests/lib/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
-		$(DEPFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIB) $(TSTATIC) -lcmocka $(LDLIBS)
+		$(DEPFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_LIB_OBJ) $(TSTATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
+		$(DEPFLAGS) $(LDFLAGS) -o $@ $< $(TEST_LIB_OBJ) $(TSTATIC) -lcmocka $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(@D)
@@ -250,19 +257,16 @@ model:
 quickstart: $(BUILD)/examples/quickstart
 	@sh ./tests/test_quickstart.sh $(BUILD)/examples/quickstart
 
-# Each part appends its counts to $(TALLY); the last line sums them.
+# Every part, the model check in the background beside the rest, each
+# built with -j and its binaries run several at once (tests/all.sh).  Each
+# part appends its counts to $(TALLY) and its times to $(TIMES); the last
+# lines sum the counts and name the five slowest tests.
 TALLY := build/tally
+TIMES := build/times
 test: deps
-	@mkdir -p build && rm -f $(TALLY)
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory check
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory tsan
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory asan
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory model
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory quickstart
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory install-test
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory examples-test
-	@SB_TALLY=$(CURDIR)/$(TALLY) $(MAKE) --no-print-directory python-test
-	@./tests/tally.sh $(TALLY)
+	@mkdir -p build && rm -f $(TALLY) $(TIMES)
+	@SB_TALLY=$(CURDIR)/$(TALLY) SB_TIMES=$(CURDIR)/$(TIMES) MAKE="$(MAKE)" \
+		sh ./tests/all.sh
 
 # The fuzz target builds the library's sources itself with clang's
 # libFuzzer, ASan and UBSan; new inputs go to build/fuzz/corpus, the seeds
@@ -287,5 +291,5 @@ clean:
 
 include python/python.mk
 
--include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d \
+-include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d $(BUILD)/tests/lib/*.d \
 	$(BUILD)/examples/*.d)

@@ -14,7 +14,7 @@
  * mid-stream that must leave no file behind.
  *
  * The random seed is printed; SB_TORTURE_SEED=N repeats a run (thread
- * timing aside).  Under ThreadSanitizer and valgrind fewer rounds run.
+ * timing aside).  Under the sanitizers and valgrind fewer rounds run.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,8 +66,9 @@ static uint64_t seed;
    own), counted in main. */
 static int quiet_threads;
 
-/* Iterations: fewer under ThreadSanitizer and valgrind, which are 5-50
-   times slower, but never fewer than min. */
+/* Iterations: fewer under valgrind, ThreadSanitizer and AddressSanitizer,
+   which are 2-50 times slower (so that every variant of `make test` takes
+   about as long), but never fewer than min. */
 static int scaled(int n, int min)
 {
     int s = n;
@@ -75,6 +76,8 @@ static int scaled(int n, int min)
         s = n / 4;
     else if (UNDER_TSAN)
         s = n / 3;
+    else if (UNDER_ASAN)
+        s = n / 2;
     return s < min ? min : s;
 }
 
