@@ -839,7 +839,10 @@ typedef struct sb_stats {
  *
  * Never blocks for long (it takes the internal lock briefly).  The counters
  * are consistent with each other at one instant; they may be stale by the
- * time the call returns.
+ * time the call returns.  huge_pages is the exception: it is counted after
+ * the lock is let go, by reading /proc/self/smaps once the memory region
+ * has reached past its first MiB, which costs about as much as reading a
+ * file of a line per mapping: a call for monitoring, not for a hot loop.
  *
  * Returns 0, or -1 with errno EINVAL if b or out is NULL.
  *
