@@ -841,8 +841,9 @@ typedef struct sb_stats {
  * are consistent with each other at one instant; they may be stale by the
  * time the call returns.  huge_pages is the exception: it is counted after
  * the lock is let go, by reading /proc/self/smaps once the memory region
- * has reached past its first MiB, which costs about as much as reading a
- * file of a line per mapping: a call for monitoring, not for a hot loop.
+ * has reached past its first MiB (a file of a dozen lines per mapping of
+ * the process), and a count is reused for 10 ms, so that a caller that asks
+ * often pays for it at most a hundred times a second.
  *
  * Returns 0, or -1 with errno EINVAL if b or out is NULL.
  *

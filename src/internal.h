@@ -24,6 +24,7 @@
 
 #define SB__DEFAULT_MEM_LIMIT  ((size_t)5 << 20)
 #define SB__DEFAULT_CHUNK_SIZE ((size_t)64 << 10)
+#define SB__HUGE_COUNT_NS      ((uint64_t)10 * 1000 * 1000) /* 10 ms */
 
 struct sb_buffer {
     /* Shared with readers; see wait.h for its rules. */
@@ -62,6 +63,17 @@ struct sb_buffer {
      */
     pthread_mutex_t release_mu;
     _Atomic uint64_t released;
+
+    /*
+     * sb_get_stats's count of huge pages, and when it was taken
+     * (CLOCK_MONOTONIC, ns; 0: never).  Counting reads /proc/self/smaps,
+     * which costs a syscall per few mappings, so a count is reused for
+     * SB__HUGE_COUNT_NS: a server that asks for stats on every request
+     * must not pay a file read for each.  Racing callers may both count;
+     * either result is right.
+     */
+    _Atomic uint64_t huge_count;
+    _Atomic uint64_t huge_count_ns;
 
     /* The producer thread, when there is one. */
     pthread_t producer;

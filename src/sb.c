@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Options after defaults, checked. */
 struct config {
@@ -283,6 +284,23 @@ SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
     return sb_wait_end_timed(b, length, -1);
 }
 
+/* The huge pages of b's memory region, counted at most once per
+   SB__HUGE_COUNT_NS (see internal.h). */
+static uint64_t huge_pages(sb_buffer *b)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return sb__spool_huge_pages(&b->spool);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t then = atomic_load(&b->huge_count_ns);
+    if (then != 0 && now - then < SB__HUGE_COUNT_NS)
+        return atomic_load(&b->huge_count);
+    uint64_t n = sb__spool_huge_pages(&b->spool);
+    atomic_store(&b->huge_count, n);
+    atomic_store(&b->huge_count_ns, now);
+    return n;
+}
+
 SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
 {
     if (b == NULL || out == NULL) {
@@ -300,7 +318,7 @@ SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
     uint64_t cap = b->spool.mem_cap;
     out->in_memory = out->filled < cap ? out->filled : cap;
     out->spilled = out->filled - out->in_memory;
-    out->huge_pages = sb__spool_huge_pages(&b->spool);
+    out->huge_pages = huge_pages(b);
     return 0;
 }
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -227,6 +228,33 @@ static void test_huge_pages_counted_in_stats(void **state)
     assert_int_equal(stats(small).huge_pages, 0);
 }
 
+/* The count is reused for 10 ms (a read of smaps each time would cost a
+   server that asks on every request more than its work), and no longer:
+   once the region is given back and that time has passed, it says 0.  The
+   20 ms sleep is the period elapsing, which is what this tests. */
+static void test_huge_pages_count_is_at_most_10ms_old(void **state)
+{
+    (void)state;
+    sb_options o = {.mem_limit = 8 * MiB, .chunk_size = 64 << 10,
+                    .flags = SB_RELEASE};
+    sb_buffer *b = fx_buffer(sb_open_writer(&o));
+    assert_non_null(b);
+    sb_reader *r = fx_sb_reader(b, 0);
+    assert_non_null(r);
+    unsigned char *buf = fx_calloc(8 * MiB);
+    pat_fill(buf, 8 * MiB, 0);
+    assert_int_equal(sb_write(b, buf, 8 * MiB), (ssize_t)(8 * MiB));
+    uint64_t before = stats(b).huge_pages;
+    if (strcmp(thp_mode(), "never") != 0)
+        assert_true(before >= 1);
+    assert_int_equal(sb_reader_release(r, 8 * MiB), 0);
+    assert_int_equal(stats(b).released, 8 * MiB);
+    struct timespec pause = {0, 20 * 1000 * 1000};
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
+    }
+    assert_int_equal(stats(b).huge_pages, 0);
+}
+
 /* ---- release ------------------------------------------------------------------ */
 
 static void test_release_inside_a_huge_page_gives_back_exactly(void **state)
@@ -321,6 +349,7 @@ int main(void)
         FX_TEST(test_large_region_is_aligned_and_advised),
         FX_TEST(test_huge_pages_stop_at_mem_limit),
         FX_TEST(test_huge_pages_counted_in_stats),
+        FX_TEST(test_huge_pages_count_is_at_most_10ms_old),
         FX_TEST(test_release_inside_a_huge_page_gives_back_exactly),
         FX_TEST(test_no_hugepages_keeps_every_page_small),
         FX_TEST(test_page_size_never_changes_the_bytes),
