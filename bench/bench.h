@@ -54,6 +54,7 @@ enum case_id {
     CASE_RELEASE,    /* 10 follow in bounded space: SB_RELEASE, max_retained */
     CASE_LIVE,       /* 11 1..64 readers on a live stream: wake-up costs */
     CASE_ZEROCOPY,   /* 12 views, SB_MMAP_READS, sendfile */
+    CASE_SERVE,      /* 13 examples/serve: many clients of a live stream */
     CASE_COUNT
 };
 
@@ -67,6 +68,8 @@ struct opts {
     size_t follow_read;        /* read size of the follow case */
     size_t rss_size;           /* stream size of the RSS case */
     size_t retain;             /* max_retained of the release case */
+    int clients;               /* clients of the serve case */
+    const char *serve_bin;     /* the serve example; NULL: next to sbbench */
     double seconds;            /* least duration of one measurement */
     int reps;                  /* measurements per row and side */
     const char *csv;           /* NULL: no CSV */
@@ -233,5 +236,6 @@ void case_rss(void);        /* cases_rss.c */
 void case_release(void);    /* cases_release.c */
 void case_live(void);       /* cases_live.c */
 void case_zerocopy(void);   /* cases_zerocopy.c */
+void case_serve(void);      /* cases_serve.c */
 
 #endif /* SBBENCH_H */

@@ -71,6 +71,11 @@ static const struct bench_case {
       "random 4 KiB views vs sb_pread; SB_MMAP_READS vs pread of spilled\n"
       "                   bytes; sb_sendfile of a spilled stream to loopback TCP vs\n"
       "                   sendfile of a plain file" },
+    { CASE_SERVE, "serve", case_serve,
+      "build/examples/serve (-m --mem-limit) to --clients (10000) clients,\n"
+      "                   each a 256 KiB range of a --size stream fed while it is served,\n"
+      "                   vs a forked sendfile server of a page-cached file; and\n"
+      "                   peak RSS per client of each server" },
 };
 
 /* ---- options ---------------------------------------------------------------------- */
@@ -103,6 +108,10 @@ static void usage(FILE *f)
 "  --rss-size BYTES      stream size of the rss case and of release's peaks\n"
 "                        (default 1G)\n"
 "  --retain BYTES        max_retained of the release case (default 16M)\n"
+"  --clients N           clients of the serve case (default 10000; needs\n"
+"                        N + 64 descriptors under RLIMIT_NOFILE's hard limit)\n"
+"  --serve PATH          the serve example (default: examples/serve beside\n"
+"                        the directory of sbbench's, build/examples/serve)\n"
 "  --seconds S           least duration of one timed measurement of the read\n"
 "                        cases (default 0.1); fill and follow time one whole\n"
 "                        stream of --size per measurement\n"
@@ -219,7 +228,7 @@ static void threads_up_to(int n)
 static void parse_options(int argc, char **argv)
 {
     enum { O_CASE = 256, O_THREADS, O_SIZE, O_MEM, O_READ, O_FOLLOW, O_RSS,
-           O_RETAIN, O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
+           O_RETAIN, O_CLIENTS, O_SERVE, O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
     static const struct option longopts[] = {
         { "case", required_argument, NULL, O_CASE },
         { "threads", required_argument, NULL, O_THREADS },
@@ -229,6 +238,8 @@ static void parse_options(int argc, char **argv)
         { "follow-read", required_argument, NULL, O_FOLLOW },
         { "rss-size", required_argument, NULL, O_RSS },
         { "retain", required_argument, NULL, O_RETAIN },
+        { "clients", required_argument, NULL, O_CLIENTS },
+        { "serve", required_argument, NULL, O_SERVE },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "reps", required_argument, NULL, O_REPS },
         { "csv", required_argument, NULL, O_CSV },
@@ -247,6 +258,7 @@ static void parse_options(int argc, char **argv)
     opt.follow_read = 256 * KiB;
     opt.rss_size = GiB;
     opt.retain = 16 * MiB;
+    opt.clients = 10000;
     opt.seconds = 0.1;
     opt.reps = 9;
     opt.tmp_dir = getenv("TMPDIR");
@@ -281,6 +293,14 @@ static void parse_options(int argc, char **argv)
         case O_FOLLOW: opt.follow_read = parse_size(optarg); break;
         case O_RSS: opt.rss_size = parse_size(optarg); break;
         case O_RETAIN: opt.retain = parse_size(optarg); break;
+        case O_CLIENTS: {
+            long n = strtol(optarg, &end, 10);
+            if (*end != '\0' || n < 1 || n > 1000000)
+                bad_usage("--clients must be 1..1000000: %s", optarg);
+            opt.clients = (int)n;
+            break;
+        }
+        case O_SERVE: opt.serve_bin = optarg; break;
         case O_SECONDS:
             opt.seconds = strtod(optarg, &end);
             if (*end != '\0' || !(opt.seconds > 0) || opt.seconds > 60)
