@@ -97,7 +97,7 @@ endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
-	install uninstall install-test examples-test quickstart model clean FORCE
+	install uninstall install-test examples-test serve-asan quickstart model clean FORCE
 .DELETE_ON_ERROR:
 
 all: lib
@@ -248,6 +248,15 @@ examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 	@sh ./tests/test_serve.sh $(BUILD)/examples/serve
+
+# The server again, built with ASan and UBSan: its one thread, the
+# library's producer under it, every client path of tests/test_serve.sh.
+serve-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined \
+		build/asan/examples/serve
+	@ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
+	UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" SB_PART=serve-asan \
+		sh ./tests/test_serve.sh build/asan/examples/serve
 
 # The waiter hand-off of src/wait.c, model-checked with spin.
 model:

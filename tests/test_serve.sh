@@ -18,7 +18,8 @@
 # on which no check depends.
 #
 # usage: tests/test_serve.sh PATH/TO/serve      (needs curl and python3;
-#        $PYTHON, if set, is the python3 to use)
+#        $PYTHON, if set, is the python3 to use; $SB_PART, the name its
+#        counts go under in $SB_TALLY, serve by default)
 set -u
 bin=$1
 here=$(cd "$(dirname "$0")" && pwd)
@@ -29,7 +30,7 @@ ok() { passed=$((passed + 1)); echo "serve: ok   - $1"; }
 fail() { failed=$((failed + 1)); echo "serve: FAIL - $1"; }
 finish() {
     echo "serve: $passed passed, $failed failed, 0 skipped"
-    if [ -n "${SB_TALLY:-}" ]; then echo "serve $passed $failed 0" >>"$SB_TALLY"; fi
+    if [ -n "${SB_TALLY:-}" ]; then echo "${SB_PART:-serve} $passed $failed 0" >>"$SB_TALLY"; fi
     [ "$failed" -eq 0 ]
     exit
 }
