@@ -506,7 +506,9 @@ ssize_t sb_reader_pread_timed(sb_reader *r, void *buf, size_t n, uint64_t off,
  *
  * Returns 0, or -1 with errno:
  *   EINVAL  r is NULL, or floor is below the reader's floor.
- *   EIO, ...  giving back spill-file space failed (say, a file system that
+ *   EIO, ...  giving back the space of the bytes this call released
+ *           failed, whether this call or another thread (the producer,
+ *           before its next step) tried it first (say, a file system that
  *           cannot punch holes: EOPNOTSUPP); the stream fails with that
  *           error, and the floor has still risen.
  *

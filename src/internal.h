@@ -57,12 +57,18 @@ struct sb_buffer {
 
     /*
      * Giving back what is below the floor (release.c).  release_mu lets one
-     * thread at a time do it and is only ever tried, never waited for: the
-     * thread that holds it looks again after letting go, so no release is
-     * missed.  released: bytes [0, released) have been given back.
+     * thread at a time do it; it protects the last failure, [fail_from,
+     * fail_to) with fail_err, which sb_reader_release reports when it
+     * covers the bytes that call released.  released: bytes [0, released)
+     * have been given back (or their give-back failed); failed is set,
+     * before released moves past a failure, once one has happened, so
+     * that a release need not take release_mu to learn there was none.
      */
     pthread_mutex_t release_mu;
     _Atomic uint64_t released;
+    atomic_bool failed;
+    int fail_err;
+    uint64_t fail_from, fail_to;
 
     /*
      * sb_get_stats's count of huge pages, and when it was taken
@@ -179,11 +185,19 @@ void sb__raise_floor_locked(sb_buffer *b);
 /*
  * With SB_RELEASE, give back the memory and disk of the whole pages below
  * both the floor and the watermark.  The writer calls it before each step
- * (writer true: it waits for a give-back in progress), a reader after it
- * raised the floor (it never waits).  Returns 0, or -errno when giving back
- * failed (the stream then fails with it).
+ * (writer true: it waits for a give-back in progress), a reader that opens
+ * or closes after it moved the floor (it never waits).  Returns 0, or
+ * -errno when giving back failed (the stream then fails with it).
  */
 int sb__give_back(sb_buffer *b, bool writer);
+
+/*
+ * The same after sb_reader_release moved the buffer's floor from from to
+ * to: it waits for a give-back in progress, so that the space is back when
+ * it returns, and returns -errno when giving back any of [from, to) failed,
+ * whichever thread tried.
+ */
+int sb__give_back_released(sb_buffer *b, uint64_t from, uint64_t to);
 
 /* Start the producer thread with every signal blocked.  Returns 0 or -errno. */
 int sb__producer_start(sb_buffer *b);

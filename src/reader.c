@@ -96,14 +96,16 @@ SB_API int sb_reader_release(sb_reader *r, uint64_t floor)
     sb_buffer *b = r->b;
     sb__mutex_lock(&b->readers_mu);
     /* Only the lowest reader can move the buffer's floor. */
-    bool lowest = r->floor <= sb__wait_floor(&b->wait);
+    uint64_t below = sb__wait_floor(&b->wait);
+    bool lowest = r->floor <= below;
     r->floor = floor;
     if (lowest)
         sb__raise_floor_locked(b);
+    uint64_t above = sb__wait_floor(&b->wait);
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);
-    int rc = sb__give_back(b, false);
+    int rc = sb__give_back_released(b, below, above);
     if (rc < 0) {
         errno = -rc;
         return -1;

@@ -14,9 +14,11 @@
  * Giving back memory and disk (madvise, hole punching) is the one step that
  * knows both the floor and the spool.  It is done by whoever raised the
  * floor and by the writer before each step, whichever comes first, under
- * release_mu: a reader only tries it and leaves the work to the holder,
- * which looks again after it lets go; the writer waits for it, so that no
- * step stores bytes before what the floor has passed is back.
+ * release_mu.  The writer waits for it, so that no step stores bytes
+ * before what the floor has passed is back; so does sb_reader_release,
+ * which promises the space back and reports its failure, and which the
+ * writer may have beaten to it.  A reader that opens or closes only tries
+ * it and leaves the work to the holder, which looks again after it lets go.
  *
  * Below the readers (reader.c), the producer (producer.c) and push mode
  * (writer.c), which call it; above only the wait and the spool.
@@ -66,19 +68,19 @@ static bool give_back_due(sb_buffer *b, uint64_t to)
     return to > from && to - from >= b->chunk_size;
 }
 
-int sb__give_back(sb_buffer *b, bool writer)
+static int give_back(sb_buffer *b, bool wait)
 {
     if (!(b->flags & SB_RELEASE))
         return 0;
     for (;;) {
         if (!give_back_due(b, give_back_target(b)))
             return 0;
-        /* A reader leaves the work to a thread that is at it already,
-           which looks again after letting go.  The writer waits for it:
-           it is about to store more, and what the floor has passed must
-           be back first, or a holder that the scheduler put aside would
-           let the spill grow past max_retained. */
-        if (writer)
+        /* One that does not wait leaves the work to a thread that is at it
+           already, which looks again after letting go.  The writer waits:
+           it is about to store more, and what the floor has passed must be
+           back first, or a holder that the scheduler put aside would let
+           the spill grow past max_retained. */
+        if (wait)
             sb__mutex_lock(&b->release_mu);
         else if (pthread_mutex_trylock(&b->release_mu) != 0)
             return 0;
@@ -88,6 +90,12 @@ int sb__give_back(sb_buffer *b, bool writer)
         if (to > from) {
             rc = sb__spool_release(&b->spool, from, to);
             sb__spool_unmap_below(&b->spool, to);
+            if (rc < 0) {
+                b->fail_err = -rc;
+                b->fail_from = from;
+                b->fail_to = to;
+                atomic_store(&b->failed, true);
+            }
             /* Bytes below the floor are released whether or not their
                space came back: a failure is not tried again. */
             atomic_store(&b->released, to);
@@ -100,3 +108,21 @@ int sb__give_back(sb_buffer *b, bool writer)
     }
 }
 
+int sb__give_back(sb_buffer *b, bool writer)
+{
+    return give_back(b, writer);
+}
+
+int sb__give_back_released(sb_buffer *b, uint64_t from, uint64_t to)
+{
+    int rc = give_back(b, true);
+    if (rc < 0 || from >= to || !atomic_load(&b->failed))
+        return rc;
+    /* Another thread may have given back (and failed to give back) what
+       this release passed: the last failure says. */
+    sb__mutex_lock(&b->release_mu);
+    if (b->fail_from < to && from < b->fail_to)
+        rc = -b->fail_err;
+    sb__mutex_unlock(&b->release_mu);
+    return rc;
+}

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "internal.h" /* release_mu, sb__give_back: the writer's side */
 #include "stream.h"
 
 #define KB ((uint64_t)1024)
@@ -316,6 +317,59 @@ static void test_failed_give_back_fails_stream(void **state)
     assert_fails_with(sb_wait_end(b2, NULL), EIO);
     uint64_t avail = sb_available(b2);
     assert_int_equal(read_ok(b2, r2, 200 * KB, (size_t)(avail - 200 * KB)), 0);
+}
+
+/* A release whose give-back another thread (the writer, before its next
+   step) did, and failed, still reports the failure: the release waits for
+   the give-back in progress rather than leaving it to the holder.  The test
+   holds release_mu as a writer at work would, lets the release raise the
+   floor, then gives back as the writer does. */
+typedef struct releasing {
+    sb_reader *r;
+    uint64_t to;
+    int rc, err;
+} releasing;
+
+static void do_release(void *arg)
+{
+    releasing *x = arg;
+    x->rc = sb_reader_release(x->r, x->to);
+    x->err = x->rc < 0 ? errno : 0;
+}
+
+static void test_failed_give_back_reaches_a_racing_release(void **state)
+{
+    (void)state;
+    count_src *s = fx_count(1 * MB, 0);
+    sb_options o = {.flags = SB_RELEASE, .mem_limit = 256 * KB,
+                    .chunk_size = 64 * KB, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_count(s, &o);
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, NULL), 0);
+    releasing x = {.r = fx_sb_reader(b, 0), .to = 512 * KB};
+    assert_non_null(x.r);
+    fx_track(b, NULL, disarm);
+    sb__fault_arm(SB__FAULT_RELEASE, 1, EOPNOTSUPP);
+
+    assert_int_equal(pthread_mutex_lock(&b->release_mu), 0);
+    bg_call *c = fx_bg(do_release, &x);
+    int risen = c != NULL && wait_for_floor(b, 512 * KB, WAIT_LONG_MS);
+    assert_int_equal(pthread_mutex_unlock(&b->release_mu), 0);
+    assert_true(risen);
+    int writer_rc = sb__give_back(b, true);
+    assert_true(bg_wait(c, WAIT_LONG_MS));
+    bg_join(c);
+
+    assert_true(sb__fault_fired(SB__FAULT_RELEASE));
+    assert_int_equal(x.rc, -1);
+    assert_int_equal(x.err, EOPNOTSUPP);
+    /* Whichever of the two gave back failed; the other found it done. */
+    assert_true(writer_rc == 0 || writer_rc == -EOPNOTSUPP);
+    assert_int_equal(sb_floor(b), 512 * KB);
+    assert_int_equal(read_ok(b, x.r, 512 * KB, 512 * KB), 0);
+    /* A release past what failed reports nothing old. */
+    sb__fault_disarm();
+    assert_int_equal(sb_reader_release(x.r, 768 * KB), 0);
 }
 
 /* ---- an endless stream in bounded space --------------------------------------------- */
@@ -623,6 +677,7 @@ int main(void)
         FX_TEST(test_open_mem_with_release),
         FX_TEST(test_release_gives_back_memory_and_disk),
         FX_TEST(test_failed_give_back_fails_stream),
+        FX_TEST(test_failed_give_back_reaches_a_racing_release),
         FX_TEST(test_endless_stream_through_small_tmpfs),
         FX_TEST(test_reads_race_releases_in_memory),
         FX_TEST(test_reads_race_releases_spilled),
