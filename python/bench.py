@@ -7,7 +7,7 @@ rand   Random reads/s of 4 KiB (and of 256 KiB) from 1, 2 and 4 Python
        seek+read of the same bytes (one BytesIO per thread, since seek+read
        is two calls).  BytesIO is the limit of what Python code can get: no
        lock but the GIL, one copy.  Small copies keep the GIL (see
-       COPY_WITH_GIL in streambuffer.c), so at 4 KiB threads add nothing,
+       COPY_WITH_GIL in src/common.h), so at 4 KiB threads add nothing,
        as with BytesIO; 256 KiB reads let it go and run in parallel.
 follow 4 threads each reading a live 256 MiB stream front to back (1 MiB
        reads) while an iterator produces it in 64 KiB chunks, against the

@@ -29,11 +29,13 @@ PY_CFLAGS := -isystem $(PY_INCLUDE) -Iinclude $(PY_WARN) $(CFLAGS) $(SANFLAGS) \
 
 python: $(PY_EXT)
 
-$(PY_EXT): python/streambuffer.c include/streambuffer.h $(STATIC) python/python.mk
+PY_SRC := $(wildcard python/src/*.c)
+
+$(PY_EXT): $(PY_SRC) python/src/common.h include/streambuffer.h $(STATIC) python/python.mk
 	@test -n "$(PY_SUFFIX)" && test -f "$(PY_INCLUDE)/Python.h" || \
 		{ echo "python: $(PYTHON) has no Python.h (on Debian: apt-get install python3-dev," \
 			"or PYTHON=/usr/bin/python3)" >&2; exit 1; }
-	$(CC) $(PY_CFLAGS) $(LDFLAGS) -shared -o $@ python/streambuffer.c $(STATIC) \
+	$(CC) $(PY_CFLAGS) $(LDFLAGS) -shared -o $@ $(PY_SRC) $(STATIC) \
 		-Wl,--exclude-libs,ALL -lpthread
 
 # Counts go to $(SB_TALLY) as "python P F S", as the other parts of

@@ -5,6 +5,7 @@ Builds the library's static archive with the repository's Makefile
 (build/libstreambuffer.a, position-independent) and links the module
 against it; the module exports only PyInit_streambuffer.
 """
+import glob
 import os
 import re
 import subprocess
@@ -40,14 +41,15 @@ setup(
     py_modules=["_streambuffer_io", "_streambuffer_aio"],
     ext_modules=[Extension(
         "streambuffer",
-        sources=["streambuffer.c"],
-        include_dirs=[os.path.join(ROOT, "include")],
+        sources=sorted(os.path.relpath(p, HERE)
+                       for p in glob.glob(os.path.join(HERE, "src", "*.c"))),
+        include_dirs=[os.path.join(ROOT, "include"), os.path.join(HERE, "src")],
         extra_compile_args=["-std=c11", "-fvisibility=hidden", "-Wall", "-Wextra",
                             "-Wconversion"],
         extra_objects=[ARCHIVE],
         extra_link_args=["-Wl,--exclude-libs,ALL"],
         libraries=["pthread"],
-        depends=[HEADER, ARCHIVE],
+        depends=[HEADER, ARCHIVE, os.path.join(HERE, "src", "common.h")],
     )],
     cmdclass={"build_ext": BuildWithLibrary},
     python_requires=">=3.8",

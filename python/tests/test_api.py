@@ -215,7 +215,7 @@ def test_a_file_that_breaks_the_contract_fails_the_stream(result):
 def test_attributes():
     b = StreamBuffer([b"abc"], 3, 1000, limit=10, chunk_size=100, read_ahead=5)
     assert (b.size, b.max_size, b.limit, b.chunk_size, b.read_ahead) == (3, 1000, 10, 100, 5)
-    assert b.max_retained == 0 and b.release is False
+    assert b.max_retained == 0 and b.release is False and b.mmap_reads is True
     assert b.stream == [b"abc"]
     assert "StreamBuffer" in repr(b)
     b.close()
@@ -372,7 +372,8 @@ def test_every_call_after_close_raises_value_error():
     b.close()
     assert b.closed
     for call in [lambda: b.read(0, 1), lambda: b.readinto(0, bytearray(1)),
-                 lambda: b.readinto1(0, bytearray(1)), b.wait_end,
+                 lambda: b.readinto1(0, bytearray(1)), lambda: b.view(0, 1),
+                 b.wait_end,
                  b.is_exhausted, b.cancel, b.open, b.reader, b.stats,
                  lambda: b[0:1], lambda: b.stream_index, lambda: b.floor,
                  lambda: b.exception, b.__enter__]:

@@ -1,0 +1,661 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * buffer.c - the StreamBuffer type: options, the kind of source, close.
+ */
+#include "common.h"
+
+static const char seed_key_error[] =
+    "Expected a collection with a length of 2 or a slice object.";
+
+/* close(): cancel, and free as soon as no call uses the buffer.  Refused
+   (BufferError) while a view of its bytes lives. */
+static int close_core(BufferObject *self)
+{
+    struct core *c = self->core;
+    if (c == NULL || c->closed)
+        return 0;
+    if (sb__py_views_below(c, NULL, UINT64_MAX, "close the StreamBuffer"))
+        return -1;
+    c->closed = true;
+    atomic_store(&c->stop, true);
+    sb_cancel(c->b); /* wakes every reader in flight */
+    /* A closed buffer lets its source go (a generator is finalized, a
+       response freed), as a closed file lets its descriptor go; it does
+       not close it: the source stays the caller's. */
+    Py_SETREF(self->stream, Py_NewRef(Py_None));
+    if (c->users > 0)
+        return 0; /* the last of them frees it (sb__py_leave) */
+    self->core = NULL;
+    sb__py_teardown(c);
+    return 0;
+}
+
+static PyObject *Buffer_wait_end(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    uint64_t len;
+    PyObject *res = sb__py_wait_end(c, &len) < 0 ? NULL : PyLong_FromUnsignedLongLong(len);
+    sb__py_leave(self, c);
+    return res;
+}
+
+static PyObject *Buffer_is_exhausted(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    sb_stats st;
+    PyObject *res = NULL;
+    if (sb_get_stats(c->b, &st) < 0)
+        sb__py_os_error(errno);
+    else
+        res = PyBool_FromLong(st.state != SB_RUNNING);
+    sb__py_leave(self, c);
+    return res;
+}
+
+static PyObject *Buffer_cancel(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    sb_cancel(c->b);
+    sb__py_leave(self, c);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Buffer_close(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (close_core(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Buffer_enter(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (self->core == NULL || self->core->closed)
+        return sb__py_closed_error();
+    return Py_NewRef(self);
+}
+
+static PyObject *Buffer_exit(BufferObject *self, PyObject *args)
+{
+    (void)args;
+    if (close_core(self) < 0)
+        return NULL;
+    Py_RETURN_FALSE;
+}
+
+static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    static const char *const states[] = { "running", "ended", "failed" };
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    sb_stats st;
+    PyObject *res = NULL;
+    if (sb_get_stats(c->b, &st) < 0)
+        sb__py_os_error(errno);
+    else
+        res = Py_BuildValue(
+            "{sKsKsKsKsKsKsssisKsKsKsKsKsKsKsO}",
+            "filled", (unsigned long long)st.filled,
+            "in_memory", (unsigned long long)st.in_memory,
+            "spilled", (unsigned long long)st.spilled,
+            "publishes", (unsigned long long)st.publishes,
+            "waiting", (unsigned long long)st.waiting,
+            "wakeups", (unsigned long long)st.wakeups,
+            "state", st.state >= 0 && st.state <= 2 ? states[st.state] : "?",
+            "error", st.error,
+            "floor", (unsigned long long)st.floor,
+            "demand", (unsigned long long)st.demand,
+            "released", (unsigned long long)st.released,
+            "pauses", (unsigned long long)st.pauses,
+            "paused_ns", (unsigned long long)st.paused_ns,
+            "readers", (unsigned long long)st.readers,
+            "huge_pages", (unsigned long long)st.huge_pages,
+            "paused", st.paused ? Py_True : Py_False);
+    sb__py_leave(self, c);
+    return res;
+}
+
+static PyObject *Buffer_open(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    if (self->core == NULL || self->core->closed)
+        return sb__py_closed_error();
+    return sb__py_call_py("_streambuffer_io", "open_buffer", (PyObject *)self, args, kw);
+}
+
+static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = { "floor", NULL };
+    PyObject *flo = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|O:reader", names, &flo))
+        return NULL;
+    return sb__py_reader_new(self, flo, 0);
+}
+
+/* ---- asyncio's primitives (the rest is in _streambuffer_aio.py) ---- */
+
+static PyObject *Buffer_nb_reader(BufferObject *self, PyObject *flo)
+{
+    return sb__py_reader_new(self, flo, SB_NONBLOCK);
+}
+
+/* A descriptor of the buffer's own: a dup of sb_poll_fd, which the caller
+   closes.  The loop may still have it registered when the buffer is
+   closed (and sb_close closes the original): a dup stays a valid fd of
+   the same eventfd until the loop lets go of it. */
+static PyObject *Buffer_poll_fd(BufferObject *self, PyObject *unused)
+{
+    (void)unused;
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    int fd = sb_poll_fd(c->b);
+    int mine = fd < 0 ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    int err = errno;
+    sb__py_leave(self, c);
+    if (mine < 0)
+        return sb__py_os_error(err);
+    return PyLong_FromLong(mine);
+}
+
+/* The non-blocking Readers that became ready, at most max of them. */
+static PyObject *Buffer_poll_ready(BufferObject *self, PyObject *arg)
+{
+    Py_ssize_t max = PyLong_AsSsize_t(arg);
+    if (max == -1 && PyErr_Occurred())
+        return NULL;
+    if (max < 0 || max > 4096) {
+        PyErr_SetString(PyExc_ValueError, "max must be in 0..4096");
+        return NULL;
+    }
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    sb_reader *ready[4096];
+    size_t k = sb_poll_ready(c->b, ready, (size_t)max);
+    PyObject *out = PyList_New((Py_ssize_t)k);
+    for (size_t i = 0; out != NULL && i < k; i++)
+        PyList_SET_ITEM(out, (Py_ssize_t)i, Py_NewRef((PyObject *)sb_reader_tag(ready[i])));
+    sb__py_leave(self, c);
+    return out;
+}
+
+/* buf[start:stop:step]: any slice, as on bytes.  What needs the length
+   (an open end, a negative index or step) waits for the whole stream. */
+static PyObject *subscript_slice(BufferObject *self, PyObject *key)
+{
+    Py_ssize_t start, stop, step;
+    if (PySlice_Unpack(key, &start, &stop, &step) < 0)
+        return NULL;
+    struct core *c = sb__py_enter(self);
+    if (c == NULL)
+        return NULL;
+    PyObject *res = NULL;
+    Py_ssize_t lo, hi;
+    if (start < 0 || stop < 0 || step < 0 || stop == PY_SSIZE_T_MAX) {
+        uint64_t len;
+        if (sb__py_wait_end(c, &len) < 0)
+            goto out;
+        if (len > PY_SSIZE_T_MAX) {
+            PyErr_NoMemory();
+            goto out;
+        }
+        Py_ssize_t n = PySlice_AdjustIndices((Py_ssize_t)len, &start, &stop, step);
+        if (n == 0) {
+            res = PyBytes_FromStringAndSize(NULL, 0);
+            goto out;
+        }
+        lo = step > 0 ? start : start + (n - 1) * step;
+        hi = step > 0 ? start + (n - 1) * step + 1 : start + 1;
+    } else {
+        lo = start;
+        hi = stop > start ? stop : start;
+    }
+    res = sb__py_read_bytes((struct via){ c, NULL }, (uint64_t)lo, (uint64_t)(hi - lo));
+    if (res != NULL && step != 1) {
+        PyObject *stepo = PyLong_FromSsize_t(step);
+        PyObject *sl = stepo != NULL ? PySlice_New(NULL, NULL, stepo) : NULL;
+        PyObject *picked = sl != NULL ? PyObject_GetItem(res, sl) : NULL;
+        Py_XDECREF(sl);
+        Py_XDECREF(stepo);
+        Py_SETREF(res, picked);
+    }
+out:
+    sb__py_leave(self, c);
+    return res;
+}
+
+/* The seed's keys: a slice, or a list or tuple [start, stop]. */
+static PyObject *Buffer_subscript(BufferObject *self, PyObject *key)
+{
+    if (PySlice_Check(key))
+        return subscript_slice(self, key);
+    if ((PyList_Check(key) || PyTuple_Check(key)) && PySequence_Fast_GET_SIZE(key) == 2) {
+        PyObject *sl = PySlice_New(PySequence_Fast_GET_ITEM(key, 0),
+                                   PySequence_Fast_GET_ITEM(key, 1), NULL);
+        if (sl == NULL)
+            return NULL;
+        PyObject *res = subscript_slice(self, sl);
+        Py_DECREF(sl);
+        return res;
+    }
+    PyErr_SetString(PyExc_NotImplementedError, seed_key_error);
+    return NULL;
+}
+
+static PyObject *Buffer_get_stream_index(BufferObject *self, void *unused)
+{
+    (void)unused;
+    if (self->core == NULL || self->core->closed)
+        return sb__py_closed_error();
+    return PyLong_FromUnsignedLongLong(sb_available(self->core->b));
+}
+
+static PyObject *Buffer_get_floor(BufferObject *self, void *unused)
+{
+    (void)unused;
+    if (self->core == NULL || self->core->closed)
+        return sb__py_closed_error();
+    return PyLong_FromUnsignedLongLong(sb_floor(self->core->b));
+}
+
+static PyObject *Buffer_get_closed(BufferObject *self, void *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(self->core == NULL || self->core->closed);
+}
+
+static PyObject *Buffer_get_exception(BufferObject *self, void *unused)
+{
+    (void)unused;
+    if (self->core == NULL || self->core->closed)
+        return sb__py_closed_error();
+    return Py_NewRef(self->core->exc != NULL ? self->core->exc : Py_None);
+}
+
+/* Classify the source and set up c for it.  Returns 0 or -1. */
+static int take_source(struct core *c, PyObject *stream)
+{
+    static const char *const readers[] = { "readinto1", "readinto", "read1", "read" };
+    if (PyBytes_Check(stream)) {
+        c->kind = KIND_MEM;
+        c->mem = Py_NewRef(stream);
+        return 0;
+    }
+    if (PyUnicode_Check(stream)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "stream must be bytes, an iterable of bytes-like chunks "
+                        "or a binary file, not str");
+        return -1;
+    }
+    if (PyObject_CheckBuffer(stream)) {
+        /* Mutable bytes (bytearray, memoryview) are copied once: bytes that
+           have arrived must never change. */
+        c->kind = KIND_MEM;
+        c->mem = PyBytes_FromObject(stream);
+        return c->mem == NULL ? -1 : 0;
+    }
+    PyObject *io = PyImport_ImportModule("io");
+    if (io == NULL)
+        return -1;
+    PyObject *text = PyObject_GetAttrString(io, "TextIOBase");
+    Py_DECREF(io);
+    if (text == NULL)
+        return -1;
+    int is_text = PyObject_IsInstance(stream, text);
+    Py_DECREF(text);
+    if (is_text < 0)
+        return -1;
+    if (is_text) {
+        PyErr_SetString(PyExc_TypeError,
+                        "stream is a text file: give its binary buffer (sys.stdin.buffer)");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof readers / sizeof *readers; i++) {
+        PyObject *fn = PyObject_GetAttrString(stream, readers[i]);
+        if (fn == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();
+            continue;
+        }
+        if (!PyCallable_Check(fn)) {
+            Py_DECREF(fn);
+            continue;
+        }
+        c->kind = i < 2 ? KIND_READINTO : KIND_READ;
+        c->src = fn;
+        return 0;
+    }
+    c->kind = KIND_ITER;
+    c->src = PyObject_GetIter(stream);
+    if (c->src == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError,
+                         "stream must be bytes, an iterable of bytes-like chunks "
+                         "or a binary file, not %.100s", Py_TYPE(stream)->tp_name);
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static void free_unopened(struct core *c)
+{
+    Py_CLEAR(c->src);
+    Py_CLEAR(c->mem);
+    free(c);
+}
+
+static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = { "stream", "size", "max_size", "limit", "tmp_dir",
+                             "chunk_size", "read_ahead", "max_retained", "release",
+                             "mmap_reads", NULL };
+    PyObject *stream, *size = Py_None, *maxo = NULL, *limito = NULL, *tmpo = NULL;
+    PyObject *chunko = NULL, *aheado = NULL, *retainedo = NULL;
+    int release = 0, mmap_reads = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$OOOOOpp:StreamBuffer", names,
+                                     &stream, &size, &maxo, &limito, &tmpo, &chunko,
+                                     &aheado, &retainedo, &release, &mmap_reads))
+        return -1;
+    if (self->core != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "StreamBuffer is already initialized");
+        return -1;
+    }
+
+    sb_options o;
+    memset(&o, 0, sizeof o);
+    uint64_t max_size = (uint64_t)DEFAULT_MAX_SIZE;
+    if (maxo != NULL && maxo != Py_None) {
+        if (sb__py_u63(maxo, "max_size", &max_size) < 0)
+            return -1;
+        if (max_size == 0 || max_size > PY_SSIZE_T_MAX) {
+            PyErr_SetString(PyExc_ValueError,
+                            "max_size (the bytes kept in memory) must be positive: "
+                            "the memory part is reserved when the buffer opens");
+            return -1;
+        }
+    }
+    o.mem_limit = (size_t)max_size;
+    uint64_t chunk;
+    if (sb__py_opt_u63(size, "size", &o.length_hint) < 0 || sb__py_opt_u63(limito, "limit", &o.max_size) < 0
+        || sb__py_opt_u63(chunko, "chunk_size", &chunk) < 0
+        || sb__py_opt_u63(aheado, "read_ahead", &o.read_ahead) < 0
+        || sb__py_opt_u63(retainedo, "max_retained", &o.max_retained) < 0)
+        return -1;
+    if (chunk > PY_SSIZE_T_MAX) {
+        PyErr_SetString(PyExc_ValueError, "chunk_size is too large");
+        return -1;
+    }
+    o.chunk_size = (size_t)chunk;
+    if (o.max_size != 0 && o.length_hint > o.max_size) {
+        PyErr_SetString(PyExc_ValueError, "size is larger than limit");
+        return -1;
+    }
+    if (o.max_retained != 0 && !release) {
+        PyErr_SetString(PyExc_ValueError, "max_retained needs release=True");
+        return -1;
+    }
+    /* Spilled bytes are copied from the mapping of the spill file: no
+       syscall per read, which is most of what a small read costs. */
+    o.flags = (release ? SB_RELEASE : 0) | (mmap_reads ? SB_MMAP_READS : 0);
+    PyObject *tmp = NULL;
+    if (tmpo != NULL && tmpo != Py_None) {
+        if (!PyUnicode_FSConverter(tmpo, &tmp))
+            return -1;
+        if (PyBytes_GET_SIZE(tmp) == 0) {
+            Py_DECREF(tmp);
+            PyErr_SetString(PyExc_ValueError, "tmp_dir must not be empty");
+            return -1;
+        }
+        o.tmp_dir = PyBytes_AS_STRING(tmp);
+    }
+
+    struct core *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        Py_XDECREF(tmp);
+        PyErr_NoMemory();
+        return -1;
+    }
+    atomic_init(&c->stop, false);
+    c->mem_limit = o.mem_limit;
+    if (take_source(c, stream) < 0) {
+        Py_XDECREF(tmp);
+        free_unopened(c);
+        return -1;
+    }
+    if (c->kind == KIND_MEM) {
+        c->mem_limit = SIZE_MAX;
+        c->b = sb_open_mem(PyBytes_AS_STRING(c->mem), (size_t)PyBytes_GET_SIZE(c->mem), &o);
+    } else {
+        sb_source src;
+        memset(&src, 0, sizeof src);
+        if (c->kind == KIND_ITER)
+            src.next = sb__py_src_next;
+        else
+            src.read = sb__py_src_read;
+        src.cancel = sb__py_src_cancel;
+        src.ctx = c;
+        /* The producer starts now and waits for the GIL in its first
+           callback: c is complete before it can look. */
+        c->b = sb_open(&src, &o);
+    }
+    int err = errno;
+    Py_XDECREF(tmp);
+    if (c->b == NULL) {
+        free_unopened(c);
+        sb__py_os_error(err);
+        return -1;
+    }
+    sb__py_link_live(c);
+    self->core = c;
+    Py_XSETREF(self->stream, Py_NewRef(stream));
+    Py_XSETREF(self->size, Py_NewRef(size));
+    self->max_size = (Py_ssize_t)max_size;
+    self->limit = o.max_size;
+    self->chunk_size = o.chunk_size;
+    self->read_ahead = o.read_ahead;
+    self->max_retained = o.max_retained;
+    self->release = release != 0;
+    self->mmap_reads = mmap_reads != 0;
+    return 0;
+}
+
+static PyObject *Buffer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    (void)args;
+    (void)kw;
+    BufferObject *self = (BufferObject *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->stream = Py_NewRef(Py_None);
+    self->size = Py_NewRef(Py_None);
+    self->max_size = DEFAULT_MAX_SIZE;
+    return (PyObject *)self;
+}
+
+static int Buffer_traverse(BufferObject *self, visitproc visit, void *arg)
+{
+    /* A static type: a subclass's traverse visits its own type. */
+    Py_VISIT(self->stream);
+    Py_VISIT(self->size);
+    struct core *c = self->core;
+    if (c != NULL) {
+        Py_VISIT(c->src);
+        Py_VISIT(c->chunk);
+        Py_VISIT(c->exc);
+    }
+    return 0;
+}
+
+static int Buffer_clear(BufferObject *self)
+{
+    /* The core's references go in close(), which the finalizer ran: the
+       producer may still use them until then. */
+    Py_CLEAR(self->stream);
+    Py_CLEAR(self->size);
+    return 0;
+}
+
+/* A buffer that is garbage-collected stops its producer, as close(). */
+static void Buffer_finalize(BufferObject *self)
+{
+    if (self->core == NULL)
+        return;
+    PyObject *exc = sb__py_take_exception();
+    if (close_core(self) < 0) /* a view in a cycle with it: it stays */
+        PyErr_WriteUnraisable((PyObject *)self);
+    if (exc != NULL) {
+        sb__py_raise_again(exc);
+        Py_DECREF(exc);
+    }
+}
+
+static void Buffer_dealloc(BufferObject *self)
+{
+    if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0)
+        return; /* resurrected */
+    /* A subclass's __del__ takes the place of Buffer_finalize. */
+    if (self->core != NULL) {
+        PyObject *exc = PyErr_Occurred() ? sb__py_take_exception() : NULL;
+        if (close_core(self) < 0)
+            PyErr_WriteUnraisable((PyObject *)self);
+        if (exc != NULL) {
+            sb__py_raise_again(exc);
+            Py_DECREF(exc);
+        }
+    }
+    PyObject_GC_UnTrack(self);
+    if (self->weakrefs != NULL)
+        PyObject_ClearWeakRefs((PyObject *)self);
+    Buffer_clear(self);
+    /* A subclass's dealloc drops its reference to its type. */
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Buffer_repr(BufferObject *self)
+{
+    const char *state = "closed";
+    unsigned long long index = 0;
+    if (self->core != NULL && !self->core->closed) {
+        sb_stats st;
+        if (sb_get_stats(self->core->b, &st) == 0) {
+            state = st.state == SB_RUNNING ? "running" : st.state == SB_ENDED ? "ended" : "failed";
+            index = (unsigned long long)st.filled;
+        }
+    }
+    return PyUnicode_FromFormat("<%s size=%R stream_index=%llu %s>",
+                                Py_TYPE(self)->tp_name, self->size ? self->size : Py_None,
+                                index, state);
+}
+
+
+PyDoc_STRVAR(wait_end_doc,
+"wait_end() -> int\n\nWait for the end of the stream; its length.  Raises "
+"the stream's error if it failed.");
+PyDoc_STRVAR(is_exhausted_doc,
+"is_exhausted() -> bool\n\nTrue once no more bytes will arrive: the stream "
+"ended (or failed, or was cancelled).  Never waits, consumes nothing.");
+PyDoc_STRVAR(cancel_doc,
+"cancel()\n\nStop the stream now: bytes that arrived stay readable, reads of "
+"the others raise OSError(ECANCELED).");
+PyDoc_STRVAR(close_doc,
+"close()\n\nCancel the stream and free the buffer; later calls raise "
+"ValueError.  Does not wait for the iterator.");
+PyDoc_STRVAR(open_doc,
+"open(buffering=io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader\n\n"
+"A seekable binary file over the stream with its own position.  With\n"
+"release=True it reads forward through a Reader and releases as it goes.");
+PyDoc_STRVAR(reader_doc,
+"reader(floor=None) -> Reader\n\nA registered reader whose floor is floor "
+"(default: the buffer's floor).");
+PyDoc_STRVAR(stats_doc, "stats() -> dict\n\nA snapshot of the library's counters.");
+
+static PyMethodDef Buffer_methods[] = {
+    SB__PY_READ_METHODS,
+    { "wait_end", (PyCFunction)Buffer_wait_end, METH_NOARGS, wait_end_doc },
+    { "is_exhausted", (PyCFunction)Buffer_is_exhausted, METH_NOARGS, is_exhausted_doc },
+    { "cancel", (PyCFunction)Buffer_cancel, METH_NOARGS, cancel_doc },
+    { "close", (PyCFunction)Buffer_close, METH_NOARGS, close_doc },
+    { "open", (PyCFunction)(void (*)(void))Buffer_open, METH_VARARGS | METH_KEYWORDS, open_doc },
+    { "reader", (PyCFunction)(void (*)(void))Buffer_reader, METH_VARARGS | METH_KEYWORDS, reader_doc },
+    { "stats", (PyCFunction)Buffer_stats, METH_NOARGS, stats_doc },
+    { "_nb_reader", (PyCFunction)Buffer_nb_reader, METH_O, NULL },
+    { "_poll_fd", (PyCFunction)Buffer_poll_fd, METH_NOARGS, NULL },
+    { "_poll_ready", (PyCFunction)Buffer_poll_ready, METH_O, NULL },
+    { "__enter__", (PyCFunction)Buffer_enter, METH_NOARGS, NULL },
+    { "__exit__", (PyCFunction)Buffer_exit, METH_VARARGS, NULL },
+    { NULL, NULL, 0, NULL },
+};
+
+static PyMemberDef Buffer_members[] = {
+    { "stream", T_OBJECT, offsetof(BufferObject, stream), READONLY, "the source, as given" },
+    { "size", T_OBJECT, offsetof(BufferObject, size), READONLY, "the expected length, as given (a hint)" },
+    { "max_size", T_PYSSIZET, offsetof(BufferObject, max_size), READONLY, "bytes kept in memory before the rest spills to a file" },
+    { "limit", T_ULONGLONG, offsetof(BufferObject, limit), READONLY, "hard cap on the length (0: none)" },
+    { "chunk_size", T_ULONGLONG, offsetof(BufferObject, chunk_size), READONLY, "most bytes asked of a file at once (0: 64 KiB)" },
+    { "read_ahead", T_ULONGLONG, offsetof(BufferObject, read_ahead), READONLY, "lazy pull: bytes pulled past the furthest read (0: eager)" },
+    { "max_retained", T_ULONGLONG, offsetof(BufferObject, max_retained), READONLY, "backpressure: bytes held above the floor (0: no bound)" },
+    { "release", T_BOOL, offsetof(BufferObject, release), READONLY, "bytes below the readers' floor are given back" },
+    { "mmap_reads", T_BOOL, offsetof(BufferObject, mmap_reads), READONLY, "spilled bytes are read from a mapping of the spill file" },
+    { NULL, 0, 0, 0, NULL },
+};
+
+static PyGetSetDef Buffer_getset[] = {
+    { "stream_index", (getter)Buffer_get_stream_index, NULL, "bytes pulled from the stream so far", NULL },
+    { "floor", (getter)Buffer_get_floor, NULL, "reads below it raise OSError(ESPIPE)", NULL },
+    { "closed", (getter)Buffer_get_closed, NULL, "True after close()", NULL },
+    { "exception", (getter)Buffer_get_exception, NULL, "the exception that failed the stream, or None", NULL },
+    { NULL, NULL, NULL, NULL, NULL },
+};
+
+static PyMappingMethods Buffer_mapping = {
+    .mp_subscript = (binaryfunc)Buffer_subscript,
+};
+
+PyDoc_STRVAR(Buffer_doc,
+"StreamBuffer(stream, size=None, max_size=5 MiB, *, limit=None, tmp_dir=None,\n"
+"             chunk_size=None, read_ahead=None, max_retained=None,\n"
+"             release=False, mmap_reads=True)\n\n"
+"Random access to a one-pass stream, shared by any number of threads.  A\n"
+"background thread drains stream (bytes, an iterable of bytes-like chunks,\n"
+"or a binary file) into memory, the first max_size bytes, and a temporary\n"
+"file beyond.  size is the expected length, a hint only.\n\n"
+"mmap_reads: reads of spilled bytes copy from a read-only mapping of the\n"
+"temporary file, without a system call (SB_MMAP_READS).  The price: if the\n"
+"disk fails while the kernel reads a page of it back, the process gets\n"
+"SIGBUS rather than an OSError(EIO).  Pass mmap_reads=False where that\n"
+"matters more than speed (the file is on a disk that may fail, not tmpfs).");
+
+PyTypeObject sb__py_buffer_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "streambuffer.StreamBuffer",
+    .tp_basicsize = sizeof(BufferObject),
+    .tp_dealloc = (destructor)Buffer_dealloc,
+    .tp_repr = (reprfunc)Buffer_repr,
+    .tp_as_mapping = &Buffer_mapping,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = Buffer_doc,
+    .tp_traverse = (traverseproc)Buffer_traverse,
+    .tp_clear = (inquiry)Buffer_clear,
+    .tp_weaklistoffset = offsetof(BufferObject, weakrefs),
+    .tp_methods = Buffer_methods,
+    .tp_members = Buffer_members,
+    .tp_getset = Buffer_getset,
+    .tp_init = (initproc)Buffer_init,
+    .tp_new = Buffer_new,
+    .tp_finalize = (destructor)Buffer_finalize,
+};

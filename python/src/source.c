@@ -1,0 +1,333 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * source.c - the state shared with the producer thread: the live list and
+ * the exit flag, and the source callbacks, which run on the producer.
+ */
+#include "common.h"
+
+/* Set by the exit hook: from then on no producer takes the GIL. */
+static atomic_bool g_stop;
+/* Producers between their look at g_stop and holding the GIL: the exit
+   hook lets them through before the interpreter goes. */
+static atomic_uint g_entering;
+/* Every open core, for the exit hook. */
+static struct core *g_live;
+
+void sb__py_link_live(struct core *c)
+{
+    c->prev = NULL;
+    c->next = g_live;
+    if (g_live != NULL)
+        g_live->prev = c;
+    g_live = c;
+}
+
+void sb__py_unlink_live(struct core *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else if (g_live == c)
+        g_live = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Whether this thread is c's producer, inside one of its callbacks. */
+bool sb__py_on_producer(const struct core *c)
+{
+    return c->tstate != NULL && PyThreadState_Get() == c->tstate;
+}
+
+/* Give the last chunk back.  The fields are cleared before anything runs
+   that could call back into this module (a chunk's release or __del__). */
+void sb__py_drop_chunk(struct core *c)
+{
+    PyObject *chunk = c->chunk;
+    c->chunk = NULL;
+    if (c->has_view) {
+        Py_buffer v = c->view;
+        c->has_view = false;
+        PyBuffer_Release(&v);
+    }
+    Py_XDECREF(chunk);
+}
+
+/* ------------------------------------------------------------------ */
+/* The source callbacks: on the producer thread                        */
+
+/*
+ * Take the GIL for a callback.  Returns false, without it, once the
+ * stream is being stopped or the interpreter is going away: then this
+ * thread must not touch Python at all.
+ */
+static bool producer_enter(struct core *c)
+{
+    if (atomic_load(&c->stop))
+        return false;
+    atomic_fetch_add(&g_entering, 1);
+    if (atomic_load(&g_stop) || sb__py_finalizing()) {
+        atomic_fetch_sub(&g_entering, 1);
+        return false;
+    }
+    if (c->tstate == NULL) {
+        c->gstate = PyGILState_Ensure();
+        c->tstate = PyThreadState_Get();
+    } else {
+        PyEval_RestoreThread(c->tstate);
+    }
+    atomic_fetch_sub(&g_entering, 1);
+    return true;
+}
+
+/* Let the GIL go.  After the last callback (a result <= 0: the library
+   calls no more) the thread state goes too. */
+static void producer_leave(struct core *c, bool last)
+{
+    if (last) {
+        PyGILState_STATE g = c->gstate;
+        c->tstate = NULL; /* before the GIL goes: others read it with it */
+        PyGILState_Release(g);
+    } else {
+        PyEval_SaveThread();
+    }
+}
+
+/* Whether the callback must stop: close() began, or the exit hook ran. */
+static bool stopping(const struct core *c)
+{
+    return c->closed || atomic_load(&g_stop);
+}
+
+/* The errno the library is told for an exception of the source.  Those
+   that mean something else to a reader (a floor, a timeout, a cancel)
+   become EIO, so that readers can tell them apart. */
+static int errno_of(PyObject *exc)
+{
+    int err = EIO;
+    if (PyErr_GivenExceptionMatches(exc, PyExc_OSError)) {
+        PyObject *e = PyObject_GetAttrString(exc, "errno");
+        if (e != NULL && PyLong_Check(e)) {
+            long v = PyLong_AsLong(e);
+            if (v > 0 && v < 4096)
+                err = (int)v;
+        }
+        Py_XDECREF(e);
+        PyErr_Clear();
+    }
+    switch (err) {
+    case ECANCELED: case ESPIPE: case ENOBUFS: case ETIMEDOUT: case EINVAL:
+        return EIO;
+    default:
+        return err;
+    }
+}
+
+/* The source raised: keep the exception for the readers and fail the
+   stream.  Returns the negative errno for the library. */
+static int source_failed(struct core *c)
+{
+    PyObject *exc = sb__py_take_exception();
+    Py_CLEAR(c->src); /* the source is done with: free it now */
+    if (exc == NULL)
+        return -EIO;
+    if (stopping(c)) { /* close() cleared the state: nobody will read it */
+        Py_DECREF(exc);
+        return -ECANCELED;
+    }
+    c->exc_errno = errno_of(exc);
+    Py_XSETREF(c->exc, exc);
+    return -c->exc_errno;
+}
+
+/* Keep item (a new reference) as the chunk the library copies next. */
+static int hold_chunk(struct core *c, PyObject *item)
+{
+    if (PyObject_GetBuffer(item, &c->view, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(item);
+        return source_failed(c);
+    }
+    c->has_view = true;
+    c->chunk = item;
+    return 1;
+}
+
+int sb__py_src_next(void *ctx, const void **chunk, size_t *len)
+{
+    struct core *c = ctx;
+    if (!producer_enter(c))
+        return -ECANCELED;
+    sb__py_drop_chunk(c);
+    int rc = -ECANCELED;
+    if (!stopping(c) && c->src != NULL) {
+        PyObject *it = Py_NewRef(c->src);
+        c->in_call = true;
+        PyObject *item = PyIter_Next(it);
+        c->in_call = false;
+        Py_DECREF(it);
+        if (item == NULL && PyErr_Occurred())
+            rc = source_failed(c);
+        else if (item == NULL) {
+            Py_CLEAR(c->src);
+            rc = 0;
+        } else {
+            rc = hold_chunk(c, item);
+        }
+    }
+    /* Anything above may have run close() on this very thread (a __del__,
+       the garbage collector): then the chunk is not handed over. */
+    if (rc > 0 && stopping(c)) {
+        sb__py_drop_chunk(c);
+        rc = -ECANCELED;
+    }
+    if (rc > 0) {
+        *chunk = c->view.buf;
+        *len = (size_t)c->view.len;
+    }
+    producer_leave(c, rc <= 0);
+    return rc;
+}
+
+/* The file had nothing for now (a non-blocking file: None). */
+static void nap(void)
+{
+    struct timespec ts = { 0, 2000000 };
+    Py_BEGIN_ALLOW_THREADS
+    nanosleep(&ts, NULL);
+    Py_END_ALLOW_THREADS
+}
+
+/* What readinto returned: a count from 0 to cap. */
+static ssize_t count_of(struct core *c, PyObject *res, size_t cap)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(res);
+    Py_DECREF(res);
+    if (n == -1 && PyErr_Occurred())
+        return source_failed(c);
+    if (n < 0 || (size_t)n > cap) {
+        PyErr_Format(PyExc_ValueError,
+                     "readinto() returned %zd for a buffer of %zu bytes", n, cap);
+        return source_failed(c);
+    }
+    if (n == 0)
+        Py_CLEAR(c->src);
+    return n;
+}
+
+/* What read returned: keep it as the chunk, to be copied without the GIL. */
+static ssize_t data_of(struct core *c, PyObject *res, size_t cap)
+{
+    int rc = hold_chunk(c, res);
+    if (rc < 0)
+        return rc;
+    size_t n = (size_t)c->view.len;
+    if (n > cap) {
+        sb__py_drop_chunk(c);
+        PyErr_Format(PyExc_ValueError,
+                     "read(%zu) returned %zu bytes", cap, n);
+        return source_failed(c);
+    }
+    if (n == 0) {
+        sb__py_drop_chunk(c);
+        Py_CLEAR(c->src);
+    }
+    return (ssize_t)n;
+}
+
+/* Ask the file once; may nap and ask again when it has nothing yet. */
+static ssize_t read_file_once(struct core *c, void *buf, size_t cap)
+{
+    for (;;) {
+        if (stopping(c) || c->src == NULL)
+            return -ECANCELED;
+        PyObject *arg = c->kind == KIND_READINTO
+                            ? PyMemoryView_FromMemory(buf, (Py_ssize_t)cap, PyBUF_WRITE)
+                            : PyLong_FromSize_t(cap);
+        if (arg == NULL)
+            return source_failed(c);
+        if (stopping(c)) { /* the allocation may have collected us */
+            Py_DECREF(arg);
+            return -ECANCELED;
+        }
+        PyObject *fn = Py_NewRef(c->src);
+        c->in_call = true;
+        PyObject *res = PyObject_CallOneArg(fn, arg);
+        c->in_call = false;
+        Py_DECREF(fn);
+        if (c->kind == KIND_READINTO) {
+            /* The view points into the spool: nobody may keep it. */
+            PyObject *r = PyObject_CallMethod(arg, "release", NULL);
+            if (r == NULL) {
+                Py_DECREF(arg);
+                Py_XDECREF(res);
+                return source_failed(c);
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(arg);
+        if (res == NULL)
+            return source_failed(c);
+        if (res != Py_None)
+            return c->kind == KIND_READINTO ? count_of(c, res, cap)
+                                            : data_of(c, res, cap);
+        Py_DECREF(res);
+        nap();
+    }
+}
+
+ssize_t sb__py_src_read(void *ctx, void *buf, size_t cap)
+{
+    struct core *c = ctx;
+    if (!producer_enter(c))
+        return -ECANCELED;
+    sb__py_drop_chunk(c);
+    ssize_t rc = read_file_once(c, buf, cap);
+    if (rc > 0 && stopping(c)) {
+        sb__py_drop_chunk(c);
+        rc = -ECANCELED;
+    }
+    bool copy = rc > 0 && c->kind == KIND_READ;
+    producer_leave(c, rc <= 0);
+    /* The chunk stays held until the next callback, so its bytes can be
+       copied without the GIL. */
+    if (copy)
+        memcpy(buf, c->view.buf, (size_t)rc);
+    return rc;
+}
+
+/* On the thread that cancels: the next callback returns at once.  A
+   Python call in progress cannot be interrupted; nothing waits for it. */
+void sb__py_src_cancel(void *ctx)
+{
+    struct core *c = ctx;
+    atomic_store(&c->stop, true);
+}
+
+bool sb__py_exiting(void)
+{
+    return atomic_load(&g_stop);
+}
+
+/*
+ * The exit hook's work (atexit, which runs before the interpreter starts
+ * to finalize): no producer may take the GIL from now on.  Every live stream
+ * is cancelled, so that a read during finalization (a __del__) does not
+ * wait for a producer that will never deliver (daemon threads that were
+ * waiting park, see park()).  The producers already on their way into the
+ * GIL are let through, so that none is left between its look at g_stop and
+ * the GIL when the interpreter goes.
+ */
+void sb__py_stop_all(void)
+{
+    atomic_store(&g_stop, true);
+    for (struct core *c = g_live; c != NULL; c = c->next) {
+        atomic_store(&c->stop, true);
+        sb_cancel(c->b);
+    }
+    while (atomic_load(&g_entering) > 0) {
+        struct timespec ts = { 0, 100000 };
+        Py_BEGIN_ALLOW_THREADS
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+    }
+}
