@@ -88,6 +88,22 @@ int fx_teardown(void **state)
     return teardown_failures == 0 ? 0 : -1;
 }
 
+size_t fx_rows(struct CMUnitTest *out, void (*f)(void **state),
+               const void *rows, size_t row_size, size_t nrows)
+{
+    const char *row = rows;
+    for (size_t i = 0; i < nrows; i++, row += row_size) {
+        const char *name;
+        memcpy(&name, row, sizeof name); /* the row's first member */
+        out[i] = (struct CMUnitTest){.name = name,
+                                     .test_func = f,
+                                     .setup_func = fx_setup,
+                                     .teardown_func = fx_teardown,
+                                     .initial_state = (void *)row};
+    }
+    return nrows;
+}
+
 void *fx_calloc(size_t n)
 {
     void *p = calloc(1, n ? n : 1);

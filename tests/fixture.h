@@ -40,6 +40,22 @@ int fx_teardown(void **state);
     cmocka_unit_test_prestate_setup_teardown(f, fx_setup, fx_teardown,        \
                                              (void *)(st))
 
+/*
+ * A table of cases: rows is an array of structs whose first member is the
+ * row's name (a const char *).  Each row becomes one test, named by the
+ * row so that a failure says which row, that runs f between fx_setup and
+ * fx_teardown with *state pointing at the row.  fx_rows fills
+ * out[0 .. nrows) and returns nrows; FX_ROWS takes the count and the size
+ * from the array, FX_NROWS is its count (a constant, to size an array of
+ * tests with).
+ */
+struct CMUnitTest;
+size_t fx_rows(struct CMUnitTest *out, void (*f)(void **state),
+               const void *rows, size_t row_size, size_t nrows);
+#define FX_NROWS(rows) (sizeof(rows) / sizeof((rows)[0]))
+#define FX_ROWS(out, f, rows)                                                 \
+    fx_rows((out), (f), (rows), sizeof((rows)[0]), FX_NROWS(rows))
+
 /* Record obj: unblock (may be NULL) runs in pass 1, cleanup in pass 2. */
 void fx_track(void *obj, void (*unblock)(void *), void (*cleanup)(void *));
 /* Forget every record of obj: the test has cleaned it up itself. */

@@ -25,11 +25,6 @@
 
 #include "fixture.h"
 
-/* The states of the tests that run over both kinds of stream, and over
-   both kinds of producer. */
-static int in_memory = 0, spilled = 1;
-static int pull = 0, push = 1;
-
 /* ---- local helpers (no asserts) ------------------------------------------ */
 
 static void close_file(void *f)
@@ -163,6 +158,36 @@ static long seek_tell(FILE *f, long off, int whence)
     return ftell(f);
 }
 
+/* A FILE over a gated stream (options o, may be NULL) whose producer has
+   taken the first `allow` bytes and is blocked for more. */
+struct gated {
+    gate_src *g;
+    sb_buffer *b;
+    FILE *f;
+};
+
+static struct gated gated_file(const sb_options *o, uint64_t allow)
+{
+    struct gated t;
+    t.g = fx_gate();
+    t.b = fx_buffer(open_gate(t.g, o));
+    assert_non_null(t.b);
+    t.f = fx_fopen(t.b);
+    assert_non_null(t.f);
+    gate_allow(t.g, allow);
+    assert_true(gate_wait_blocked(t.g, WAIT_LONG_MS));
+    return t;
+}
+
+/* bg (a call on f of b, just started) waits in the library: it started,
+   a reader of b waits, and it has not returned. */
+static void expect_waiting(sb_buffer *b, bg_call *bg)
+{
+    assert_non_null(bg);
+    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    assert_false(bg_wait(bg, 0));
+}
+
 /* ---- the FILE over complete streams -------------------------------------- */
 
 static void test_fopen_null(void **state)
@@ -212,15 +237,35 @@ static void stream_check_spilled(const struct stream *s)
     assert_int_equal(st.spilled, s->len - STREAM_MEM);
 }
 
-static void test_fread(void **state)
+/*
+ * The cases over a complete stream are a table: each row names a check of
+ * the FILE and the stream it runs over (in memory or spilled, and its
+ * length).  The runner opens the stream and the FILE; after the check,
+ * fclose must succeed, the stream must still read as its len generated
+ * bytes, and the spilled variant must have spilled.
+ */
+struct stream_case {
+    const char *name;
+    void (*check)(FILE *f, uint64_t len);
+    int spill;
+    uint64_t len;
+};
+
+static void run_stream_case(void **state)
 {
-    const int spill = *(int *)*state;
-    const uint64_t len = spill ? 1000003 : 200003;
+    const struct stream_case *c = *state;
     struct stream s;
-    stream_open(&s, spill, len);
+    stream_open(&s, c->spill, c->len);
     FILE *f = fx_fopen(s.b);
     assert_non_null(f);
+    c->check(f, c->len);
+    assert_int_equal(fx_fclose(f), 0);
+    assert_int_equal(check_stream(s.b, c->len), 0);
+    stream_check_spilled(&s);
+}
 
+static void check_fread(FILE *f, uint64_t len)
+{
     static const size_t sizes[] = {1, 7, 4093, 65536, 100, 8192, 3};
     uint64_t off = 0;
     for (size_t i = 0; off < len; i++) {
@@ -238,19 +283,10 @@ static void test_fread(void **state)
     assert_int_equal(getc(f), EOF);
     assert_true(feof(f));
     assert_false(ferror(f));
-    assert_int_equal(fx_fclose(f), 0);
-    stream_check_spilled(&s);
 }
 
-static void test_getc_fgets(void **state)
+static void check_getc_fgets(FILE *f, uint64_t len)
 {
-    const int spill = *(int *)*state;
-    const uint64_t len = spill ? 300007 : 100003;
-    struct stream s;
-    stream_open(&s, spill, len);
-    FILE *f = fx_fopen(s.b);
-    assert_non_null(f);
-
     /* getc, byte by byte. */
     size_t bad = 0;
     uint64_t i;
@@ -293,18 +329,10 @@ static void test_getc_fgets(void **state)
     assert_int_equal(off, len);
     assert_true(feof(f));
     assert_false(ferror(f));
-    assert_int_equal(fx_fclose(f), 0);
-    stream_check_spilled(&s);
 }
 
-static void test_seek(void **state)
+static void check_seek(FILE *f, uint64_t len)
 {
-    const int spill = *(int *)*state;
-    const uint64_t len = spill ? 700001 : 150001;
-    struct stream s;
-    stream_open(&s, spill, len);
-    FILE *f = fx_fopen(s.b);
-    assert_non_null(f);
     const long L = (long)len;
 
     /* SEEK_SET anywhere, including across the memory limit (64 KiB). */
@@ -342,39 +370,25 @@ static void test_seek(void **state)
     assert_int_equal(ftell(f), 0);
     assert_false(feof(f));
     assert_int_equal(fread_check(f, 3000, 0, 3000), 0);
-    assert_int_equal(fx_fclose(f), 0);
-    stream_check_spilled(&s);
 }
 
-static void test_seek_before_start_fails(void **state)
+static void check_seek_before_start_fails(FILE *f, uint64_t len)
 {
-    (void)state;
-    struct stream s;
-    stream_open(&s, 0, 5000);
-    FILE *f = fx_fopen(s.b);
-    assert_non_null(f);
-
     assert_fails_with(fseek(f, -1, SEEK_SET), EINVAL);
     assert_int_equal(ftell(f), 0);
     assert_int_equal(fread_check(f, 10, 0, 10), 0);
     assert_fails_with(fseek(f, -11, SEEK_CUR), EINVAL);
     assert_int_equal(ftell(f), 10);
     assert_int_equal(getc(f), gen_byte(10));
-    assert_fails_with(fseek(f, -5001, SEEK_END), EINVAL);
+    assert_fails_with(fseek(f, -(long)len - 1, SEEK_END), EINVAL);
     assert_int_equal(ftell(f), 11);
     assert_int_equal(getc(f), gen_byte(11));
     assert_false(ferror(f));
-    assert_int_equal(fx_fclose(f), 0);
 }
 
-static void test_write_fails(void **state)
+/* The runner checks, after fclose, that nothing was written. */
+static void check_write_fails(FILE *f, uint64_t len)
 {
-    (void)state;
-    struct stream s;
-    stream_open(&s, 0, 5000);
-    FILE *f = fx_fopen(s.b);
-    assert_non_null(f);
-
     assert_int_equal(fputc('x', f), EOF);
     assert_true(ferror(f));
     clearerr(f);
@@ -385,10 +399,23 @@ static void test_write_fails(void **state)
     assert_true(ferror(f));
     clearerr(f);
     /* Nothing was written: the stream reads as before. */
-    assert_int_equal(fread_check(f, 5000, 0, 5000), 0);
-    assert_int_equal(fx_fclose(f), 0);
-    assert_int_equal(check_stream(s.b, 5000), 0);
+    assert_int_equal(fread_check(f, (size_t)len, 0, (size_t)len), 0);
 }
+
+static const struct stream_case stream_cases[] = {
+    {"test_fread/in_memory", check_fread, 0, 200003},
+    {"test_fread/spilled", check_fread, 1, 1000003},
+    {"test_getc_fgets/in_memory", check_getc_fgets, 0, 100003},
+    {"test_getc_fgets/spilled", check_getc_fgets, 1, 300007},
+    {"test_seek/in_memory", check_seek, 0, 150001},
+    {"test_seek/spilled", check_seek, 1, 700001},
+    {"test_seek_before_start_fails/in_memory", check_seek_before_start_fails, 0,
+     5000},
+    {"test_seek_before_start_fails/spilled", check_seek_before_start_fails, 1,
+     STREAM_MEM + 5000},
+    {"test_write_fails/in_memory", check_write_fails, 0, 5000},
+    {"test_write_fails/spilled", check_write_fails, 1, STREAM_MEM + 5000},
+};
 
 static void test_fclose_keeps_buffer(void **state)
 {
@@ -452,10 +479,20 @@ static const char text[] = "first line\n"
                            "3\n";
 
 /* fgets returns each line as soon as it has arrived.  A pulling source
-   (text gate) or a writer feeds the stream. */
+   (text gate) or a writer feeds the stream: one row each. */
+struct lines_case {
+    const char *name;
+    int pushing;
+};
+
+static const struct lines_case lines_cases[] = {
+    {"test_fgets_returns_lines_as_they_arrive/pull", 0},
+    {"test_fgets_returns_lines_as_they_arrive/push", 1},
+};
+
 static void test_fgets_returns_lines_as_they_arrive(void **state)
 {
-    const int pushing = *(int *)*state;
+    const int pushing = ((const struct lines_case *)*state)->pushing;
     text_gate *g = NULL;
     sb_buffer *b;
     if (pushing) {
@@ -477,9 +514,7 @@ static void test_fgets_returns_lines_as_they_arrive(void **state)
 
     /* Blocks while nothing has arrived. */
     c = fgets_bg(f, &bg);
-    assert_non_null(bg);
-    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-    assert_false(bg_wait(bg, 0));
+    expect_waiting(b, bg);
     /* One line arrives: fgets returns it, while the rest has not. */
     if (pushing)
         assert_int_equal(sb_write(b, text, l1), (ssize_t)l1);
@@ -525,9 +560,7 @@ static void test_fgets_returns_lines_as_they_arrive(void **state)
     do_fgets(c);
     assert_string_equal(c->buf, "3\n");
     c = fgets_bg(f, &bg);
-    assert_non_null(bg);
-    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-    assert_false(bg_wait(bg, 0));
+    expect_waiting(b, bg);
     if (pushing)
         assert_int_equal(sb_finish(b, 0), 0);
     else
@@ -568,19 +601,16 @@ static struct getc_call *getc_bg(FILE *f, bg_call **bg)
 static void test_getc_returns_each_byte_as_it_arrives(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
-    sb_buffer *b = fx_buffer(open_gate(g, NULL));
-    assert_non_null(b);
-    FILE *f = fx_fopen(b);
-    assert_non_null(f);
+    struct gated t = gated_file(NULL, 0);
+    gate_src *g = t.g;
+    sb_buffer *b = t.b;
+    FILE *f = t.f;
 
     /* Each getc waits until its byte is there, not for more. */
     for (uint64_t i = 0; i < 5; i++) {
         bg_call *bg;
         struct getc_call *c = getc_bg(f, &bg);
-        assert_non_null(bg);
-        assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-        assert_false(bg_wait(bg, 0));
+        expect_waiting(b, bg);
         gate_allow(g, i + 1);
         assert_true(bg_wait(bg, WAIT_LONG_MS));
         assert_int_equal(c->c, gen_byte(i));
@@ -590,10 +620,8 @@ static void test_getc_returns_each_byte_as_it_arrives(void **state)
        EOF, not an error. */
     bg_call *bg;
     struct getc_call *c = getc_bg(f, &bg);
-    assert_non_null(bg);
     assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
-    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-    assert_false(bg_wait(bg, 0));
+    expect_waiting(b, bg);
     gate_end(g);
     assert_true(bg_wait(bg, WAIT_LONG_MS));
     assert_int_equal(c->c, EOF);
@@ -624,20 +652,15 @@ static void do_seek_end(void *arg)
 static void test_seek_end_waits_for_end(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
-    sb_buffer *b = fx_buffer(open_gate(g, NULL));
-    assert_non_null(b);
-    FILE *f = fx_fopen(b);
-    assert_non_null(f);
-    gate_allow(g, 1000);
-    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    struct gated t = gated_file(NULL, 1000);
+    gate_src *g = t.g;
+    sb_buffer *b = t.b;
+    FILE *f = t.f;
 
     struct seek_call *c = fx_calloc(sizeof *c);
     *c = (struct seek_call){.f = f, .off = -10};
     bg_call *bg = fx_bg(do_seek_end, c);
-    assert_non_null(bg);
-    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-    assert_false(bg_wait(bg, 0));
+    expect_waiting(b, bg);
     /* More bytes, but not the end: with all 5000 published, the seek
        still waits. */
     gate_allow(g, 5000);
@@ -656,14 +679,11 @@ static void test_seek_end_waits_for_end(void **state)
 static void test_seek_end_uses_length_hint(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
     sb_options o = {.length_hint = 123456};
-    sb_buffer *b = fx_buffer(open_gate(g, &o));
-    assert_non_null(b);
-    FILE *f = fx_fopen(b);
-    assert_non_null(f);
-    gate_allow(g, 1000);
-    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    struct gated t = gated_file(&o, 1000);
+    gate_src *g = t.g;
+    sb_buffer *b = t.b;
+    FILE *f = t.f;
 
     /* The stream is running and will not end until told: the seek must not
        wait for it. */
@@ -701,13 +721,10 @@ static void test_seek_end_uses_length_hint(void **state)
 static void test_source_failure_is_ferror(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
-    sb_buffer *b = fx_buffer(open_gate(g, NULL));
-    assert_non_null(b);
-    FILE *f = fx_fopen(b);
-    assert_non_null(f);
-    gate_allow(g, 100);
-    gate_fail(g, EPROTO);
+    struct gated t = gated_file(NULL, 100);
+    sb_buffer *b = t.b;
+    FILE *f = t.f;
+    gate_fail(t.g, EPROTO);
     uint64_t len;
     assert_fails_with(sb_wait_end(b, &len), EPROTO);
 
@@ -788,13 +805,10 @@ static void do_seek(void *arg)
 static void test_seek_set_never_waits(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
-    sb_buffer *b = fx_buffer(open_gate(g, NULL));
-    assert_non_null(b);
-    FILE *f = fx_fopen(b);
-    assert_non_null(f);
-    gate_allow(g, 100);
-    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    struct gated t = gated_file(NULL, 100);
+    gate_src *g = t.g;
+    sb_buffer *b = t.b;
+    FILE *f = t.f;
 
     static const struct { long off; int whence; long want; } seeks[] = {
         {10000, SEEK_SET, 10000}, {16384, SEEK_SET, 16384},
@@ -824,9 +838,7 @@ static void test_seek_set_never_waits(void **state)
         struct fread_call *c = fx_calloc(sizeof *c);
         *c = (struct fread_call){.f = f, .n = 10};
         bg_call *bg = fx_bg(do_fread, c);
-        assert_non_null(bg);
-        assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
-        assert_false(bg_wait(bg, 0));
+        expect_waiting(b, bg);
         gate_allow(g, (uint64_t)targets[i] + 5000);
         assert_true(bg_wait(bg, WAIT_LONG_MS));
         assert_int_equal(c->got, 10);
@@ -839,15 +851,11 @@ static void test_seek_set_never_waits(void **state)
 static void test_cancel_is_ferror_ecanceled(void **state)
 {
     (void)state;
-    gate_src *g = fx_gate();
-    sb_buffer *b = fx_buffer(open_gate(g, NULL));
-    assert_non_null(b);
-    gate_allow(g, 100);
-    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    struct gated t = gated_file(NULL, 100);
+    sb_buffer *b = t.b;
 
     /* One FILE waits inside a fread, another in a getc past the end. */
-    FILE *f1 = fx_fopen(b), *f2 = fx_fopen(b);
-    assert_non_null(f1);
+    FILE *f1 = t.f, *f2 = fx_fopen(b);
     assert_non_null(f2);
     assert_int_equal(fseek(f2, 100, SEEK_SET), 0);
     struct fread_call *r = fx_calloc(sizeof *r);
@@ -990,19 +998,8 @@ static void test_one_file_per_thread(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
-        FX_TEST(test_fopen_null),
-        FX_TEST_STATE(test_fread, &in_memory),
-        FX_TEST_STATE(test_fread, &spilled),
-        FX_TEST_STATE(test_getc_fgets, &in_memory),
-        FX_TEST_STATE(test_getc_fgets, &spilled),
-        FX_TEST_STATE(test_seek, &in_memory),
-        FX_TEST_STATE(test_seek, &spilled),
-        FX_TEST(test_seek_before_start_fails),
-        FX_TEST(test_write_fails),
+    static const struct CMUnitTest single[] = {
         FX_TEST(test_fclose_keeps_buffer),
-        FX_TEST_STATE(test_fgets_returns_lines_as_they_arrive, &pull),
-        FX_TEST_STATE(test_fgets_returns_lines_as_they_arrive, &push),
         FX_TEST(test_getc_returns_each_byte_as_it_arrives),
         FX_TEST(test_seek_set_never_waits),
         FX_TEST(test_seek_end_waits_for_end),
@@ -1011,5 +1008,13 @@ int main(void)
         FX_TEST(test_cancel_is_ferror_ecanceled),
         FX_TEST(test_one_file_per_thread),
     };
+    struct CMUnitTest tests[1 + FX_NROWS(stream_cases) + FX_NROWS(lines_cases) +
+                            FX_NROWS(single)];
+    size_t n = 0;
+    tests[n++] = (struct CMUnitTest)FX_TEST(test_fopen_null);
+    n += FX_ROWS(&tests[n], run_stream_case, stream_cases);
+    n += FX_ROWS(&tests[n], test_fgets_returns_lines_as_they_arrive,
+                 lines_cases);
+    memcpy(&tests[n], single, sizeof single);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,6 +63,14 @@ static int write_gen_range(sb_buffer *b, uint64_t from, uint64_t to, size_t piec
     return 0;
 }
 
+/* sb_open_writer(o), tracked by the fixture; fails the test if it cannot. */
+static sb_buffer *open_writer(const sb_options *o)
+{
+    sb_buffer *b = fx_buffer(sb_open_writer(o));
+    assert_non_null(b);
+    return b;
+}
+
 static sb_stats wr_stats(sb_buffer *b)
 {
     sb_stats st;
@@ -70,6 +78,33 @@ static sb_stats wr_stats(sb_buffer *b)
     if (sb_get_stats(b, &st) != 0)
         memset(&st, 0xEE, sizeof st);
     return st;
+}
+
+/* Readers of b (fx_reader, no timeout), one per {kind, off, n}; returns
+   once all of them wait in the library. */
+struct rd_spec {
+    int kind;
+    uint64_t off;
+    size_t n;
+};
+
+static void start_readers(sb_buffer *b, const struct rd_spec *spec, int n,
+                          reader **r)
+{
+    for (int i = 0; i < n; i++) {
+        r[i] = fx_reader(b, spec[i].kind, spec[i].off, spec[i].n, -1);
+        assert_non_null(r[i]);
+    }
+    assert_true(wait_for_waiters(b, (uint64_t)n, WAIT_LONG_MS));
+}
+
+/* Each of r[0 .. n) returns in time; then all are joined. */
+static void join_readers(reader **r, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_true(reader_wait(r[i], WAIT_LONG_MS));
+    for (int i = 0; i < n; i++)
+        reader_join(r[i]);
 }
 
 /* The threads of this process when no test runs (main, and a sanitizer's
@@ -93,8 +128,7 @@ static void test_writer_bad_arguments(void **state)
     sb_options bad2 = {.max_size = 10, .length_hint = 11};
     assert_null_with(fx_buffer(sb_open_writer(&bad2)), EINVAL);
 
-    sb_buffer *b = fx_buffer(sb_open_writer(NULL));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(NULL);
     assert_fails_with(sb_write(b, NULL, 1), EINVAL);
     assert_fails_with(sb_write(b, data, (size_t)SSIZE_MAX + 1), EINVAL);
     assert_fails_with(sb_finish(b, -EIO), EINVAL);
@@ -165,8 +199,7 @@ static void test_writer_starts_no_thread(void **state)
     assert_int_equal(threads_back_to(before), before);
 
     sb_options o = {.mem_limit = 8192, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
     assert_int_equal(count_threads(), before);
     assert_int_equal(write_gen_range(b, 0, 5000, 1000), 0);
     assert_int_equal(count_threads(), before);
@@ -188,8 +221,7 @@ static void test_writer_wakes_readers_as_bytes_arrive(void **state)
     char *dir = fx_scratch();
     /* Small chunks, and the memory limit inside the stream. */
     sb_options o = {.mem_limit = 4096, .chunk_size = 1000, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
 
     enum { NR = 7 };
     static const struct {
@@ -260,14 +292,15 @@ static void test_writer_large_write_spills(void **state)
     const size_t mem = 1 << 20, chunk = 64 << 10;
     const uint64_t len = 3 * (1 << 20) + 12345;
     sb_options o = {.mem_limit = mem, .chunk_size = chunk, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
 
-    reader *edge = fx_reader(b, RD_PREAD, mem - 50, 100, -1);
-    reader *far = fx_reader(b, RD_PREAD, len - 100, 100, -1);
-    assert_non_null(edge);
-    assert_non_null(far);
-    assert_true(wait_for_waiters(b, 2, WAIT_LONG_MS));
+    const struct rd_spec spec[] = {
+        {RD_PREAD, mem - 50, 100},  /* edge */
+        {RD_PREAD, len - 100, 100}, /* far */
+    };
+    reader *r[2];
+    start_readers(b, spec, 2, r);
+    reader *edge = r[0], *far = r[1];
     assert_int_equal(fds_into_dir(dir), 0); /* nothing spilled yet */
 
     assert_int_equal(write_gen(b, 0, (size_t)len), (ssize_t)len);
@@ -281,10 +314,7 @@ static void test_writer_large_write_spills(void **state)
     assert_int_equal(fds_into_dir(dir), 1);
     assert_int_equal(count_dir_entries(dir), 0);
 
-    assert_true(reader_wait(edge, WAIT_LONG_MS));
-    assert_true(reader_wait(far, WAIT_LONG_MS));
-    reader_join(edge);
-    reader_join(far);
+    join_readers(r, 2);
     assert_int_equal(edge->ret, 100);
     assert_int_equal(edge->bad, 0);
     assert_int_equal(far->ret, 100);
@@ -338,8 +368,7 @@ static void test_writer_readers_follow(void **state)
     const uint64_t len = 2 * (1 << 20) + 777;
     sb_options o = {.mem_limit = 256 << 10, .chunk_size = 8192,
                     .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
 
     static const size_t pieces[FOLLOWERS] = {1, 4093, 65536};
     struct follower *f = fx_calloc(FOLLOWERS * sizeof *f);
@@ -379,8 +408,7 @@ static void test_writer_readers_follow(void **state)
 static void test_writer_finish_then_write(void **state)
 {
     (void)state;
-    sb_buffer *b = fx_buffer(sb_open_writer(NULL));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(NULL);
     assert_int_equal(write_gen_range(b, 0, 1000, 300), 0);
     assert_int_equal(sb_finish(b, 0), 0);
 
@@ -399,89 +427,84 @@ static void test_writer_finish_then_write(void **state)
     assert_int_equal(check_stream(b, 1000), 0);
 
     /* An empty stream. */
-    b = fx_buffer(sb_open_writer(NULL));
-    assert_non_null(b);
+    b = open_writer(NULL);
     assert_int_equal(sb_finish(b, 0), 0);
     assert_int_equal(check_stream(b, 0), 0);
     assert_fails_with(sb_finish(b, 0), EPIPE);
 }
 
+/* sb_finish(b, err): one row per err. */
+struct finish_err_case {
+    const char *name;
+    int err;
+};
+
+static const struct finish_err_case finish_err_cases[] = {
+    {"test_writer_finish_with_error/EIO", EIO},
+    {"test_writer_finish_with_error/EPROTO", EPROTO},
+};
+
 static void test_writer_finish_with_error(void **state)
 {
-    (void)state;
-    static const int errs[] = {EIO, EPROTO};
-    for (size_t e = 0; e < sizeof errs / sizeof errs[0]; e++) {
-        int err = errs[e];
-        sb_options o = {.mem_limit = 4096};
-        char *dir = fx_scratch();
-        o.tmp_dir = dir;
-        sb_buffer *b = fx_buffer(sb_open_writer(&o));
-        assert_non_null(b);
-        assert_int_equal(write_gen_range(b, 0, 6000, 1500), 0);
+    const int err = ((const struct finish_err_case *)*state)->err;
+    char *dir = fx_scratch();
+    sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
+    sb_buffer *b = open_writer(&o);
+    assert_int_equal(write_gen_range(b, 0, 6000, 1500), 0);
 
-        reader *missing = fx_reader(b, RD_PREAD, 7000, 10, -1);
-        reader *straddle = fx_reader(b, RD_PREAD, 5000, 2000, -1);
-        reader *end = fx_reader(b, RD_WAIT_END, 0, 0, -1);
-        assert_non_null(missing);
-        assert_non_null(straddle);
-        assert_non_null(end);
-        assert_true(wait_for_waiters(b, 3, WAIT_LONG_MS));
+    static const struct rd_spec spec[] = {
+        {RD_PREAD, 7000, 10},   /* missing */
+        {RD_PREAD, 5000, 2000}, /* straddle */
+        {RD_WAIT_END, 0, 0},    /* end */
+    };
+    reader *r[3];
+    start_readers(b, spec, 3, r);
+    reader *missing = r[0], *straddle = r[1], *end = r[2];
 
-        assert_int_equal(sb_finish(b, err), 0);
-        assert_true(reader_wait(missing, WAIT_LONG_MS));
-        assert_true(reader_wait(straddle, WAIT_LONG_MS));
-        assert_true(reader_wait(end, WAIT_LONG_MS));
-        reader_join(missing);
-        reader_join(straddle);
-        reader_join(end);
-        assert_int_equal(missing->ret, -1);
-        assert_int_equal(missing->err, err);
-        assert_int_equal(straddle->ret, 1000); /* the bytes that exist */
-        assert_int_equal(straddle->bad, 0);
-        assert_int_equal(end->ret, -1);
-        assert_int_equal(end->err, err);
+    assert_int_equal(sb_finish(b, err), 0);
+    join_readers(r, 3);
+    assert_int_equal(missing->ret, -1);
+    assert_int_equal(missing->err, err);
+    assert_int_equal(straddle->ret, 1000); /* the bytes that exist */
+    assert_int_equal(straddle->bad, 0);
+    assert_int_equal(end->ret, -1);
+    assert_int_equal(end->err, err);
 
-        sb_stats st = wr_stats(b);
-        assert_int_equal(st.state, SB_FAILED);
-        assert_int_equal(st.error, err);
-        assert_int_equal(st.filled, 6000);
-        /* Earlier bytes, memory and file, stay readable. */
-        assert_int_equal(check_read(b, 0, 6000, 6000), 0);
-        assert_int_equal(check_read(b, 4000, 3000, 2000), 0);
-        assert_int_equal(check_read_err(b, 6000, 1, err), 0);
-        uint64_t len = 12345;
-        assert_fails_with(sb_wait_end(b, &len), err);
-        assert_int_equal(len, 12345);
-        /* sb_finish was called: a second call and further writes are
-           refused. */
-        assert_fails_with(sb_finish(b, 0), EPIPE);
-        assert_fails_with(sb_write(b, "x", 1), EPIPE);
-        assert_int_equal(sb_available(b), 6000);
-    }
+    sb_stats st = wr_stats(b);
+    assert_int_equal(st.state, SB_FAILED);
+    assert_int_equal(st.error, err);
+    assert_int_equal(st.filled, 6000);
+    /* Earlier bytes, memory and file, stay readable. */
+    assert_int_equal(check_read(b, 0, 6000, 6000), 0);
+    assert_int_equal(check_read(b, 4000, 3000, 2000), 0);
+    assert_int_equal(check_read_err(b, 6000, 1, err), 0);
+    uint64_t len = 12345;
+    assert_fails_with(sb_wait_end(b, &len), err);
+    assert_int_equal(len, 12345);
+    /* sb_finish was called: a second call and further writes are
+       refused. */
+    assert_fails_with(sb_finish(b, 0), EPIPE);
+    assert_fails_with(sb_write(b, "x", 1), EPIPE);
+    assert_int_equal(sb_available(b), 6000);
 }
 
 static void test_writer_cancel(void **state)
 {
     (void)state;
-    sb_buffer *b = fx_buffer(sb_open_writer(NULL));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(NULL);
     assert_int_equal(write_gen_range(b, 0, 500, 500), 0);
 
-    reader *r = fx_reader(b, RD_PREAD, 400, 200, -1);
-    reader *e = fx_reader(b, RD_WAIT_END, 0, 0, -1);
-    reader *past = fx_reader(b, RD_PREAD, 600, 1, -1);
-    assert_non_null(r);
-    assert_non_null(e);
-    assert_non_null(past);
-    assert_true(wait_for_waiters(b, 3, WAIT_LONG_MS));
+    static const struct rd_spec spec[] = {
+        {RD_PREAD, 400, 200}, /* r */
+        {RD_WAIT_END, 0, 0},  /* e */
+        {RD_PREAD, 600, 1},   /* past */
+    };
+    reader *rs[3];
+    start_readers(b, spec, 3, rs);
+    reader *r = rs[0], *e = rs[1], *past = rs[2];
 
     sb_cancel(b);
-    assert_true(reader_wait(r, WAIT_LONG_MS));
-    assert_true(reader_wait(e, WAIT_LONG_MS));
-    assert_true(reader_wait(past, WAIT_LONG_MS));
-    reader_join(r);
-    reader_join(e);
-    reader_join(past);
+    join_readers(rs, 3);
     assert_int_equal(r->ret, 100);
     assert_int_equal(r->bad, 0);
     assert_int_equal(e->ret, -1);
@@ -499,46 +522,55 @@ static void test_writer_cancel(void **state)
     assert_int_equal(sb_available(b), 500);
 }
 
-/* max_size: the write that crosses it stores up to it and fails. */
+/* max_size: the write that crosses it stores up to it and fails.  One row
+   per chunk_size: 0, the default (one piece); 1000, the cap falls inside a
+   chunk of a large write. */
+struct max_size_case {
+    const char *name;
+    size_t chunk;
+};
+
+static const struct max_size_case max_size_cases[] = {
+    {"test_writer_max_size/chunk_default", 0},
+    {"test_writer_max_size/chunk_1000", 1000},
+};
+
 static void test_writer_max_size(void **state)
+{
+    const size_t chunk = ((const struct max_size_case *)*state)->chunk;
+    char *dir = fx_scratch();
+    sb_options o = {.mem_limit = 4096, .max_size = 10500,
+                    .chunk_size = chunk, .tmp_dir = dir};
+    sb_buffer *b = open_writer(&o);
+    assert_int_equal(write_gen(b, 0, 6000), 6000);
+    assert_fails_with(write_gen(b, 6000, 20000), EFBIG);
+
+    sb_stats st = wr_stats(b);
+    assert_int_equal(st.filled, 10500);
+    assert_int_equal(st.state, SB_FAILED);
+    assert_int_equal(st.error, EFBIG);
+    assert_int_equal(check_read(b, 0, 20000, 10500), 0);
+    assert_int_equal(check_read_err(b, 10500, 1, EFBIG), 0);
+    assert_fails_with(sb_wait_end(b, NULL), EFBIG);
+
+    /* Later calls get the stream's error. */
+    assert_fails_with(write_gen(b, 10500, 1), EFBIG);
+    assert_fails_with(sb_finish(b, 0), EFBIG);
+    assert_int_equal(sb_available(b), 10500);
+}
+
+/* Reaching max_size exactly is fine; one byte more is not. */
+static void test_writer_max_size_exact(void **state)
 {
     (void)state;
     char *dir = fx_scratch();
-    /* chunk 0: the default (one piece); 1000: the cap falls inside a
-       chunk of a large write. */
-    static const size_t chunks[] = {0, 1000};
-    for (size_t c = 0; c < 2; c++) {
-        sb_options o = {.mem_limit = 4096, .max_size = 10500,
-                        .chunk_size = chunks[c], .tmp_dir = dir};
-        sb_buffer *b = fx_buffer(sb_open_writer(&o));
-        assert_non_null(b);
-        assert_int_equal(write_gen(b, 0, 6000), 6000);
-        assert_fails_with(write_gen(b, 6000, 20000), EFBIG);
-
-        sb_stats st = wr_stats(b);
-        assert_int_equal(st.filled, 10500);
-        assert_int_equal(st.state, SB_FAILED);
-        assert_int_equal(st.error, EFBIG);
-        assert_int_equal(check_read(b, 0, 20000, 10500), 0);
-        assert_int_equal(check_read_err(b, 10500, 1, EFBIG), 0);
-        assert_fails_with(sb_wait_end(b, NULL), EFBIG);
-
-        /* Later calls get the stream's error. */
-        assert_fails_with(write_gen(b, 10500, 1), EFBIG);
-        assert_fails_with(sb_finish(b, 0), EFBIG);
-        assert_int_equal(sb_available(b), 10500);
-    }
-
-    /* Reaching max_size exactly is fine; one byte more is not. */
     sb_options o = {.mem_limit = 4096, .max_size = 8192, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
     assert_int_equal(write_gen_range(b, 0, 8192, 4096), 0);
     assert_int_equal(sb_finish(b, 0), 0);
     assert_int_equal(check_stream(b, 8192), 0);
 
-    b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    b = open_writer(&o);
     assert_int_equal(write_gen_range(b, 0, 8192, 8192), 0);
     assert_fails_with(write_gen(b, 8192, 1), EFBIG);
     assert_int_equal(sb_available(b), 8192);
@@ -546,26 +578,34 @@ static void test_writer_max_size(void **state)
     assert_fails_with(sb_wait_end(b, NULL), EFBIG);
 }
 
+/* A writer with mem_limit 4096 (and chunk_size chunk) whose tmp_dir does
+   not exist, so that its spill file cannot be created (ENOENT); *dir is
+   the scratch directory the missing one would be in. */
+static sb_buffer *open_writer_without_spill(size_t chunk, char **dir)
+{
+    *dir = fx_scratch();
+    char *missing = fx_calloc(PATH_MAX);
+    snprintf(missing, PATH_MAX, "%s/missing", *dir);
+    sb_options o = {.mem_limit = 4096, .chunk_size = chunk,
+                    .tmp_dir = missing};
+    return open_writer(&o);
+}
+
 /* The spill file cannot be created: the write fails with open(2)'s errno,
    and so does everything after. */
 static void test_writer_spill_failure(void **state)
 {
     (void)state;
-    char *dir = fx_scratch();
-    char missing[4096];
-    snprintf(missing, sizeof missing, "%s/missing", dir);
-    sb_options o = {.mem_limit = 4096, .tmp_dir = missing};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    char *dir;
+    sb_buffer *b = open_writer_without_spill(0, &dir);
     assert_int_equal(write_gen(b, 0, 4000), 4000);
 
-    reader *r = fx_reader(b, RD_PREAD, 3990, 200, -1);
-    assert_non_null(r);
-    assert_true(wait_for_waiters(b, 1, WAIT_LONG_MS));
+    static const struct rd_spec spec = {RD_PREAD, 3990, 200};
+    reader *r;
+    start_readers(b, &spec, 1, &r);
 
     assert_fails_with(write_gen(b, 4000, 200), ENOENT);
-    assert_true(reader_wait(r, WAIT_LONG_MS));
-    reader_join(r);
+    join_readers(&r, 1);
     /* The bytes written before are there; the failed write's may or may
        not be, up to the memory limit, and are correct if they are. */
     uint64_t avail = sb_available(b);
@@ -620,9 +660,15 @@ static int parse_record(const unsigned char *p, uint32_t *t, uint32_t *s)
     return 0;
 }
 
+/* A thread writing `records` records (s = 0, 1, ... modulo RECORDS), one
+   sb_write each; with stop set it stops at the first that fails. */
 struct rec_writer {
     sb_buffer *b;
     uint32_t id;
+    uint32_t records;
+    int stop;
+    /* Results. */
+    uint32_t written; /* calls that succeeded */
     int failures;
     int first_err;
 };
@@ -631,15 +677,42 @@ static void write_records(void *arg)
 {
     struct rec_writer *w = arg;
     unsigned char rec[RECORD];
-    for (uint32_t s = 0; s < RECORDS; s++) {
-        make_record(rec, w->id, s);
+    for (uint32_t s = 0; s < w->records; s++) {
+        make_record(rec, w->id, s % RECORDS);
         if (sb_write(w->b, rec, sizeof rec) != (ssize_t)sizeof rec) {
             if (w->failures++ == 0)
                 w->first_err = errno;
+            if (w->stop)
+                return;
+        } else {
+            w->written++;
         }
         if (s % 8 == 0)
             sched_yield();
     }
+}
+
+/* WRITERS of them on b, started; wc[i] is writer i's thread. */
+static struct rec_writer *start_writers(sb_buffer *b, uint32_t records,
+                                        int stop, bg_call *wc[WRITERS])
+{
+    struct rec_writer *w = fx_calloc(WRITERS * sizeof *w);
+    for (uint32_t i = 0; i < WRITERS; i++) {
+        w[i] = (struct rec_writer){.b = b, .id = i, .records = records,
+                                   .stop = stop};
+        wc[i] = fx_bg(write_records, &w[i]);
+        assert_non_null(wc[i]);
+    }
+    return w;
+}
+
+/* The mem_limit and chunk_size of the tests with several writers: each
+   record is published in several pieces, and the stream spills. */
+static sb_buffer *open_records_writer(void)
+{
+    char *dir = fx_scratch();
+    sb_options o = {.mem_limit = 100000, .chunk_size = 256, .tmp_dir = dir};
+    return open_writer(&o);
 }
 
 /* A reader that parses records as they arrive. */
@@ -682,8 +755,7 @@ static void test_writer_file_size_limit_is_efbig(void **state)
     assert_int_equal(fx_rlimit(RLIMIT_FSIZE, 64 * 1024), 0);
 
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_writer(&o);
     ssize_t r1 = write_gen(b, 0, 200000);
     int e1 = errno;
     ssize_t r2 = sb_write(b, "x", 1);
@@ -709,12 +781,7 @@ static void test_writer_file_size_limit_is_efbig(void **state)
 static void test_writer_concurrent_records_contiguous(void **state)
 {
     (void)state;
-    char *dir = fx_scratch();
-    /* chunk_size 256: each record is published in several pieces, and the
-       stream spills. */
-    sb_options o = {.mem_limit = 100000, .chunk_size = 256, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
+    sb_buffer *b = open_records_writer();
 
     struct rec_reader *rr = fx_calloc(2 * sizeof *rr);
     bg_call *rc[2];
@@ -723,19 +790,14 @@ static void test_writer_concurrent_records_contiguous(void **state)
         rc[i] = fx_bg(read_records, &rr[i]);
         assert_non_null(rc[i]);
     }
-    struct rec_writer *w = fx_calloc(WRITERS * sizeof *w);
     bg_call *wc[WRITERS];
-    for (uint32_t i = 0; i < WRITERS; i++) {
-        w[i].b = b;
-        w[i].id = i;
-        wc[i] = fx_bg(write_records, &w[i]);
-        assert_non_null(wc[i]);
-    }
+    struct rec_writer *w = start_writers(b, RECORDS, 0, wc);
     for (int i = 0; i < WRITERS; i++) {
         assert_true(bg_wait(wc[i], WAIT_LONG_MS * 3));
         bg_join(wc[i]);
         assert_int_equal(w[i].failures, 0);
         assert_int_equal(w[i].first_err, 0);
+        assert_int_equal(w[i].written, RECORDS);
     }
     assert_int_equal(sb_finish(b, 0), 0);
     for (int i = 0; i < 2; i++) {
@@ -782,50 +844,20 @@ static void test_writer_concurrent_records_contiguous(void **state)
    ECANCELED, and the records before the cut are whole. */
 enum { CANCEL_MAX_RECORDS = 5000 };
 
-struct until_cancel {
-    sb_buffer *b;
-    uint32_t id;
-    uint32_t written;
-    int err;
-};
-
-static void write_until_failure(void *arg)
-{
-    struct until_cancel *w = arg;
-    unsigned char rec[RECORD];
-    for (uint32_t s = 0; s < CANCEL_MAX_RECORDS; s++) {
-        make_record(rec, w->id, s % RECORDS);
-        if (sb_write(w->b, rec, sizeof rec) != (ssize_t)sizeof rec) {
-            w->err = errno;
-            return;
-        }
-        w->written++;
-    }
-}
-
 static void test_writer_cancel_while_writing(void **state)
 {
     (void)state;
-    char *dir = fx_scratch();
-    sb_options o = {.mem_limit = 100000, .chunk_size = 256, .tmp_dir = dir};
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
-
-    struct until_cancel *w = fx_calloc(WRITERS * sizeof *w);
+    sb_buffer *b = open_records_writer();
     bg_call *wc[WRITERS];
-    for (uint32_t i = 0; i < WRITERS; i++) {
-        w[i].b = b;
-        w[i].id = i;
-        wc[i] = fx_bg(write_until_failure, &w[i]);
-        assert_non_null(wc[i]);
-    }
+    struct rec_writer *w = start_writers(b, CANCEL_MAX_RECORDS, 1, wc);
     assert_true(wait_available(b, 100 * RECORD, WAIT_LONG_MS));
     sb_cancel(b);
     uint64_t total = 0;
     for (int i = 0; i < WRITERS; i++) {
         assert_true(bg_wait(wc[i], WAIT_LONG_MS * 3));
         bg_join(wc[i]);
-        assert_int_equal(w[i].err, ECANCELED);
+        assert_int_equal(w[i].first_err, ECANCELED);
+        assert_int_equal(w[i].failures, 1);
         assert_true(w[i].written < CANCEL_MAX_RECORDS);
         total += w[i].written;
     }
@@ -849,78 +881,85 @@ static void test_writer_cancel_while_writing(void **state)
 
 /* ---- sb_close releases everything --------------------------------------- */
 
+/* One row per end state: len bytes written in pieces of 3000 (past
+   mem_limit: spilled), then sb_finish(b, err) if finish is set. */
+struct close_case {
+    const char *name;
+    uint64_t len;
+    int finish;
+    int err;
+};
+
+static const struct close_case close_cases[] = {
+    {"test_writer_close_frees/finished_spilled", 50000, 1, 0},
+    {"test_writer_close_frees/unfinished_spilled", 50000, 0, 0},
+    {"test_writer_close_frees/failed", 100, 1, EIO},
+    {"test_writer_close_frees/never_written", 0, 0, 0},
+};
+
 static void test_writer_close_frees(void **state)
 {
-    (void)state;
+    const struct close_case *c = *state;
     char *dir = fx_scratch();
     int fds = count_fds();
     assert_true(fds > 0);
     sb_options o = {.mem_limit = 4096, .tmp_dir = dir};
+    const int spills = c->len > o.mem_limit;
 
-    /* Finished, spilled. */
-    sb_buffer *b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
-    assert_int_equal(write_gen_range(b, 0, 50000, 3000), 0);
-    assert_int_equal(count_fds(), fds + 1); /* the spill file */
-    assert_int_equal(fds_into_dir(dir), 1);
-    assert_int_equal(sb_finish(b, 0), 0);
-    assert_int_equal(check_stream(b, 50000), 0);
+    sb_buffer *b = open_writer(&o);
+    assert_int_equal(write_gen_range(b, 0, c->len, 3000), 0);
+    assert_int_equal(count_fds(), fds + spills); /* the spill file */
+    assert_int_equal(fds_into_dir(dir), spills);
+    if (c->finish) {
+        assert_int_equal(sb_finish(b, c->err), 0);
+        if (c->err == 0)
+            assert_int_equal(check_stream(b, c->len), 0);
+    }
     fx_close(b);
     assert_int_equal(count_fds(), fds);
     assert_int_equal(fds_into_dir(dir), 0);
-
-    /* Never finished, spilled. */
-    b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
-    assert_int_equal(write_gen_range(b, 0, 50000, 3000), 0);
-    assert_int_equal(count_fds(), fds + 1);
-    fx_close(b);
-    assert_int_equal(count_fds(), fds);
-
-    /* Failed, and never written. */
-    b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
-    assert_int_equal(write_gen(b, 0, 100), 100);
-    assert_int_equal(sb_finish(b, EIO), 0);
-    fx_close(b);
-    b = fx_buffer(sb_open_writer(&o));
-    assert_non_null(b);
-    fx_close(b);
-    assert_int_equal(count_fds(), fds);
     assert_int_equal(count_dir_entries(dir), 0);
 }
 
 /* A write that straddles mem_limit when the spill file cannot be made:
-   the part that fits in memory is published before the stream fails. */
+   the part that fits in memory is published before the stream fails.  One
+   row per chunk_size: the default, one that ends inside the memory part,
+   one larger than the write. */
+struct straddle_case {
+    const char *name;
+    size_t chunk;
+};
+
+static const struct straddle_case straddle_cases[] = {
+    {"test_writer_straddle_keeps_memory_part/chunk_default", 0},
+    {"test_writer_straddle_keeps_memory_part/chunk_3000", 3000},
+    {"test_writer_straddle_keeps_memory_part/chunk_100000", 100000},
+};
+
 static void test_writer_straddle_keeps_memory_part(void **state)
 {
-    (void)state;
-    char *dir = fx_scratch();
-    char gone[PATH_MAX];
-    snprintf(gone, sizeof gone, "%s/missing", dir);
-    static const size_t chunks[] = {0, 3000, 100000};
-    for (size_t i = 0; i < 3; i++) {
-        sb_options o = {.mem_limit = 4096, .tmp_dir = gone,
-                        .chunk_size = chunks[i]};
-        sb_buffer *b = fx_buffer(sb_open_writer(&o));
-        assert_non_null(b);
-        unsigned char buf[10000];
-        gen_fill(buf, 1000, 0);
-        assert_int_equal(sb_write(b, buf, 1000), 1000);
-        gen_fill(buf, sizeof buf, 1000);
-        assert_fails_with(sb_write(b, buf, sizeof buf), ENOENT);
-        assert_int_equal(sb_available(b), 4096);
-        assert_int_equal(check_read(b, 0, 4096, 4096), 0);
-        assert_int_equal(check_read_err(b, 4096, 1, ENOENT), 0);
-        assert_fails_with(sb_wait_end(b, NULL), ENOENT);
-    }
+    const size_t chunk = ((const struct straddle_case *)*state)->chunk;
+    char *dir;
+    sb_buffer *b = open_writer_without_spill(chunk, &dir);
+    unsigned char buf[10000];
+    gen_fill(buf, 1000, 0);
+    assert_int_equal(sb_write(b, buf, 1000), 1000);
+    gen_fill(buf, sizeof buf, 1000);
+    assert_fails_with(sb_write(b, buf, sizeof buf), ENOENT);
+    assert_int_equal(sb_available(b), 4096);
+    assert_int_equal(check_read(b, 0, 4096, 4096), 0);
+    assert_int_equal(check_read_err(b, 4096, 1, ENOENT), 0);
+    assert_fails_with(sb_wait_end(b, NULL), ENOENT);
+    fx_close(b);
+    /* Nothing was created. */
+    assert_int_equal(count_dir_entries(dir), 0);
 }
 
 int main(void)
 {
     start_runtime_threads();
     quiet_threads = count_threads();
-    const struct CMUnitTest tests[] = {
+    static const struct CMUnitTest first[] = {
         FX_TEST(test_writer_bad_arguments),
         FX_TEST(test_writer_calls_on_other_buffers),
         FX_TEST(test_writer_starts_no_thread),
@@ -928,15 +967,22 @@ int main(void)
         FX_TEST(test_writer_large_write_spills),
         FX_TEST(test_writer_readers_follow),
         FX_TEST(test_writer_finish_then_write),
-        FX_TEST(test_writer_finish_with_error),
         FX_TEST(test_writer_cancel),
-        FX_TEST(test_writer_max_size),
+        FX_TEST(test_writer_max_size_exact),
         FX_TEST(test_writer_spill_failure),
         FX_TEST(test_writer_file_size_limit_is_efbig),
         FX_TEST(test_writer_concurrent_records_contiguous),
         FX_TEST(test_writer_cancel_while_writing),
-        FX_TEST(test_writer_close_frees),
-        FX_TEST(test_writer_straddle_keeps_memory_part),
     };
+    struct CMUnitTest tests[FX_NROWS(first) + FX_NROWS(finish_err_cases) +
+                            FX_NROWS(max_size_cases) + FX_NROWS(close_cases) +
+                            FX_NROWS(straddle_cases)];
+    memcpy(tests, first, sizeof first);
+    size_t n = FX_NROWS(first);
+    n += FX_ROWS(&tests[n], test_writer_finish_with_error, finish_err_cases);
+    n += FX_ROWS(&tests[n], test_writer_max_size, max_size_cases);
+    n += FX_ROWS(&tests[n], test_writer_close_frees, close_cases);
+    FX_ROWS(&tests[n], test_writer_straddle_keeps_memory_part,
+            straddle_cases);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
