@@ -88,9 +88,7 @@ static PyObject *Buffer_enter(BufferObject *self, PyObject *unused)
 static PyObject *Buffer_exit(BufferObject *self, PyObject *args)
 {
     (void)args;
-    if (close_core(self) < 0)
-        return NULL;
-    Py_RETURN_FALSE;
+    return close_core(self) < 0 ? NULL : Py_NewRef(Py_False);
 }
 
 static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)

@@ -218,6 +218,12 @@ PyObject *sb__py_read_bytes(struct via v, uint64_t off, uint64_t n);
 int sb__py_wait_end(struct core *c, uint64_t *length);
 int sb__py_read_size(PyObject *o, uint64_t *n, bool *to_end);
 extern const char *const sb__py_read_names[2];
+/* fn(offset, size=-1) on self, a StreamBuffer or a Reader: the arguments
+   parsed, then impl between sb__py_begin and sb__py_end. */
+PyObject *sb__py_offset_size_call(const char *fn, PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames,
+                                  PyObject *(*impl)(PyObject *self, struct via v,
+                                                    PyObject *offo, PyObject *sizeo));
 PyObject *sb__py_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames);
 PyObject *sb__py_readinto(PyObject *self, PyObject *const *args, Py_ssize_t nargs,

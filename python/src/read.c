@@ -280,17 +280,31 @@ void sb__py_end(PyObject *self, struct via v)
 const char *const sb__py_read_names[2] = { "offset", "size" };
 static const char *const readinto_names[] = { "offset", "buffer" };
 
-PyObject *sb__py_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames)
+PyObject *sb__py_offset_size_call(const char *fn, PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames,
+                                  PyObject *(*impl)(PyObject *self, struct via v,
+                                                    PyObject *offo, PyObject *sizeo))
 {
     PyObject *a[2];
     struct via v;
-    if (sb__py_parse_args("read", args, nargs, kwnames, sb__py_read_names, 2, 1, a) < 0
+    if (sb__py_parse_args(fn, args, nargs, kwnames, sb__py_read_names, 2, 1, a) < 0
         || sb__py_begin(self, &v) < 0)
         return NULL;
-    PyObject *res = read_common(v, a[0], a[1]);
+    PyObject *res = impl(self, v, a[0], a[1]);
     sb__py_end(self, v);
     return res;
+}
+
+static PyObject *read_impl(PyObject *self, struct via v, PyObject *offo, PyObject *sizeo)
+{
+    (void)self;
+    return read_common(v, offo, sizeo);
+}
+
+PyObject *sb__py_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames)
+{
+    return sb__py_offset_size_call("read", self, args, nargs, kwnames, read_impl);
 }
 
 static PyObject *readinto(PyObject *self, PyObject *const *args, Py_ssize_t nargs,

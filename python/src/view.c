@@ -137,19 +137,10 @@ static PyObject *view_of(PyObject *self, struct via v, PyObject *offo, PyObject 
     return lend(self, v, p, (size_t)k, off);
 }
 
-static const char *const view_names[] = { "offset", "size" };
-
 PyObject *sb__py_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
                       PyObject *kwnames)
 {
-    PyObject *a[2];
-    struct via v;
-    if (sb__py_parse_args("view", args, nargs, kwnames, view_names, 2, 1, a) < 0
-        || sb__py_begin(self, &v) < 0)
-        return NULL;
-    PyObject *res = view_of(self, v, a[0], a[1]);
-    sb__py_end(self, v);
-    return res;
+    return sb__py_offset_size_call("view", self, args, nargs, kwnames, view_of);
 }
 
 const char sb__py_view_doc[] = PyDoc_STR(
