@@ -644,16 +644,25 @@ typedef struct rd {
     size_t n;
 } rd;
 
+/* A 30000-byte stream in dir, ended, all but its first S_MEM bytes in
+   the spill file. */
+static sb_buffer *spilled_30000(const char *dir)
+{
+    chunk_src *s = fx_chunk(30000, NULL, 0);
+    sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
+    sb_buffer *b = fx_buffer(open_chunk(s, &o));
+    if (b != NULL && sb_wait_end(b, NULL) != 0)
+        return NULL;
+    return b;
+}
+
 static void test_spill_read_fault_each_read(void **state)
 {
     (void)state;
     char *dir = fx_scratch();
     const uint64_t len = 30000;
-    chunk_src *s = fx_chunk(len, NULL, 0);
-    sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
-    sb_buffer *b = fx_buffer(open_chunk(s, &o));
+    sb_buffer *b = spilled_30000(dir);
     assert_non_null(b);
-    assert_int_equal(sb_wait_end(b, NULL), 0);
 
     static const rd reads[] = {
         {0, 100},     {4000, 200},  {5000, 1000}, {29990, 100}, {30000, 10},
@@ -714,11 +723,8 @@ static void test_spill_read_fault_sendfile_copy(void **state)
     (void)state;
     char *dir = fx_scratch();
     const uint64_t len = 30000;
-    chunk_src *s = fx_chunk(len, NULL, 0);
-    sb_options o = {.mem_limit = S_MEM, .tmp_dir = dir, .chunk_size = 1000};
-    sb_buffer *b = fx_buffer(open_chunk(s, &o));
+    sb_buffer *b = spilled_30000(dir);
     assert_non_null(b);
-    assert_int_equal(sb_wait_end(b, NULL), 0);
     char path[300];
     snprintf(path, sizeof path, "%s/append", dir);
     int f = fx_fd(open(path, O_WRONLY | O_CREAT | O_APPEND, 0600));
