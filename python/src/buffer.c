@@ -407,9 +407,7 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "max_retained needs release=True");
         return -1;
     }
-    /* Spilled bytes are copied from the mapping of the spill file: no
-       syscall per read, which is most of what a small read costs. */
-    o.flags = (release ? SB_RELEASE : 0) | (mmap_reads ? SB_MMAP_READS : 0);
+    o.flags = release ? SB_RELEASE : 0;
     PyObject *tmp = NULL;
     if (tmpo != NULL && tmpo != Py_None) {
         if (!PyUnicode_FSConverter(tmpo, &tmp))
@@ -430,6 +428,8 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
     }
     atomic_init(&c->stop, false);
     c->mem_limit = o.mem_limit;
+    c->release = release != 0;
+    c->mmap_reads = mmap_reads != 0;
     if (take_source(c, stream) < 0) {
         Py_XDECREF(tmp);
         free_unopened(c);
@@ -608,7 +608,7 @@ static PyMemberDef Buffer_members[] = {
     { "read_ahead", T_ULONGLONG, offsetof(BufferObject, read_ahead), READONLY, "lazy pull: bytes pulled past the furthest read (0: eager)" },
     { "max_retained", T_ULONGLONG, offsetof(BufferObject, max_retained), READONLY, "backpressure: bytes held above the floor (0: no bound)" },
     { "release", T_BOOL, offsetof(BufferObject, release), READONLY, "bytes below the readers' floor are given back" },
-    { "mmap_reads", T_BOOL, offsetof(BufferObject, mmap_reads), READONLY, "spilled bytes are read from a mapping of the spill file" },
+    { "mmap_reads", T_BOOL, offsetof(BufferObject, mmap_reads), READONLY, "small reads of spilled bytes copy from a mapping of the spill file" },
     { NULL, 0, 0, 0, NULL },
 };
 
@@ -632,8 +632,9 @@ PyDoc_STRVAR(Buffer_doc,
 "background thread drains stream (bytes, an iterable of bytes-like chunks,\n"
 "or a binary file) into memory, the first max_size bytes, and a temporary\n"
 "file beyond.  size is the expected length, a hint only.\n\n"
-"mmap_reads: reads of spilled bytes copy from a read-only mapping of the\n"
-"temporary file, without a system call (SB_MMAP_READS).  The price: if the\n"
+"mmap_reads: small reads (up to 16 KiB) of spilled bytes copy from a\n"
+"read-only mapping of the temporary file, without a system call, as\n"
+"SB_MMAP_READS does (larger ones pread(2)).  The price: if the\n"
 "disk fails while the kernel reads a page of it back, the process gets\n"
 "SIGBUS rather than an OSError(EIO).  Pass mmap_reads=False where that\n"
 "matters more than speed (the file is on a disk that may fail, not tmpfs).");

@@ -124,6 +124,8 @@ struct core {
     sb_buffer *b;
     enum kind kind;
     size_t mem_limit; /* reads past it go to the spill file */
+    bool release;     /* SB_RELEASE */
+    bool mmap_reads;  /* small reads of spilled bytes copy from a view */
 
     /* The source (with the GIL). */
     PyObject *src;   /* the iterator, or the bound read method */

@@ -184,3 +184,18 @@ def test_mmap_reads_read_the_same_bytes(mmap_reads):
             target = bytearray(5000)
             n = b.readinto(off, target)
             assert target[:n] == DATA[off:off + 5000]
+
+
+@pytest.mark.parametrize("mmap_reads", [True, False])
+def test_small_reads_through_readers_of_release_buffers(mmap_reads):
+    with StreamBuffer(iter(chunks(DATA, 70000)), max_size=MIB, release=True,
+                      mmap_reads=mmap_reads) as b:
+        r = b.reader(0)
+        for off in (100, MIB - 5, 2 * MIB + 17, len(DATA) - 4096):
+            assert r.read(off, 4096) == DATA[off:off + 4096]
+            assert b.read(off, 4096) == DATA[off:off + 4096]  # plain: pread
+            r.release(off)
+        with pytest.raises(OSError) as e:
+            b.read(100, 10)
+        assert e.value.errno == errno.ESPIPE
+        r.close()
