@@ -698,10 +698,11 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     kept: call again to get it (it does not wait now).  sb_poll_ready
  *     takes readers off the list; each arming yields a reader at most once.
  *   - sb_poll_fd is readable (POLLIN, level-triggered) while the ready
- *     list is not empty, and is drained by the sb_poll_ready call that
- *     empties the list.  It may be readable with the list empty, once,
- *     right after sb_poll_ready emptied it (sb_poll_ready then returns 0
- *     and drains it).  With edge-triggered epoll (EPOLLET), call
+ *     list is not empty, and is drained by whatever empties the list: the
+ *     sb_poll_ready that takes the last reader, or an sb_reader_close or a
+ *     new arm of the last one listed.  It may be readable with the list
+ *     empty, once, when a reader became ready on another thread just as
+ *     the list was emptied (sb_poll_ready then returns 0 and drains it).  With edge-triggered epoll (EPOLLET), call
  *     sb_poll_ready until it returns fewer than max.  Never read, write or
  *     close it yourself.
  *   - The library signals it at most once per change of the list from

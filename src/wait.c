@@ -439,12 +439,33 @@ static void unlist_locked(struct sb__wait *w, struct sb__armed *a)
     a->listed = false;
 }
 
+/* Drain the loop's eventfd once the ready list is empty: it is readable
+   exactly while the list is not (see sb_poll_fd).  Under mu, or a reader
+   made ready between the drain and the unlock would leave the list full
+   and the fd quiet.  An eventfd read never blocks (EFD_NONBLOCK). */
+static void drain_if_empty_locked(struct sb__wait *w)
+{
+    assert_locked(w);
+    int fd = atomic_load_explicit(&w->efd, memory_order_relaxed);
+    if (w->ready_head == NULL && fd >= 0) {
+        uint64_t count;
+        if (read(fd, &count, sizeof count) < 0) {
+            /* EAGAIN: nothing to drain */
+        }
+    }
+}
+
+/* Off the heap and the list.  A reader that leaves the list empty (closed,
+   or armed again for another range) drains the fd, as sb_poll_ready does:
+   a level-triggered loop must not wake for a list that has emptied. */
 static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
 {
     if (a->slot != SB__UNARMED)
         heap_remove_locked(w, a);
-    if (a->listed)
+    if (a->listed) {
         unlist_locked(w, a);
+        drain_if_empty_locked(w);
+    }
 }
 
 /* Move the armed readers whose need is at most limit to the ready list.
@@ -545,18 +566,10 @@ size_t sb__wait_take_ready(struct sb__wait *w, void **out, size_t max)
         unlist_locked(w, a);
         out[k++] = a->owner;
     }
-    /* Drained under mu, or a reader made ready between the drain and the
-       unlock would leave the list full and the fd quiet.  An eventfd read
-       never blocks (EFD_NONBLOCK); a signal still on its way in (sent
-       after its sender let go of mu) makes the fd readable once more with
-       the list empty, which the header allows. */
-    int fd = atomic_load_explicit(&w->efd, memory_order_relaxed);
-    if (w->ready_head == NULL && fd >= 0) {
-        uint64_t count;
-        if (read(fd, &count, sizeof count) < 0) {
-            /* EAGAIN: nothing to drain */
-        }
-    }
+    /* A signal still on its way in (sent after its sender let go of mu)
+       makes the fd readable once more with the list empty, which the
+       header allows. */
+    drain_if_empty_locked(w);
     unlock(w);
     return k;
 }

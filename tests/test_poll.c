@@ -820,6 +820,9 @@ static void test_rearm_takes_it_off_the_list(void **state)
     write_to(b, 2010);
     assert_int_equal(readable(fd, WAIT_LONG_MS), 1);
     assert_fails_with(sb_reader_pread(r, buf, 10, 3000), EAGAIN);
+    /* No signal is on its way (this thread wrote): quiet at once, without
+       an sb_poll_ready to drain it. */
+    assert_int_equal(readable(fd, 0), 0);
     assert_quiet(b);
     assert_int_equal(sb_reader_armed(r), 1);
     write_to(b, 3010);
@@ -1125,6 +1128,7 @@ static void test_close_armed_and_listed(void **state)
     write_to(b, 110);
     assert_int_equal(readable(fd, WAIT_LONG_MS), 1);
     close_reader(r[0]);
+    assert_int_equal(readable(fd, 0), 0); /* drained by the close itself */
     assert_quiet(b);
     /* The others still work. */
     for (int i = 0; i < 6; i++) {
