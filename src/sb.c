@@ -290,13 +290,14 @@ SB_API int sb_wait_end(sb_buffer *b, uint64_t *length)
 static uint64_t huge_pages(sb_buffer *b)
 {
     struct timespec ts;
+    uint64_t filled = sb__wait_filled(&b->wait);
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
-        return sb__spool_huge_pages(&b->spool);
+        return sb__spool_huge_pages(&b->spool, filled);
     uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
     uint64_t then = atomic_load(&b->huge_count_ns);
     if (then != 0 && now - then < SB__HUGE_COUNT_NS)
         return atomic_load(&b->huge_count);
-    uint64_t n = sb__spool_huge_pages(&b->spool);
+    uint64_t n = sb__spool_huge_pages(&b->spool, filled);
     atomic_store(&b->huge_count, n);
     atomic_store(&b->huge_count_ns, now);
     return n;

@@ -149,9 +149,12 @@ void sb__spool_prefault(struct sb__spool *s, uint64_t off, size_t len)
     s->populated = end;
 }
 
-uint64_t sb__spool_huge_pages(const struct sb__spool *s)
+uint64_t sb__spool_huge_pages(const struct sb__spool *s, uint64_t filled)
 {
-    if (s->huge_hi == 0)
+    /* No store has reached an extent: nothing to read smaps for (which
+       walks the page tables of every mapping, a millisecond in a large
+       process). */
+    if (s->huge_hi == 0 || filled <= s->huge_lo)
         return 0;
     FILE *f = fopen("/proc/self/smaps", "re");
     if (f == NULL)
@@ -163,6 +166,8 @@ uint64_t sb__spool_huge_pages(const struct sb__spool *s)
     while (fgets(line, sizeof line, f) != NULL) {
         unsigned long a, z;
         if (sscanf(line, "%lx-%lx ", &a, &z) == 2) {
+            if (a >= hi)
+                break; /* in address order: the kernel need walk no more */
             start = a;
             end = z;
         } else if (start >= lo && end <= hi

@@ -73,8 +73,9 @@ int sb__spool_init(struct sb__spool *s, size_t mem_cap, const char *tmp_dir,
                    bool small_pages);
 
 /* How many 2 MiB pages back the memory region now, as the kernel counts
-   them (/proc/self/smaps); 0 where that cannot be read. */
-uint64_t sb__spool_huge_pages(const struct sb__spool *s);
+   them (/proc/self/smaps); 0 where that cannot be read, and without
+   reading it while the bytes stored, [0, filled), reach no extent. */
+uint64_t sb__spool_huge_pages(const struct sb__spool *s, uint64_t filled);
 
 /* A spool over caller-owned memory that is already complete: no copy, no
    file.  Never fails. */
