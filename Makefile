@@ -11,7 +11,7 @@
 #   make tsan / asan   the suite under ThreadSanitizer / ASan+UBSan only
 #   make valgrind      the suite under valgrind memcheck, leaks checked
 #   make model         check model/wait.pml (src/wait.c's hand-off) with spin
-#   make fuzz          the libFuzzer target for FUZZ_SECONDS (default 60)
+#   make fuzz          the libFuzzer targets for FUZZ_SECONDS each (default 60)
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make bench-runs    RUNS=5 runs of it: each row's median ratio and range
@@ -278,22 +278,29 @@ test: deps
 	@SB_TALLY=$(CURDIR)/$(TALLY) SB_TIMES=$(CURDIR)/$(TIMES) MAKE="$(MAKE)" \
 		sh ./tests/all.sh
 
-# The fuzz target builds the library's sources itself with clang's
-# libFuzzer, ASan and UBSan; new inputs go to build/fuzz/corpus, the seeds
-# kept in the repo to tests/fuzz/corpus.
+# The fuzz targets build the library's sources themselves with clang's
+# libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input) and
+# fuzz_push (push mode from one thread, no thread per input).  New inputs
+# go to build/fuzz/corpus (fuzz_sb) and build/fuzz/corpus_push; the seeds
+# kept in the repo are tests/fuzz/corpus and tests/fuzz/corpus_push (the
+# latter written by tests/fuzz/make_corpus.py).  `make fuzz` runs each
+# target for FUZZ_SECONDS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
-$(FUZZ_BIN): tests/fuzz/fuzz_sb.c $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
+FUZZ_PUSH    := build/fuzz/fuzz_push
+FUZZ_DEPS    := tests/fuzz/fuzz_common.h $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
+$(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@command -v $(FUZZ_CC) >/dev/null || \
 		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc -std=c11 -g -O1 \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-		-o $@ tests/fuzz/fuzz_sb.c $(LIB_SRC) $(LDLIBS)
+		-o $@ $< $(LIB_SRC) $(LDLIBS)
 
-fuzz: $(FUZZ_BIN)
-	@mkdir -p build/fuzz/corpus
+fuzz: $(FUZZ_BIN) $(FUZZ_PUSH)
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push
+	@sh ./tests/fuzz/run.sh $(FUZZ_PUSH) $(FUZZ_SECONDS) build/fuzz/corpus_push tests/fuzz/corpus_push
 	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 
 clean:

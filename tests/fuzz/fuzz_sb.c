@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,66 +45,17 @@
 #include "fault.h"
 #include "streambuffer.h"
 
+#define FUZZ_NAME "fuzz_sb"
+#include "fuzz_common.h"
+
 #define MAX_LEN 65535u
 #define MAX_OPS 64
 #define MAX_N 65535u
 #define NPAT_MAX 8
 
-/* ---- input --------------------------------------------------------------- */
-
-typedef struct input {
-    const uint8_t *p;
-    size_t n, i;
-} input;
-
-static unsigned u8(input *in)
-{
-    return in->i < in->n ? in->p[in->i++] : 0;
-}
-
-static unsigned u16(input *in)
-{
-    unsigned lo = u8(in);
-    return lo | u8(in) << 8;
-}
-
-/* ---- failure reports ----------------------------------------------------- */
-
-static char scenario[512];
-static char tmp_dir[64];
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "fuzz_sb: mismatch: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n  scenario: %s\n", scenario);
-    rmdir(tmp_dir); /* empty: spill files never have a name */
-    abort();
-}
-
-#define CHECK(cond, ...)                                                      \
-    do {                                                                      \
-        if (!(cond))                                                          \
-            die(__VA_ARGS__);                                                 \
-    } while (0)
-
 /* ---- the stream's bytes --------------------------------------------------- */
 
 static uint8_t content[MAX_LEN + 1];
-
-static void fill_content(unsigned seed, size_t len)
-{
-    uint64_t x = 0x9E3779B97F4A7C15u * (seed + 1);
-    for (size_t i = 0; i < len; i++) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        content[i] = (uint8_t)(x >> 24);
-    }
-}
 
 /* ---- the source ------------------------------------------------------------ */
 
@@ -208,11 +158,6 @@ static void src_close(void *ctx)
 static unsigned long k_open; /* seam allocations of sb_open */
 static unsigned long k_mem;  /* ... of sb_open_mem */
 
-static void remove_tmp_dir(void)
-{
-    rmdir(tmp_dir);
-}
-
 static int empty_next(void *ctx, const void **chunk, size_t *len)
 {
     (void)ctx;
@@ -223,12 +168,7 @@ static int empty_next(void *ctx, const void **chunk, size_t *len)
 
 static void init_once(void)
 {
-    strcpy(tmp_dir, "/tmp/fuzz_sb.XXXXXX");
-    if (mkdtemp(tmp_dir) == NULL) {
-        perror("mkdtemp");
-        abort();
-    }
-    atexit(remove_tmp_dir);
+    make_tmp_dir();
     /* Count the allocations of an open through the seam, armed so that
        it never fires; an iterator's producer allocates nothing. */
     sb_options o = {.mem_limit = 100, .tmp_dir = tmp_dir};
@@ -387,28 +327,6 @@ static outcome simulate(const cfg *c, fsrc *proto)
     }
 }
 
-/* What sb_pread(off, n) returns on a stream over with len bytes and err. */
-static ssize_t expect(uint64_t len, int err, uint64_t off, size_t n,
-                      int *want_err)
-{
-    *want_err = 0;
-    if (off > UINT64_MAX - n) {
-        *want_err = EINVAL;
-        return -1;
-    }
-    if (n == 0)
-        return 0;
-    if (off + n <= len)
-        return (ssize_t)n;
-    if (off < len)
-        return (ssize_t)(len - off);
-    if (err) {
-        *want_err = err;
-        return -1;
-    }
-    return 0;
-}
-
 /* ---- operations ------------------------------------------------------------ */
 
 enum op_kind { O_PREAD, O_TIMED0, O_PREAD2, O_AVAIL, O_WAIT_END, O_CANCEL,
@@ -430,29 +348,6 @@ typedef struct res {
     sb_stats st;
     bool bytes_ok;
 } res;
-
-static uint64_t pick_off(unsigned v, uint64_t len, size_t mem)
-{
-    if ((v & 0xC000) != 0xC000)
-        return v % (len + 257);
-    unsigned d = v & 0x7F;
-    switch ((v >> 7) & 7) {
-    case 0:
-        return mem > d ? mem - d : 0;
-    case 1:
-        return mem + d;
-    case 2:
-        return len > d ? len - d : 0;
-    case 3:
-        return len + d;
-    case 4:
-        return UINT64_MAX - d;
-    case 5:
-        return ((uint64_t)1 << 40) + d;
-    default:
-        return d;
-    }
-}
 
 /* Run one operation; the bytes are checked against the contents. */
 static void run_op(sb_buffer *b, const op *o, uint8_t *buf, res *r)
@@ -612,11 +507,6 @@ static void *second_main(void *arg)
 
 /* ---- one input --------------------------------------------------------------- */
 
-static const int errnos[] = {EIO, ECONNRESET, EPROTO, ENOSPC, EACCES,
-                             ETIMEDOUT, EBADMSG, EPIPE, ENOMEM, EFBIG,
-                             ECANCELED, EAGAIN, EDQUOT, EROFS, ENXIO, 1};
-#define NERRNOS (sizeof errnos / sizeof errnos[0])
-
 static fsrc source;
 static uint8_t buf[MAX_N + 1];
 static op ops[MAX_OPS];
@@ -726,7 +616,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
              (unsigned long long)c.max_size, c.seam_op, c.nth, c.seam_err,
              c.thread, c.mmap_reads, nops);
 
-    fill_content(seed, (size_t)c.len);
+    fill_content(content, seed, (size_t)c.len);
     outcome want = simulate(&c, s);
     if (verbose)
         fprintf(stderr, "fuzz_sb: %s\n  model: open errno %d, length %llu, "

@@ -1,22 +1,27 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Run the fuzz target for SECONDS and print a summary, not libFuzzer's
-# progress lines: executions, coverage, corpus, and any crash in full.
+# Run a fuzz target for SECONDS and print a one-line summary, not
+# libFuzzer's progress lines: executions, their rate, the coverage it
+# reached (libFuzzer's cov: edges and ft: features) and the corpus; any
+# crash or model mismatch in full.
 # usage: run.sh BINARY SECONDS CORPUS-DIR SEED-DIR...
 set -u
 bin=$1 seconds=$2
 shift 2
+name=$(basename "$bin")
 log=$(mktemp) || exit 1
 trap 'rm -f "$log"' EXIT
 "$bin" -max_total_time="$seconds" -print_final_stats=1 "$@" >"$log" 2>&1
 rc=$?
 if [ "$rc" -ne 0 ]; then
     cat "$log"
-    echo "fuzz: FAILED (exit $rc)"
+    echo "fuzz: $name: FAILED (exit $rc)"
     exit 1
 fi
 last=$(grep -E '^#[0-9]+' "$log" | tail -n 1)
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
 rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
-echo "fuzz: ${seconds}s, $execs executions ($rate/s), no crash"
-echo "fuzz: last status: $last"
+cov=$(echo "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
+ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
+corp=$(echo "$last" | sed -n 's/.* corp: \([^ ]*\).*/\1/p')
+echo "fuzz: $name: ${seconds}s, $execs executions ($rate/s), cov $cov edges, ft $ft features, corpus $corp, no crash"
