@@ -85,13 +85,18 @@ class _Hub:
                 if len(ready) < _BATCH:
                     break
         except ValueError:
-            # Closed: its readers were closed too and never come off the
-            # list.  Every wait looks again, and gets the closed error.
-            with self._lock:
-                waits = list(self._waits.values())
-            for w in waits:
-                self._wake(w)
+            # Closed (close() woke the waits already, see _closed).
+            self.closed()
             self._unwatch(loop)
+
+    def closed(self):
+        """The buffer was closed: its readers went off the ready list with
+        it, so the descriptor says nothing more.  Every wait looks again,
+        and gets the closed error."""
+        with self._lock:
+            waits = list(self._waits.values())
+        for w in waits:
+            self._wake(w)
 
     @staticmethod
     def _wake(w):
@@ -121,6 +126,14 @@ def _answerable(probe, offset, size):
         if probe.closed:
             return True  # the buffer was closed: the read says so
         raise
+
+
+def _closed(buf):
+    """Called by StreamBuffer.close(): wake the areads waiting on buf."""
+    with _hubs_lock:
+        h = _hubs.get(buf)
+    if h is not None:
+        h.closed()
 
 
 def _hub(buf):

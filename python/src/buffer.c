@@ -69,10 +69,30 @@ static PyObject *Buffer_cancel(BufferObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* An aread waits on the poll descriptor, which a close leaves quiet (its
+   readers leave the ready list with it): the close wakes them itself.
+   Only once _streambuffer_aio is loaded, that is, once some aread ran. */
+static int wake_areads(BufferObject *self)
+{
+    PyObject *name = PyUnicode_FromString("_streambuffer_aio");
+    if (name == NULL)
+        return -1;
+    PyObject *aio = PyImport_GetModule(name);
+    Py_DECREF(name);
+    if (aio == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *r = PyObject_CallMethod(aio, "_closed", "O", (PyObject *)self);
+    Py_DECREF(aio);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 static PyObject *Buffer_close(BufferObject *self, PyObject *unused)
 {
     (void)unused;
-    if (close_core(self) < 0)
+    if (close_core(self) < 0 || wake_areads(self) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -88,7 +108,7 @@ static PyObject *Buffer_enter(BufferObject *self, PyObject *unused)
 static PyObject *Buffer_exit(BufferObject *self, PyObject *args)
 {
     (void)args;
-    return close_core(self) < 0 ? NULL : Py_NewRef(Py_False);
+    return close_core(self) < 0 || wake_areads(self) < 0 ? NULL : Py_NewRef(Py_False);
 }
 
 static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)

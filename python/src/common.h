@@ -219,6 +219,10 @@ int sb__py_settle(struct via v, uint64_t off, uint64_t n, bool some, uint64_t *c
 PyObject *sb__py_read_bytes(struct via v, uint64_t off, uint64_t n);
 int sb__py_wait_end(struct core *c, uint64_t *length);
 int sb__py_read_size(PyObject *o, uint64_t *n, bool *to_end);
+/* offset and size (None or negative: to the end, which it waits for) as
+   a range.  0, or -1 with an exception. */
+int sb__py_range(struct via v, PyObject *offo, PyObject *sizeo, uint64_t *off,
+                 uint64_t *n);
 extern const char *const sb__py_read_names[2];
 /* fn(offset, size=-1) on self, a StreamBuffer or a Reader: the arguments
    parsed, then impl between sb__py_begin and sb__py_end. */

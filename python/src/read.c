@@ -226,18 +226,27 @@ int sb__py_read_size(PyObject *o, uint64_t *n, bool *to_end)
     return 0;
 }
 
-static PyObject *read_common(struct via v, PyObject *offo, PyObject *sizeo)
+int sb__py_range(struct via v, PyObject *offo, PyObject *sizeo, uint64_t *off,
+                 uint64_t *n)
 {
-    uint64_t off, n = 0;
     bool to_end;
-    if (sb__py_u63(offo, "offset", &off) < 0 || sb__py_read_size(sizeo, &n, &to_end) < 0)
-        return NULL;
+    *n = 0;
+    if (sb__py_u63(offo, "offset", off) < 0 || sb__py_read_size(sizeo, n, &to_end) < 0)
+        return -1;
     if (to_end) {
         uint64_t len;
         if (sb__py_wait_end(v.c, &len) < 0)
-            return NULL;
-        n = len > off ? len - off : 0;
+            return -1;
+        *n = len > *off ? len - *off : 0;
     }
+    return 0;
+}
+
+static PyObject *read_common(struct via v, PyObject *offo, PyObject *sizeo)
+{
+    uint64_t off, n;
+    if (sb__py_range(v, offo, sizeo, &off, &n) < 0)
+        return NULL;
     return sb__py_read_bytes(v, off, n);
 }
 

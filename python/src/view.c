@@ -105,10 +105,7 @@ static PyObject *lend(PyObject *self, struct via v, const void *p, size_t k,
 
 static PyObject *view_of(PyObject *self, struct via v, PyObject *offo, PyObject *sizeo)
 {
-    uint64_t off, n = 0, m;
-    bool to_end;
-    if (sb__py_u63(offo, "offset", &off) < 0 || sb__py_read_size(sizeo, &n, &to_end) < 0)
-        return NULL;
+    uint64_t off, n, m;
     if (v.r == NULL && Py_IS_TYPE(self, &sb__py_reader_type) == 0
         && ((BufferObject *)self)->release) {
         PyErr_SetString(PyExc_ValueError,
@@ -116,13 +113,8 @@ static PyObject *view_of(PyObject *self, struct via v, PyObject *offo, PyObject 
                         "(buffer.reader().view(...)), which keeps their bytes");
         return NULL;
     }
-    if (to_end) {
-        uint64_t len;
-        if (sb__py_wait_end(v.c, &len) < 0)
-            return NULL;
-        n = len > off ? len - off : 0;
-    }
-    if (sb__py_settle(v, off, n, false, &m) < 0)
+    if (sb__py_range(v, offo, sizeo, &off, &n) < 0
+        || sb__py_settle(v, off, n, false, &m) < 0)
         return NULL;
     if (m == 0)
         return empty_view();
