@@ -702,8 +702,9 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     sb_poll_ready that takes the last reader, or an sb_reader_close or a
  *     new arm of the last one listed.  It may be readable with the list
  *     empty, once, when a reader became ready on another thread just as
- *     the list was emptied (sb_poll_ready then returns 0 and drains it).  With edge-triggered epoll (EPOLLET), call
- *     sb_poll_ready until it returns fewer than max.  Never read, write or
+ *     the list was emptied (sb_poll_ready then returns 0 and drains it).
+ *     With edge-triggered epoll (EPOLLET), call sb_poll_ready until it
+ *     returns fewer than max.  Never read, write or
  *     close it yourself.
  *   - The library signals it at most once per change of the list from
  *     empty to not empty, after it has let go of its locks, and never

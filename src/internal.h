@@ -60,14 +60,14 @@ struct sb_buffer {
      * thread at a time do it; it protects the last failure, [fail_from,
      * fail_to) with fail_err, which sb_reader_release reports when it
      * covers the bytes that call released.  released: bytes [0, released)
-     * have been given back (or their give-back failed); failed is set,
-     * before released moves past a failure, once one has happened, so
-     * that a release need not take release_mu to learn there was none.
+     * have been given back (or their give-back failed).  fail_err is 0
+     * until a give-back fails and is stored before released moves past
+     * the failure, so a release need not take release_mu to learn there
+     * was none.
      */
     pthread_mutex_t release_mu;
     _Atomic uint64_t released;
-    atomic_bool failed;
-    int fail_err;
+    _Atomic int fail_err;
     uint64_t fail_from, fail_to;
 
     /*
@@ -185,11 +185,11 @@ void sb__raise_floor_locked(sb_buffer *b);
 /*
  * With SB_RELEASE, give back the memory and disk of the whole pages below
  * both the floor and the watermark.  The writer calls it before each step
- * (writer true: it waits for a give-back in progress), a reader that opens
+ * (wait true: it waits for a give-back in progress), a reader that opens
  * or closes after it moved the floor (it never waits).  Returns 0, or
  * -errno when giving back failed (the stream then fails with it).
  */
-int sb__give_back(sb_buffer *b, bool writer);
+int sb__give_back(sb_buffer *b, bool wait);
 
 /*
  * The same after sb_reader_release moved the buffer's floor from from to

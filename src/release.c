@@ -68,7 +68,7 @@ static bool give_back_due(sb_buffer *b, uint64_t to)
     return to > from && to - from >= b->chunk_size;
 }
 
-static int give_back(sb_buffer *b, bool wait)
+int sb__give_back(sb_buffer *b, bool wait)
 {
     if (!(b->flags & SB_RELEASE))
         return 0;
@@ -91,10 +91,9 @@ static int give_back(sb_buffer *b, bool wait)
             rc = sb__spool_release(&b->spool, from, to);
             sb__spool_unmap_below(&b->spool, to);
             if (rc < 0) {
-                b->fail_err = -rc;
                 b->fail_from = from;
                 b->fail_to = to;
-                atomic_store(&b->failed, true);
+                atomic_store(&b->fail_err, -rc);
             }
             /* Bytes below the floor are released whether or not their
                space came back: a failure is not tried again. */
@@ -108,21 +107,16 @@ static int give_back(sb_buffer *b, bool wait)
     }
 }
 
-int sb__give_back(sb_buffer *b, bool writer)
-{
-    return give_back(b, writer);
-}
-
 int sb__give_back_released(sb_buffer *b, uint64_t from, uint64_t to)
 {
-    int rc = give_back(b, true);
-    if (rc < 0 || from >= to || !atomic_load(&b->failed))
+    int rc = sb__give_back(b, true);
+    if (rc < 0 || from >= to || atomic_load(&b->fail_err) == 0)
         return rc;
     /* Another thread may have given back (and failed to give back) what
        this release passed: the last failure says. */
     sb__mutex_lock(&b->release_mu);
     if (b->fail_from < to && from < b->fail_to)
-        rc = -b->fail_err;
+        rc = -atomic_load(&b->fail_err);
     sb__mutex_unlock(&b->release_mu);
     return rc;
 }

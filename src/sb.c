@@ -108,7 +108,7 @@ static sb_buffer *alloc_buffer(const struct config *c)
     if (rc < 0)
         goto no_release;
     atomic_init(&b->released, 0);
-    atomic_init(&b->failed, false);
+    atomic_init(&b->fail_err, 0);
     sb__spool_init_borrowed(&b->spool, NULL, 0);
     b->max_size = c->max_size;
     b->length_hint = c->length_hint;

@@ -92,6 +92,31 @@
 /* The seed's rollover size, and the library's default mem_limit. */
 #define DEFAULT_MAX_SIZE ((Py_ssize_t)5 << 20)
 
+/*
+ * The module's three lists (live cores, a core's Readers, a core's views)
+ * are doubly linked through the nodes' prev and next fields, headed by a
+ * pointer to the first node: push on the front, unlink from anywhere (a
+ * node that is on no list is left alone).
+ */
+#define SB__PY_PUSH(head, n)                                                  \
+    do {                                                                      \
+        (n)->prev = NULL;                                                     \
+        (n)->next = *(head);                                                  \
+        if (*(head) != NULL)                                                  \
+            (*(head))->prev = (n);                                            \
+        *(head) = (n);                                                        \
+    } while (0)
+#define SB__PY_UNLINK(head, n)                                                \
+    do {                                                                      \
+        if ((n)->prev != NULL)                                                \
+            (n)->prev->next = (n)->next;                                      \
+        else if (*(head) == (n))                                              \
+            *(head) = (n)->next;                                              \
+        if ((n)->next != NULL)                                                \
+            (n)->next->prev = (n)->prev;                                      \
+        (n)->prev = (n)->next = NULL;                                         \
+    } while (0)
+
 /* Internal names are sb__py_*; with -fvisibility=hidden none leaves the
    module, which exports PyInit_streambuffer only. */
 
@@ -198,7 +223,6 @@ void sb__py_leave(BufferObject *self, struct core *c);
 /* The same for a Reader, which is for one thread at a time. */
 struct core *sb__py_reader_enter(ReaderObject *self);
 void sb__py_reader_leave(ReaderObject *self, struct core *c);
-void sb__py_reader_link(struct core *c, ReaderObject *r);
 void sb__py_reader_close(ReaderObject *self);
 /* Stop the stream and free everything.  The GIL is held and no Python call
    is using the buffer (users == 0); close() has set c->closed. */

@@ -38,32 +38,12 @@ static int start_reaper(struct core *c)
     return rc;
 }
 
-void sb__py_reader_link(struct core *c, ReaderObject *r)
-{
-    r->prev = NULL;
-    r->next = c->readers;
-    if (c->readers != NULL)
-        c->readers->prev = r;
-    c->readers = r;
-}
-
-static void reader_unlink(struct core *c, ReaderObject *r)
-{
-    if (r->prev != NULL)
-        r->prev->next = r->next;
-    else if (c->readers == r)
-        c->readers = r->next;
-    if (r->next != NULL)
-        r->next->prev = r->prev;
-    r->prev = r->next = NULL;
-}
-
 /* Readers must be closed before sb_close: close() closes them first. */
 static void close_readers(struct core *c)
 {
     while (c->readers != NULL) {
         ReaderObject *r = c->readers;
-        reader_unlink(c, r);
+        SB__PY_UNLINK(&c->readers, r);
         sb_reader_close(r->r);
         r->r = NULL;
     }
@@ -75,7 +55,7 @@ void sb__py_reader_close(ReaderObject *self)
         return;
     struct core *c = self->buf->core;
     if (c != NULL)
-        reader_unlink(c, self);
+        SB__PY_UNLINK(&c->readers, self);
     sb_reader_close(self->r);
     self->r = NULL;
 }

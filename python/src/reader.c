@@ -25,8 +25,7 @@ PyObject *sb__py_reader_new(BufferObject *self, PyObject *flo, unsigned flags)
     r->busy = false;
     r->nb = (flags & SB_NONBLOCK) != 0;
     r->weakrefs = NULL;
-    r->prev = NULL;
-    r->next = NULL;
+    r->prev = r->next = NULL; /* on no list until it opens */
     r->r = sb_reader_open_flags(c->b, floor, flags);
     if (r->r == NULL) {
         int err = errno;
@@ -38,7 +37,7 @@ PyObject *sb__py_reader_new(BufferObject *self, PyObject *flo, unsigned flags)
     /* Borrowed: sb_poll_ready hands it back only while r->r is open, and
        the Reader closes r->r before it goes. */
     sb_reader_set_tag(r->r, r);
-    sb__py_reader_link(c, r);
+    SB__PY_PUSH(&c->readers, r);
     PyObject_GC_Track(r);
 out:
     sb__py_leave(self, c);

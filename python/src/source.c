@@ -15,22 +15,12 @@ static struct core *g_live;
 
 void sb__py_link_live(struct core *c)
 {
-    c->prev = NULL;
-    c->next = g_live;
-    if (g_live != NULL)
-        g_live->prev = c;
-    g_live = c;
+    SB__PY_PUSH(&g_live, c);
 }
 
 void sb__py_unlink_live(struct core *c)
 {
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else if (g_live == c)
-        g_live = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
+    SB__PY_UNLINK(&g_live, c);
 }
 
 /* Whether this thread is c's producer, inside one of its callbacks. */

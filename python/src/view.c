@@ -37,13 +37,7 @@ static PyBufferProcs View_as_buffer = {
 
 static void View_dealloc(ViewObject *self)
 {
-    struct core *c = self->c;
-    if (self->prev != NULL)
-        self->prev->next = self->next;
-    else
-        c->views = self->next;
-    if (self->next != NULL)
-        self->next->prev = self->prev;
+    SB__PY_UNLINK(&self->c->views, self);
     Py_DECREF(self->owner);
     PyObject_Free(self);
 }
@@ -93,11 +87,7 @@ static PyObject *lend(PyObject *self, struct via v, const void *p, size_t k,
     o->ptr = p;
     o->len = (Py_ssize_t)k;
     o->off = off;
-    o->prev = NULL;
-    o->next = v.c->views;
-    if (v.c->views != NULL)
-        v.c->views->prev = o;
-    v.c->views = o;
+    SB__PY_PUSH(&v.c->views, o);
     PyObject *m = PyMemoryView_FromObject((PyObject *)o);
     Py_DECREF(o); /* the memoryview holds it now, or it is gone */
     return m;
@@ -106,8 +96,7 @@ static PyObject *lend(PyObject *self, struct via v, const void *p, size_t k,
 static PyObject *view_of(PyObject *self, struct via v, PyObject *offo, PyObject *sizeo)
 {
     uint64_t off, n, m;
-    if (v.r == NULL && Py_IS_TYPE(self, &sb__py_reader_type) == 0
-        && ((BufferObject *)self)->release) {
+    if (v.r == NULL && v.c->release) {
         PyErr_SetString(PyExc_ValueError,
                         "a buffer with release=True lends views through a Reader "
                         "(buffer.reader().view(...)), which keeps their bytes");
