@@ -51,9 +51,9 @@ extern "C" {
 
 /* The version of this header.  sb_version() gives the library's. */
 #define SB_VERSION_MAJOR 0
-#define SB_VERSION_MINOR 4
+#define SB_VERSION_MINOR 5
 #define SB_VERSION_PATCH 0
-#define SB_VERSION "0.4.0"
+#define SB_VERSION "0.5.0"
 #define SB_VERSION_NUMBER \
     (SB_VERSION_MAJOR * 10000 + SB_VERSION_MINOR * 100 + SB_VERSION_PATCH)
 
@@ -110,9 +110,34 @@ typedef struct sb_source {
 
     void *ctx; /* passed to every callback */
 
+    /*
+     * Optional: start the same stream again at byte off (a seekable
+     * source: an HTTP server that honours Range, an object store's ranged
+     * GET, a file).  See "Ranged sources" below for what the buffer does
+     * with it.  Fill *part (zeroed by the caller) with a read or next, an
+     * optional cancel and close, and the part's own ctx; a part's open_at
+     * and reserved fields are ignored.  end is where the buffer will stop
+     * reading the part (the first byte it holds or is fetching past off),
+     * UINT64_MAX for "to the end": the part may stop there (return 0) or
+     * deliver more.  When the stream's total length is known, store it in
+     * *length (left alone otherwise).  Return 0, or a negative errno:
+     *   -ESPIPE  the source cannot seek after all: the buffer never calls
+     *            open_at again and the stream goes on as a plain one;
+     *   -ESTALE  the bytes at off are no longer this stream's (the object
+     *            changed): likewise never again;
+     *   other    this attempt failed; the buffer may try again later.
+     * Runs on one of the buffer's fetcher threads, possibly on several at
+     * once, never after close.  A part's callbacks run on the thread that
+     * opened it; its close is called exactly once, when the buffer is done
+     * with the part, and its cancel at most once, before that close, to
+     * stop a read that may be blocked (as sb_source.cancel does).
+     */
+    int (*open_at)(void *ctx, uint64_t off, uint64_t end,
+                   struct sb_source *part, uint64_t *length);
+
     /* Must be zero: room for callbacks of later versions, so that this
        struct keeps its size (sb_open fails with EINVAL otherwise). */
-    void *reserved[4];
+    void *reserved[3];
 } sb_source;
 
 /*
@@ -158,7 +183,20 @@ typedef struct sb_options {
     uint32_t flags;
     /* Must be zero. */
     uint32_t reserved32;
-    uint64_t reserved[8];
+
+    /* Ranged sources (a source with open_at; see "Ranged sources"). */
+
+    /* A waiting read opens a part when its first missing byte is more
+       than this past every fetcher that will reach it.  0: measured as
+       the stream runs (what the nearest fetcher delivers while a part
+       opens), at least chunk_size. */
+    uint64_t seek_gap;
+    /* Most streams (parts) read at once, the first one included.  0: 4;
+       1: no parts (the source is read as a plain one).  At most 64. */
+    uint32_t max_parts;
+    /* Reopens of a failed part in a row before the stream fails.  0: 3. */
+    uint32_t retries;
+    uint64_t reserved[6];
 } sb_options;
 
 /* sb_options.flags */
@@ -188,13 +226,18 @@ typedef struct sb_options {
  * Copies *src and *opts, starts the producer thread, which begins pulling
  * from the source at once, and returns without blocking.
  *
+ * With src->open_at set, the first stream may also come from open_at(ctx,
+ * 0, ...), which the first fetcher thread calls (read and next both NULL);
+ * see "Ranged sources".
+ *
  * Returns the new buffer, or NULL with errno:
- *   EINVAL  src is NULL; both or neither of src->read and src->next are set;
- *           a reserved field of *src or *opts is not zero;
- *           opts->chunk_size or opts->mem_limit above SSIZE_MAX;
- *           opts->tmp_dir is an empty string; opts->length_hint greater than
- *           a non-zero opts->max_size; an unknown bit in opts->flags;
- *           opts->max_retained without SB_RELEASE.
+ *   EINVAL  src is NULL; both of src->read and src->next are set, or
+ *           neither while src->open_at is NULL; a reserved field of *src or
+ *           *opts is not zero; opts->chunk_size or opts->mem_limit above
+ *           SSIZE_MAX; opts->tmp_dir is an empty string;
+ *           opts->length_hint greater than a non-zero opts->max_size; an
+ *           unknown bit in opts->flags; opts->max_retained without
+ *           SB_RELEASE; opts->max_parts above 64.
  *   ENOMEM  out of memory or address space for the memory region.
  *   EAGAIN  the producer thread could not be created.
  * On failure nothing is left behind and src->close is not called.
@@ -202,6 +245,92 @@ typedef struct sb_options {
  * Thread-safety: safe to call from any thread.
  */
 sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
+
+/*
+ * Ranged sources: far reads do not wait.
+ *
+ * A source with open_at can start the stream over at any offset.  The
+ * buffer then runs up to opts->max_parts *fetchers* (threads), each
+ * draining one stream (a *part*) into the spool at the part's own offset:
+ * [0, mem_limit) in memory, the rest in the spill file at off - mem_limit
+ * (written with pwrite, so the holes cost no disk).  The bytes held form
+ * *extents* that grow and merge; sb_available and sb_stats' filled stay
+ * the contiguous run from 0.  A read of bytes held in any extent takes no
+ * lock and writes nothing shared; a wait ends when the read's whole range
+ * is held (or at the end, a failure, a cancel), and armed SB_NONBLOCK
+ * readers become ready on the same rule.  Views stop at the end of an
+ * extent.  mem_limit, chunk_size, max_parts and the seek gap never change
+ * which bytes the stream holds.
+ *
+ * When a part opens.  A blocked or armed read (not sb_wait_end) whose
+ * first missing byte m lies at or above the floor and more than the seek
+ * gap past the position of every fetcher that will reach m (a fetcher
+ * reaches the bytes from its position up to the next bytes held or
+ * fetched by another) opens a part at m.  With max_parts fetchers busy, a
+ * fetcher that no blocked or armed read needs within the seek gap of its
+ * position is moved to m instead (its part is cancelled and closed; the
+ * lowest such fetcher first); if every fetcher is needed, the read waits
+ * for one to come free.  The seek gap is opts->seek_gap, or else what the
+ * fetcher that would reach m delivers (its rate while it reads) in the time
+ * a part takes from open_at to its first byte (both measured as the
+ * stream runs), and never less than chunk_size.  Stats: parts_opened,
+ * parts_moved, seek_gap.
+ *
+ * Each byte once.  A fetcher stops where it meets bytes held or being
+ * fetched by another: its part is cancelled and closed.  Without
+ * read_ahead the stream drains to its end: a stopped fetcher reopens past
+ * the extent it met, and once the length is known, idle fetchers take the
+ * largest gap (or split the largest stretch a running fetcher still has
+ * ahead of it), so a server that limits each connection's rate is drained
+ * over max_parts connections.  With read_ahead a fetcher goes on only
+ * while demand asks for it (below).
+ *
+ * Seams.  Wherever two fetchers' bytes meet, the buffer compares 4 KiB
+ * across the seam (fewer where the stream, or what the other fetcher has
+ * delivered so far, ends sooner): a fetcher that reaches held bytes reads
+ * that far into them, and a part opened right after held bytes starts
+ * that far before them.  Extents join only once their seam compared
+ * equal, so no read spans an unchecked seam.  A mismatch fails the stream
+ * with ESTALE; from then on only [0, filled) stays readable and every read
+ * past it fails with ESTALE: no read ever returns bytes of two versions.
+ * The compared bytes count in refetched; a stream drained over several
+ * parts delivers its length plus 4 KiB a seam.
+ *
+ * The length.  A length reported by open_at is the stream's length
+ * (opts->length_hint stays a hint): no part opens at or past it, a read
+ * wholly past it returns 0 at once, a read that straddles it waits only
+ * for the bytes before it (a short count), and a stream whose parts end
+ * elsewhere or deliver past it fails with EIO; bytes that arrived stay
+ * readable.  Without a reported length, a part that ends before its end
+ * argument ends the stream there (EIO if bytes are held past that point).
+ * The stream is ENDED once every byte before the end is held.
+ *
+ * Failures.  A part that fails (its read or next returns -E, open_at
+ * returns -E, or it ends before the known length: EIO) is reopened at the
+ * byte it reached, up to opts->retries times in a row (a part that
+ * delivered bytes before it failed starts the count again), after a pause
+ * of about 50 ms that doubles each time (sb_cancel ends it).  Past that the
+ * stream fails with E.  -ESPIPE or -ESTALE from open_at turns parts off
+ * for good: the first stream, if it still runs, goes on as a plain one;
+ * if bytes that must still come can come from no stream, the stream fails
+ * with that error.  A failure of the first stream when it is not a part
+ * (read or next) is treated as a part's: it is reopened with open_at.
+ * Stats: part_retries.
+ *
+ * Flow control.  read_ahead holds each fetcher read_ahead past the
+ * furthest byte demanded within the extent it extends (a read that had to
+ * wait for bytes that fetcher will reach, a reader's floor there).
+ * sb_wait_end demands everything: every fetcher drains.  With SB_RELEASE
+ * no part opens below the floor, and max_retained bounds the bytes held at
+ * or above the floor in all extents together: every fetcher pauses while
+ * they reach it.  max_size bounds the stream's length as before (a part
+ * past it: EFBIG).  sb_cancel cancels every part (its cancel callback,
+ * then the source's); sb_close joins every fetcher, closes every part
+ * still open, then closes the source.
+ *
+ * A source without open_at, push mode and sb_open_mem work exactly as
+ * described elsewhere in this header.
+ */
 
 /*
  * sb_open_fd - buffer everything read(2) returns from a file descriptor.
@@ -833,9 +962,23 @@ typedef struct sb_stats {
     uint64_t huge_pages;  /* 2 MiB pages backing the memory region now (the
                              kernel's count, from /proc/self/smaps; 0 where
                              it cannot be read) */
+    /* Ranged sources (see "Ranged sources"); 0 for a source without
+       open_at, but for fetched, extents and length. */
+    uint64_t parts_opened; /* parts open_at has started so far */
+    uint64_t parts_active; /* fetchers reading a stream now */
+    uint64_t fetched;     /* bytes the source (all its parts) delivered */
+    uint64_t refetched;   /* of those, bytes the buffer held already: the
+                             compared seams */
+    uint64_t extents;     /* runs of held bytes now, [0, filled) included:
+                             1 once a stream is whole */
+    uint64_t length;      /* the stream's length once known (a part
+                             reported it, or the stream ended), else 0 */
+    uint64_t seek_gap;    /* the seek gap in force now (bytes) */
+    uint64_t parts_moved; /* fetchers moved to a farther wait at max_parts */
+    uint64_t part_retries; /* parts reopened after a failure */
     /* Zero: room for counters of later versions, which take their place
        here so that the struct keeps its size. */
-    uint64_t reserved[1];
+    uint64_t reserved[8];
 } sb_stats;
 
 /*

@@ -29,7 +29,8 @@ _Static_assert(offsetof(sb_source, next) == 8, "sb_source.next");
 _Static_assert(offsetof(sb_source, close) == 16, "sb_source.close");
 _Static_assert(offsetof(sb_source, cancel) == 24, "sb_source.cancel");
 _Static_assert(offsetof(sb_source, ctx) == 32, "sb_source.ctx");
-_Static_assert(offsetof(sb_source, reserved) == 40, "sb_source.reserved");
+_Static_assert(offsetof(sb_source, open_at) == 40, "sb_source.open_at");
+_Static_assert(offsetof(sb_source, reserved) == 48, "sb_source.reserved");
 
 _Static_assert(sizeof(sb_options) == 128, "sb_options size");
 _Static_assert(offsetof(sb_options, mem_limit) == 0, "mem_limit");
@@ -37,8 +38,14 @@ _Static_assert(offsetof(sb_options, max_size) == 8, "max_size");
 _Static_assert(offsetof(sb_options, tmp_dir) == 16, "tmp_dir");
 _Static_assert(offsetof(sb_options, chunk_size) == 24, "chunk_size");
 _Static_assert(offsetof(sb_options, length_hint) == 32, "length_hint");
+_Static_assert(offsetof(sb_options, flags) == 56, "flags");
+_Static_assert(offsetof(sb_options, seek_gap) == 64, "seek_gap");
+_Static_assert(offsetof(sb_options, max_parts) == 72, "max_parts");
+_Static_assert(offsetof(sb_options, retries) == 76, "retries");
+_Static_assert(offsetof(sb_options, reserved) == 80, "sb_options.reserved");
 
-_Static_assert(sizeof(sb_stats) == 128, "sb_stats size");
+/* 0.5 grew sb_stats (its reserved tail was used up), as 0.x minors may. */
+_Static_assert(sizeof(sb_stats) == 256, "sb_stats size");
 _Static_assert(offsetof(sb_stats, filled) == 0, "filled");
 _Static_assert(offsetof(sb_stats, in_memory) == 8, "in_memory");
 _Static_assert(offsetof(sb_stats, spilled) == 16, "spilled");
@@ -47,6 +54,10 @@ _Static_assert(offsetof(sb_stats, waiting) == 32, "waiting");
 _Static_assert(offsetof(sb_stats, wakeups) == 40, "wakeups");
 _Static_assert(offsetof(sb_stats, state) == 48, "state");
 _Static_assert(offsetof(sb_stats, error) == 52, "error");
+_Static_assert(offsetof(sb_stats, huge_pages) == 112, "huge_pages");
+_Static_assert(offsetof(sb_stats, parts_opened) == 120, "parts_opened");
+_Static_assert(offsetof(sb_stats, part_retries) == 184, "part_retries");
+_Static_assert(offsetof(sb_stats, reserved) == 192, "sb_stats.reserved");
 #endif
 
 /* The reserved tails end each struct: nothing can follow them. */
