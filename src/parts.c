@@ -678,8 +678,14 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
             return SB__STEP_SEAM;
         }
         if (f->meet) {
-            /* The seam compared equal (compared_locked joined the runs). */
-            return SB__STEP_STOP;
+            /* The seam compared equal (compared_locked joined the runs).
+               The source's own stream goes on through held bytes once
+               parts are off: nothing else can fetch what lies past. */
+            if (!(f->first && p->off))
+                return SB__STEP_STOP;
+            f->meet = false;
+            f->limit = limit_above(p, f->at, f);
+            continue;
         }
         if (len != SB__UNKNOWN && f->at >= len)
             return SB__STEP_STOP; /* the rest is the part's end */
@@ -689,7 +695,7 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
             if (f->ext_lo == SB__UNKNOWN)
                 return SB__STEP_STOP; /* no bytes of its own to join */
             uint64_t k = held - f->at;
-            if (k > SB__SEAM)
+            if (k > SB__SEAM && !(f->first && p->off))
                 k = SB__SEAM;
             if (len != SB__UNKNOWN && k > len - f->at)
                 k = len - f->at;
