@@ -81,7 +81,7 @@ TSTATIC  := $(BUILD)/libstreambuffer-test.a
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c
+TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c tests/seek.c
 TEST_LIB_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/lib/%.o,$(TEST_LIB))
 
 BENCH_SRC := $(wildcard bench/*.c)
