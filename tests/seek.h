@@ -43,6 +43,8 @@ enum seek_first {
 
 typedef struct seek_part seek_part;
 
+#define SEEK_GATES 4
+
 typedef struct seek_src {
     /* ---- knobs (set before open_seek; not changed while it runs) ---- */
     uint64_t len;          /* the length open_at reports */
@@ -57,19 +59,26 @@ typedef struct seek_src {
     uint64_t fail_after;   /* a part fails after this many bytes (0: never) */
     int fail_err;          /* ... with -fail_err; 0: drops (returns 0) */
     int fail_first;        /* the first stream (read / next) fails too */
+    uint64_t fail_at;      /* every stream fails on reaching this byte of
+                              the stream, with -fail_err (0: drops); 0:
+                              never */
     int open_err;          /* open_at fails with -open_err ... */
     int open_fails;        /* ... this many times (-1: always) */
     int open_fail_skip;    /* ... after this many opens succeeded first */
-    int change_after;      /* opens past this many deliver version 1 (0:
-                              never) */
+    int change_after;      /* opens that succeed after this many deliver
+                              version 1 (fx_seek: -1, never) */
     int ignore_end;        /* deliver past the end argument */
     const size_t *chunks;  /* bytes per call, cycled (NULL: cap) */
     size_t nchunks;
     size_t max_chunk;      /* at most this per call (0: no bound) */
-    /* The gate: while gated, a stream about to deliver a byte at or past
-       gate_at blocks until seek_release or its cancel. */
+    /* The gate: while gated, a stream about to deliver a byte in one of
+       the ranges [gate_lo[i], gate_hi[i]) (gate_hi 0: to the end) blocks
+       until seek_release or its cancel; with gate_first_only, the first
+       stream only (read, next, or the open_at at 0 without them). */
     int gated;
-    uint64_t gate_at;
+    int gate_first_only;
+    uint64_t gate_lo[SEEK_GATES], gate_hi[SEEK_GATES];
+    int ngates;
 
     /* ---- state and observations: mu guards all but the atomics ---- */
     pthread_mutex_t mu;
@@ -92,7 +101,7 @@ struct seek_part {
     seek_src *s;
     uint64_t start, end;   /* open_at's off and end (the first: 0, MAX) */
     uint64_t pos;          /* next byte it delivers */
-    uint64_t delivered;    /* bytes it delivered */
+    _Atomic uint64_t delivered; /* bytes it delivered */
     int version;
     int is_first;
     size_t chunk_idx;
@@ -114,6 +123,8 @@ sb_source seek_source(seek_src *s);
 /* sb_open over s, tracked (fx_buffer); NULL with errno as sb_open. */
 sb_buffer *open_seek(seek_src *s, const sb_options *o);
 
+/* Add a gate range [lo, hi) (hi 0: to the end) and turn the gate on. */
+void seek_gate(seek_src *s, uint64_t lo, uint64_t hi);
 /* Let every stream past the gate, for good. */
 void seek_release(seek_src *s);
 
@@ -132,6 +143,9 @@ int seek_closed(seek_src *s);
 int seek_opens_in(seek_src *s, uint64_t lo, uint64_t hi);
 /* Parts opened and not yet closed. */
 int seek_open_now(seek_src *s);
+/* Bytes of [lo, hi) delivered by the streams made so far (a byte that
+   two streams delivered counts twice). */
+uint64_t seek_delivered_in(seek_src *s, uint64_t lo, uint64_t hi);
 /* The lowest off asked of open_at (UINT64_MAX if none). */
 uint64_t seek_lowest_open(seek_src *s);
 
@@ -148,7 +162,8 @@ int seek_check(seek_src *s, int all_closed);
 /*
  * The run list: runs tests[0 .. n) but those named in $SB_HOLD (a list of
  * test names split by spaces), which the Makefile holds out until the
- * implementation they need has landed; says on stderr which.
+ * implementation they need has landed; says on stderr which.  $SB_ONLY,
+ * for a run by hand, names the only tests to run.
  */
 struct CMUnitTest;
 int seek_run_tests(const char *group, struct CMUnitTest *tests, size_t n);
