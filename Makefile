@@ -324,18 +324,21 @@ test: deps
 		sh ./tests/all.sh
 
 # The fuzz targets build the library's sources themselves with clang's
-# libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input) and
-# fuzz_push (push mode from one thread, no thread per input).  New inputs
-# go to build/fuzz/corpus (fuzz_sb) and build/fuzz/corpus_push; the seeds
-# kept in the repo are tests/fuzz/corpus and tests/fuzz/corpus_push (the
-# latter written by tests/fuzz/make_corpus.py).  `make fuzz` runs each
-# target for FUZZ_SECONDS.
+# libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input),
+# fuzz_push (push mode from one thread, no thread per input) and
+# fuzz_ranged (a seekable source: parts, extents, seams).  New inputs go
+# to build/fuzz/corpus (fuzz_sb), build/fuzz/corpus_push and
+# build/fuzz/corpus_ranged; the seeds kept in the repo are
+# tests/fuzz/corpus, tests/fuzz/corpus_push (the latter written by
+# tests/fuzz/make_corpus.py) and tests/fuzz/corpus_ranged.  `make fuzz`
+# runs each target for FUZZ_SECONDS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
 FUZZ_PUSH    := build/fuzz/fuzz_push
+FUZZ_RANGED  := build/fuzz/fuzz_ranged
 FUZZ_DEPS    := tests/fuzz/fuzz_common.h $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
-$(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
+$(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@command -v $(FUZZ_CC) >/dev/null || \
 		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
@@ -343,10 +346,11 @@ $(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(LIB_SRC) $(LDLIBS)
 
-fuzz: $(FUZZ_BIN) $(FUZZ_PUSH)
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push
+fuzz: $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED)
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push build/fuzz/corpus_ranged
 	@sh ./tests/fuzz/run.sh $(FUZZ_PUSH) $(FUZZ_SECONDS) build/fuzz/corpus_push tests/fuzz/corpus_push
 	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
+	@sh ./tests/fuzz/run.sh $(FUZZ_RANGED) $(FUZZ_SECONDS) build/fuzz/corpus_ranged tests/fuzz/corpus_ranged
 
 clean:
 	rm -rf build
