@@ -53,6 +53,8 @@ enum { W_WAITING, W_WOKEN, W_DONE };
 
 struct sb__waiter {
     uint64_t need;              /* wake once filled >= need */
+    uint64_t off;               /* on the far list: once [off, need) is
+                                   held */
     _Atomic uint32_t state;     /* W_WAITING, W_WOKEN, W_DONE */
     struct sb__waiter *next;    /* in the queue; then in a waker's list */
     struct sb__waiter **pprev;  /* the pointer that points at us */
@@ -136,6 +138,10 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
     w->heap = NULL;
     w->nheap = w->heap_cap = w->armable = 0;
     w->ready_head = w->ready_tail = NULL;
+    w->held_run = NULL;
+    w->held_arg = NULL;
+    w->far = NULL;
+    w->far_armed = NULL;
     atomic_init(&w->efd, -1);
 #ifndef NDEBUG
     w->held = false;
@@ -323,6 +329,49 @@ static struct sb__waiter *take_locked(struct sb__wait *w, uint64_t limit)
     return list;
 }
 
+/* Whether [off, need) is all held, in one run. */
+static bool held_locked(struct sb__wait *w, uint64_t off, uint64_t need)
+{
+    assert_locked(w);
+    if (atomic_load_explicit(&w->filled, memory_order_relaxed) >= need)
+        return true;
+    return w->held_run != NULL && w->held_run(w->held_arg, off) >= need;
+}
+
+static void far_enqueue_locked(struct sb__wait *w, struct sb__waiter *me)
+{
+    assert_locked(w);
+    me->next = w->far;
+    me->pprev = &w->far;
+    if (w->far != NULL)
+        w->far->pprev = &me->next;
+    w->far = me;
+    me->linked = true;
+    w->waiting++;
+}
+
+/* Unlink the far waiters whose range is held (all of them at the end
+   state) and append them to *tail's list. */
+static void take_far_locked(struct sb__wait *w, bool all,
+                            struct sb__waiter **list)
+{
+    assert_locked(w);
+    struct sb__waiter **tail = list;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    struct sb__waiter *me = w->far;
+    while (me != NULL) {
+        struct sb__waiter *next = me->next;
+        if (all || held_locked(w, me->off, me->need)) {
+            dequeue_locked(w, me);
+            me->next = NULL;
+            *tail = me;
+            tail = &me->next;
+        }
+        me = next;
+    }
+}
+
 /* Hand one waiter over: wake it and let it go.  The record is the
    waker's until the W_DONE store (release: the reader that sees it sees
    everything published before); it is not touched after that. */
@@ -361,6 +410,14 @@ static void wake_rest(struct sb__waiter *rest)
 /* ---- armed readers and the ready list ------------------------------------ */
 
 static bool ready_locked(struct sb__wait *w, uint64_t need);
+static int sleep_until_done(struct sb__wait *w, struct sb__waiter *me,
+                            const struct timespec *until);
+static struct timespec deadline_after(int ms);
+
+static bool running_locked(struct sb__wait *w)
+{
+    return atomic_load_explicit(&w->state, memory_order_relaxed) == SB_RUNNING;
+}
 
 /*
  * Why a heap and not the sorted queue the blocked waiters use: an event
@@ -458,8 +515,24 @@ static void drain_if_empty_locked(struct sb__wait *w)
 /* Off the heap and the list.  A reader that leaves the list empty (closed,
    or armed again for another range) drains the fd, as sb_poll_ready does:
    a level-triggered loop must not wake for a list that has emptied. */
+static void far_unarm_locked(struct sb__wait *w, struct sb__armed *a)
+{
+    assert_locked(w);
+    if (a->prev != NULL)
+        a->prev->next = a->next;
+    else
+        w->far_armed = a->next;
+    if (a->next != NULL)
+        a->next->prev = a->prev;
+    a->prev = a->next = NULL;
+    a->far = false;
+    atomic_store_explicit(&a->armed, false, memory_order_relaxed);
+}
+
 static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
 {
+    if (a->far)
+        far_unarm_locked(w, a);
     if (a->slot != SB__UNARMED)
         heap_remove_locked(w, a);
     if (a->listed) {
@@ -488,6 +561,33 @@ static bool make_ready_locked(struct sb__wait *w, uint64_t limit)
         w->ready_tail = a;
         a->listed = true;
         moved = true;
+    }
+    return was_empty && moved;
+}
+
+/* Move the far armings whose range is held (all at the end state) to the
+   ready list.  Returns as make_ready_locked. */
+static bool make_far_ready_locked(struct sb__wait *w, bool all)
+{
+    assert_locked(w);
+    bool was_empty = w->ready_head == NULL;
+    bool moved = false;
+    struct sb__armed *a = w->far_armed;
+    while (a != NULL) {
+        struct sb__armed *next = a->next;
+        if (all || held_locked(w, a->off, a->need)) {
+            far_unarm_locked(w, a);
+            a->next = NULL;
+            a->prev = w->ready_tail;
+            if (w->ready_tail != NULL)
+                w->ready_tail->next = a;
+            else
+                w->ready_head = a;
+            w->ready_tail = a;
+            a->listed = true;
+            moved = true;
+        }
+        a = next;
     }
     return was_empty && moved;
 }
@@ -611,8 +711,12 @@ bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
         atomic_store_explicit(&w->filled, filled, memory_order_release);
         w->publishes++;
         woken = take_locked(w, filled);
+        if (w->far != NULL)
+            take_far_locked(w, false, &woken);
         if (w->nheap > 0)
             loop = make_ready_locked(w, filled);
+        if (w->far_armed != NULL)
+            loop |= make_far_ready_locked(w, false);
     }
     unlock(w);
     wake_list(woken);
@@ -633,7 +737,9 @@ bool sb__wait_finish(struct sb__wait *w, int err)
         atomic_store_explicit(&w->state, err == 0 ? SB_ENDED : SB_FAILED,
                               memory_order_release);
         woken = take_locked(w, UINT64_MAX);
+        take_far_locked(w, true, &woken);
         loop = make_ready_locked(w, UINT64_MAX);
+        loop |= make_far_ready_locked(w, true);
         if (w->writer_paused)
             sb__cond_signal(&w->room);
     }
@@ -738,10 +844,22 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
     uint64_t ahead = need - atomic_load_explicit(&w->filled, memory_order_relaxed);
     unlock(w);
 
-    const struct timespec *until = timeout_ms < 0 ? NULL : &deadline;
     spin(w, &me, ahead);
+    rc = sleep_until_done(w, &me, timeout_ms < 0 ? NULL : &deadline);
+    if (rc == 0)
+        wake_rest(me.next);
+    return rc;
+}
+
+/* Sleep until a waker hands me over (0), or until the deadline (NULL:
+   none) passes while I am still queued (-ETIMEDOUT, and I am not). */
+static int sleep_until_done(struct sb__wait *w, struct sb__waiter *mep,
+                            const struct timespec *until)
+{
+    struct sb__waiter *const me = mep;
+    int rc = 0;
     for (;;) {
-        uint32_t st = atomic_load_explicit(&me.state, memory_order_acquire);
+        uint32_t st = atomic_load_explicit(&me->state, memory_order_acquire);
         if (st == W_DONE)
             break;
         if (st == W_WOKEN) {
@@ -749,14 +867,14 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
             sched_yield();
             continue;
         }
-        int e = futex_wait(&me.state, W_WAITING, until);
+        int e = futex_wait(&me->state, W_WAITING, until);
         if (e != EAGAIN)
             atomic_fetch_add_explicit(&w->wakeups, 1, memory_order_relaxed);
         if (e == ETIMEDOUT) {
             lock(w);
-            bool mine = me.linked;
+            bool mine = me->linked;
             if (mine)
-                dequeue_locked(w, &me);
+                dequeue_locked(w, me);
             unlock(w);
             if (mine) {
                 rc = -ETIMEDOUT;
@@ -765,6 +883,70 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
             until = NULL; /* a waker has it: DONE comes at once */
         }
     }
+    return rc;
+}
+
+void sb__wait_recheck(struct sb__wait *w)
+{
+    struct sb__waiter *woken = NULL;
+    bool loop = false;
+    lock(w);
+    if (w->far != NULL)
+        take_far_locked(w, false, &woken);
+    if (w->far_armed != NULL)
+        loop = make_far_ready_locked(w, false);
+    unlock(w);
+    wake_list(woken);
+    if (loop)
+        signal_loop(w);
+}
+
+int sb__wait_arm_range(struct sb__wait *w, struct sb__armed *a, uint64_t off,
+                       uint64_t need, uint64_t demand)
+{
+    lock(w);
+    if (held_locked(w, off, need) || !running_locked(w)) {
+        unlock(w);
+        return 0;
+    }
+    raise_demand_locked(w, demand > need ? demand : need);
+    disarm_locked(w, a);
+    a->off = off;
+    a->need = need;
+    a->far = true;
+    a->prev = NULL;
+    a->next = w->far_armed;
+    if (w->far_armed != NULL)
+        w->far_armed->prev = a;
+    w->far_armed = a;
+    atomic_store_explicit(&a->armed, true, memory_order_relaxed);
+    unlock(w);
+    return -EAGAIN;
+}
+
+int sb__wait_range(struct sb__wait *w, uint64_t off, uint64_t need,
+                   uint64_t demand, int timeout_ms)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    if (timeout_ms > 0)
+        deadline = deadline_after(timeout_ms);
+    lock(w);
+    if (held_locked(w, off, need) || !running_locked(w)) {
+        unlock(w);
+        return 0;
+    }
+    raise_demand_locked(w, demand > need ? demand : need);
+    if (timeout_ms == 0) {
+        unlock(w);
+        return -ETIMEDOUT;
+    }
+    struct sb__waiter me = { .need = need, .off = off };
+    atomic_init(&me.state, W_WAITING);
+    far_enqueue_locked(w, &me);
+    unlock(w);
+    rc = sleep_until_done(w, &me, timeout_ms < 0 ? NULL : &deadline);
     if (rc == 0)
         wake_rest(me.next);
     return rc;

@@ -33,6 +33,9 @@ struct sb__armed {
     bool listed;                /* on the ready list */
     atomic_bool armed;          /* in the heap; stored under mu, loaded
                                    anywhere (sb_reader_armed) */
+    uint64_t off;               /* a far range [off, need): armed on the
+                                   far list, not in the heap */
+    bool far;
     void *owner;                /* the sb_reader, which poll_ready returns */
 };
 #define SB__UNARMED SIZE_MAX
@@ -95,6 +98,19 @@ struct sb__wait {
      */
     struct sb__armed **heap;
     size_t nheap, heap_cap, armable;
+
+    /*
+     * Ranged sources (parts.h): bytes past filled may be held too, in runs
+     * that held_run() tells (the end of the held run from off, off if none;
+     * lock-free, so it may be called under mu).  NULL for other streams.
+     * Waits and armings for a range that starts past filled go on the far
+     * lists, unsorted, and every publish and sb__wait_recheck looks at
+     * each: they are few (a reader each), a publish is a chunk.
+     */
+    uint64_t (*held_run)(void *arg, uint64_t off);
+    void *held_arg;
+    struct sb__waiter *far;
+    struct sb__armed *far_armed;
     struct sb__armed *ready_head, *ready_tail;
     _Atomic int efd;
 #ifndef NDEBUG
@@ -160,6 +176,18 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
  * returned for a stream that ended, which the writer never sees running).
  */
 int sb__wait_room(struct sb__wait *w);
+
+/*
+ * sb__wait_until for a range [off, need) of a stream with held runs past
+ * filled: wait until all of it is held (one run), or the state is final.
+ * sb__wait_arm_range arms a for it in the same way.  sb__wait_recheck:
+ * held runs grew or joined; wake the far waiters and armings now held.
+ */
+int sb__wait_range(struct sb__wait *w, uint64_t off, uint64_t need,
+                   uint64_t demand, int timeout_ms);
+int sb__wait_arm_range(struct sb__wait *w, struct sb__armed *a, uint64_t off,
+                       uint64_t need, uint64_t demand);
+void sb__wait_recheck(struct sb__wait *w);
 
 /* Raise the demand to at least d (a reader's floor).  Wakes a paused
    writer that may now go on. */
