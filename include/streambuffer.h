@@ -117,9 +117,11 @@ typedef struct sb_source {
      * with it.  Fill *part (zeroed by the caller) with a read or next, an
      * optional cancel and close, and the part's own ctx; a part's open_at
      * and reserved fields are ignored.  end is where the buffer will stop
-     * reading the part (the first byte it holds or is fetching past off),
-     * UINT64_MAX for "to the end": the part may stop there (return 0) or
-     * deliver more.  When the stream's total length is known, store it in
+     * reading the part: 4 KiB past the first byte it holds or is fetching
+     * past off (those 4 KiB are compared across the seam), or UINT64_MAX
+     * for "to the end" (also for a part that reaches the known length:
+     * one read past the length tells whether the object is longer); the
+     * part may stop at end (return 0) or deliver more.  When the stream's total length is known, store it in
      * *length (left alone otherwise).  Return 0, or a negative errno:
      *   -ESPIPE  the source cannot seek after all: the buffer never calls
      *            open_at again and the stream goes on as a plain one;
@@ -967,8 +969,9 @@ typedef struct sb_stats {
     uint64_t parts_opened; /* parts open_at has started so far */
     uint64_t parts_active; /* fetchers reading a stream now */
     uint64_t fetched;     /* bytes the source (all its parts) delivered */
-    uint64_t refetched;   /* of those, bytes the buffer held already: the
-                             compared seams */
+    uint64_t refetched;   /* of those, bytes not stored: the compared
+                             seams, and the rest of an iterator's chunk
+                             past where a fetcher stopped */
     uint64_t extents;     /* runs of held bytes now, [0, filled) included:
                              1 once a stream is whole */
     uint64_t length;      /* the stream's length once known (a part

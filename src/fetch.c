@@ -139,6 +139,10 @@ static void close_part_locked(struct cursor *c)
 {
     struct sb__fetcher *f = c->f;
     struct sb__parts *p = f->parts;
+    /* An iterator's chunk past where the fetcher stopped was delivered
+       and not stored. */
+    p->fetched += c->npend;
+    p->refetched += c->npend;
     c->npend = 0;
     c->pend = NULL;
     if (!f->has_part)
@@ -164,6 +168,7 @@ static bool open_part_locked(struct cursor *c)
     struct sb__parts *p = f->parts;
     if (f->first) {
         f->st = SB__F_RUNNING; /* the source's own stream: open already */
+        f->req_end = UINT64_MAX;
         c->opened_ns = now_ns();
         c->got_bytes = true; /* no open to measure */
         return true;
@@ -172,7 +177,10 @@ static bool open_part_locked(struct cursor *c)
         return false;
     if (f->st != SB__F_ASSIGNED)
         return false;
-    uint64_t off = f->open_off, end = f->limit, len = SB__UNKNOWN;
+    /* The part is read up to its limit, and a seam's worth past it when
+       bytes are held there, to compare them. */
+    uint64_t off = f->open_off, len = SB__UNKNOWN;
+    uint64_t end = sb__parts_open_end_locked(f);
     f->req_end = end;
     sb_source part;
     memset(&part, 0, sizeof part);
@@ -282,12 +290,7 @@ void *sb__fetcher_main(void *arg)
             continue;
         run_locked(&c);
         close_part_locked(&c);
-        if (c.f->st == SB__F_RUNNING)
-            c.f->st = SB__F_IDLE;
-        c.f->stop = false;
-        c.f->moved_for = SB__UNKNOWN;
-        c.f->ext_lo = SB__UNKNOWN;
-        c.f->first = false;
+        sb__parts_left_locked(c.f);
     }
     close_part_locked(&c);
     c.f->st = SB__F_IDLE;

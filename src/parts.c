@@ -124,9 +124,15 @@ static uint64_t limit_above(struct sb__parts *p, uint64_t off,
     }
     for (unsigned k = 0; k < p->nthreads; k++) {
         const struct sb__fetcher *g = &p->f[k];
-        if (g == self || !active(g) || g->stop)
+        if (g == self || !active(g))
             continue;
         uint64_t start = g->reach_lo;
+        if (g->stop) {
+            /* Told to stop, but a read of its may still land. */
+            if (g->inflight <= g->at)
+                continue;
+            start = g->at;
+        }
         if (start >= off && start < lim)
             lim = start;
     }
@@ -144,6 +150,18 @@ static void wake_all(struct sb__parts *p)
         wake(&p->f[i]);
 }
 
+/* Whether a running fetcher extends the run that ends at end. */
+static bool growing(const struct sb__parts *p, uint64_t end)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        const struct sb__fetcher *g = &p->f[i];
+        if (g->st == SB__F_RUNNING && !g->stop && g->at == end
+            && g->ext_lo != SB__UNKNOWN)
+            return true;
+    }
+    return false;
+}
+
 /* Fail the stream (its first error stays) and send every fetcher home. */
 static void fail_locked(struct sb__parts *p, int err)
 {
@@ -156,6 +174,10 @@ static void fail_locked(struct sb__parts *p, int err)
 
 static void end_locked(struct sb__parts *p)
 {
+    /* A reported length is checked at the tail (one read past it) before
+       the stream may end there: a longer object fails with EIO. */
+    if (sb__parts_exact_length(p) != SB__UNKNOWN && !p->tail_checked)
+        return;
     if (sb__parts_exact_length(p) == SB__UNKNOWN)
         atomic_store_explicit(&p->length, filled_of(p), memory_order_release);
     sb__wait_finish(&p->b->wait, 0);
@@ -235,6 +257,11 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
                           uint64_t m, uint64_t need, struct sb__fetcher *cut,
                           bool seam)
 {
+    if (cut != NULL && cut->inflight > m) {
+        m = cut->inflight; /* its read in flight brings [m, inflight) */
+        if (need < m)
+            need = m;
+    }
     uint64_t below = run_below(p, m);
     uint64_t floor = sb__wait_floor(&p->b->wait);
     if ((p->b->flags & SB_RELEASE) && below < floor)
@@ -256,6 +283,8 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
     f->moved_for = SB__UNKNOWN;
     if (cut != NULL && cut->limit > m)
         cut->limit = m;
+    if (cut != NULL && cut->inflight > cut->limit)
+        cut->limit = cut->inflight; /* a read in flight lands whole */
     f->limit = limit_above(p, m, f);
     if (f->limit <= m && !seam) {
         f->st = SB__F_IDLE; /* nothing to fetch after all */
@@ -315,6 +344,8 @@ static bool draining(const struct sb__parts *p)
                   == UINT64_MAX;
 }
 
+static uint64_t window_end(struct sb__parts *p);
+
 /* A free fetcher with no want: take the largest gap nobody reaches, else
    split the largest reach (the length known).  Returns false if there is
    nothing worth taking. */
@@ -322,6 +353,8 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
     uint64_t len = sb__parts_length(p);
     uint64_t end = len == SB__UNKNOWN ? UINT64_MAX : len;
+    if (end > window_end(p))
+        end = window_end(p);
     uint64_t best = 0, best_at = 0;
     /* Candidate gap starts: the watermark and each extent's end. */
     size_t n = sb__extents_count_locked(&p->ext);
@@ -336,6 +369,8 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
         if (p->max_size != 0 && c >= p->max_size)
             continue;
         uint64_t lim = limit_above(p, c, NULL);
+        if (lim > end)
+            lim = end;
         if (lim > c && lim - c > best) {
             best = lim - c;
             best_at = c;
@@ -349,6 +384,8 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
             || sb__parts_run(p->b, c) > c)
             continue;
         uint64_t lim = limit_above(p, c, NULL);
+        if (lim > end)
+            lim = end;
         if (lim > c && lim - c > best) {
             best = lim - c;
             best_at = c;
@@ -356,8 +393,8 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
     }
     if (best > 0)
         return assign_locked(p, f, best_at, best_at, NULL, false);
-    if (len == SB__UNKNOWN)
-        return false;
+    if (len == SB__UNKNOWN || p->max_retained != 0)
+        return false; /* a split would fetch ahead of the window */
     struct sb__fetcher *big = NULL;
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *g = &p->f[i];
@@ -437,13 +474,14 @@ static void schedule_locked(struct sb__parts *p)
         if ((p->b->flags & SB_RELEASE) && m < floor)
             continue;
         struct sb__fetcher *r = reaching(p, m);
-        if (r != NULL) {
+        if (r != NULL && m - r->at <= gap_of(p, r)) {
+            /* It will be there soon: it serves this read (read_ahead
+               holds it past the read's end, not past the rest). */
             if (w->need > r->demand) {
                 r->demand = w->need;
                 wake(r);
             }
-            if (m - r->at <= gap_of(p, r))
-                continue;
+            continue;
         }
         if (p->off || moving_to(p, m))
             continue;
@@ -571,7 +609,7 @@ static void nobody_locked(struct sb__parts *p, struct sb__fetcher *f, int err)
 {
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *g = &p->f[i];
-        if (g != f && g->first && g->st == SB__F_RUNNING && !g->stop) {
+        if (g != f && g->first && active(g) && !g->stop) {
             /* The plain stream goes on, now through everything. */
             g->limit = limit_above(p, g->at, g);
             return;
@@ -615,6 +653,18 @@ static void failed_locked(struct sb__fetcher *f, int err)
         f->fails = fails;
         f->retry = true;
     }
+}
+
+uint64_t sb__parts_open_end_locked(const struct sb__fetcher *f)
+{
+    /* A part that reaches the length is asked for the rest of the stream,
+       so that one read past the length tells whether there is more. */
+    uint64_t len = sb__parts_length(f->parts);
+    if (f->limit == UINT64_MAX || (len != SB__UNKNOWN && f->limit >= len))
+        return UINT64_MAX;
+    uint64_t end = f->limit > UINT64_MAX - SB__SEAM ? UINT64_MAX
+                                                    : f->limit + SB__SEAM;
+    return len != SB__UNKNOWN && end > len ? len : end;
 }
 
 void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
@@ -661,11 +711,43 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
     failed_locked(f, -rc);
 }
 
+void sb__parts_left_locked(struct sb__fetcher *f)
+{
+    struct sb__parts *p = f->parts;
+    if (f->st == SB__F_RUNNING)
+        f->st = SB__F_IDLE;
+    f->stop = false;
+    f->moved_for = SB__UNKNOWN;
+    f->ext_lo = SB__UNKNOWN;
+    f->first = false;
+    f->meet = false;
+    if (p->seam_waiters > 0)
+        wake_all(p); /* a run they wait on stopped growing */
+}
+
 void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r)
 {
+    struct sb__parts *p = f->parts;
     f->probed = true;
-    if (r > 0)
-        fail_locked(f->parts, EIO); /* bytes past the length */
+    if (r > 0) {
+        fail_locked(p, EIO); /* bytes past the length */
+        return;
+    }
+    p->tail_checked = true;
+    uint64_t len = sb__parts_length(p);
+    if (len != SB__UNKNOWN && filled_of(p) >= len)
+        end_locked(p);
+}
+
+/* With max_retained, nothing past floor + max_retained is fetched: a run
+   out there would take the budget from the bytes the readers are at. */
+static uint64_t window_end(struct sb__parts *p)
+{
+    if (p->max_retained == 0)
+        return UINT64_MAX;
+    uint64_t floor = sb__wait_floor(&p->b->wait);
+    return floor > UINT64_MAX - p->max_retained ? UINT64_MAX
+                                                 : floor + p->max_retained;
 }
 
 /* Bytes held at or above the floor, in all runs together. */
@@ -696,13 +778,37 @@ static bool must_pause_locked(struct sb__parts *p, struct sb__fetcher *f)
         if (f->at >= until)
             return true;
     }
-    if (p->max_retained != 0 && retained_locked(p) >= p->max_retained)
+    if (p->max_retained != 0
+        && (f->at >= window_end(p) || retained_locked(p) >= p->max_retained))
         return true;
     return false;
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
+                                 size_t *cap);
+
 enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                                     size_t *cap)
+{
+    enum sb__step step = step_locked(f, chunk, cap);
+    if (f->paused) {
+        struct sb__parts *p = f->parts;
+        f->paused = false;
+        p->npaused--;
+        p->paused_ns += mono_ns() - f->paused_at;
+    }
+    return step;
+}
+
+static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
+                                 size_t *cap)
 {
     struct sb__parts *p = f->parts;
     for (;;) {
@@ -727,9 +833,9 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
             continue;
         }
         if (len != SB__UNKNOWN && f->at >= len) {
-            /* A stream asked for more than the length must end here: one
-               more read tells that it does. */
-            if (f->req_end > len && !f->probed
+            /* A stream asked for bytes up to the length must end there:
+               one more read tells that it does. */
+            if (f->req_end >= len && !f->probed
                 && len == sb__parts_exact_length(p)) {
                 *cap = 1;
                 return SB__STEP_PROBE;
@@ -746,6 +852,17 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                 k = SB__SEAM;
             if (len != SB__UNKNOWN && k > len - f->at)
                 k = len - f->at;
+            /* A whole seam's worth is compared: while the other run is
+               shorter and still growing, wait for its bytes. */
+            uint64_t whole = SB__SEAM;
+            if (len != SB__UNKNOWN && whole > len - f->at)
+                whole = len - f->at;
+            if (k < whole && growing(p, held)) {
+                p->seam_waiters++;
+                sb__cond_wait(&f->cv, &p->mu);
+                p->seam_waiters--;
+                continue;
+            }
             f->cmp_end = f->at + k;
             f->meet = true;
             f->met = f->at;
@@ -766,6 +883,12 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
             continue;
         }
         if (must_pause_locked(p, f)) {
+            if (!f->paused) {
+                f->paused = true;
+                f->paused_at = mono_ns();
+                p->pauses++;
+                p->npaused++;
+            }
             sb__cond_wait(&f->cv, &p->mu);
             continue;
         }
@@ -777,6 +900,7 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                 room = left;
         }
         *cap = room < chunk ? (size_t)room : chunk;
+        f->inflight = f->at + *cap;
         return SB__STEP_STORE;
     }
 }
@@ -839,6 +963,9 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
                              bool first_bytes, uint64_t since_open_ns)
 {
     struct sb__parts *p = f->parts;
+    f->inflight = 0;
+    if (f->stop)
+        wake_all(p); /* what it claimed in flight is free now */
     if (n == 0)
         return;
     uint64_t lo = f->at, hi = lo + n;
@@ -859,7 +986,9 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
         past = true;
     }
     if (f->ext_lo == SB__UNKNOWN) {
-        if (lo == filled_of(p)) {
+        /* Its own run, even where it touches the watermark: runs join
+           only after a compare across their seam. */
+        if (lo == 0) {
             f->ext_lo = 0;
         } else if (n > 0) {
             if (sb__extents_add_locked(&p->ext, lo, hi) < 0) {
@@ -872,6 +1001,8 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
     } else if (f->ext_lo != 0 && n > 0) {
         sb__extents_grow_locked(&p->ext, f->ext_lo, hi);
     }
+    if (p->seam_waiters > 0)
+        wake_all(p); /* a fetcher waits for these bytes to compare */
     f->at = lo + n;
     uint64_t len = sb__parts_length(p);
     if (f->ext_lo == 0) {
@@ -889,13 +1020,24 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
 void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
 {
     struct sb__parts *p = f->parts;
+    f->inflight = 0;
     if (f->first && rc == 0 && !f->stop) {
-        /* The source's own stream ended: that is the length. */
+        /* The source's own stream ended.  A plain stream cannot tell a
+           dropped connection from the end: where parts can be had, a part
+           opened there says which (it finds nothing, or goes on). */
         uint64_t len = sb__parts_exact_length(p);
+        if (len == SB__UNKNOWN && !p->off) {
+            f->first = false;
+            f->st = SB__F_IDLE;
+            assign_locked(p, f, f->at, f->at, NULL, false);
+            return;
+        }
         if (len == SB__UNKNOWN) {
             atomic_store_explicit(&p->length, f->at, memory_order_release);
             len = f->at;
         }
+        if (f->at == len)
+            p->tail_checked = true;
         f->st = SB__F_IDLE;
         f->first = false;
         if (f->at != len) {
@@ -925,7 +1067,11 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     /* The part ended (rc == 0). */
     uint64_t len = sb__parts_exact_length(p);
     if (f->req_end != UINT64_MAX && f->at >= f->req_end) {
-        f->st = SB__F_IDLE; /* it stopped where it was asked to */
+        /* It stopped where it was asked to.  A seam it was comparing
+           there is whole as far as it got. */
+        if (f->meet && f->at > f->met)
+            join_locked(p, f->ext_lo, f->met);
+        f->st = SB__F_IDLE;
         return;
     }
     if (len != SB__UNKNOWN) {
@@ -934,6 +1080,9 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
             return;
         }
         f->st = SB__F_IDLE;
+        p->tail_checked = true; /* it ended at the length */
+        if (filled_of(p) >= len)
+            end_locked(p);
         return;
     }
     f->st = SB__F_IDLE;
@@ -943,6 +1092,7 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
         uint64_t max = atomic_load(&p->end_max);
         if (f->at < max)
             atomic_store_explicit(&p->end_max, f->at, memory_order_release);
+        p->tail_checked = true;
         if (filled_of(p) >= f->at)
             end_locked(p);
         sb__wait_recheck(&p->b->wait);
@@ -951,6 +1101,7 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     /* An end where none was asked for, after bytes: the stream ends
        here. */
     atomic_store_explicit(&p->length, f->at, memory_order_release);
+    p->tail_checked = true;
     if (sb__extents_count_locked(&p->ext) > 0) {
         uint64_t lo, hi;
         sb__extents_get_locked(&p->ext, sb__extents_count_locked(&p->ext) - 1,
@@ -1056,6 +1207,9 @@ int sb__parts_start(sb_buffer *b)
     f->ext_lo = SB__UNKNOWN;
     f->limit = UINT64_MAX;
     f->demand = 0;
+    /* max_parts 1 reads a plain first stream as a plain stream. */
+    if (p->max_parts == 1 && f->first)
+        p->off = true;
     bool ok = start_locked(p, f);
     if (!ok)
         f->st = SB__F_IDLE;
@@ -1115,6 +1269,10 @@ void sb__parts_stats(sb_buffer *b, sb_stats *out)
     }
     sb__mutex_lock(&p->mu);
     out->parts_opened = p->parts_opened;
+    out->pauses += p->pauses;
+    out->paused_ns += p->paused_ns;
+    if (p->npaused > 0)
+        out->paused = 1;
     out->parts_moved = p->parts_moved;
     out->part_retries = p->part_retries;
     out->fetched = p->fetched;

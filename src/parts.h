@@ -58,6 +58,9 @@ struct sb__fetcher {
                                SB__UNKNOWN none yet */
     uint64_t limit;         /* it stores nothing at or past this: the next
                                bytes held or reached by another */
+    uint64_t inflight;      /* a STORE step in progress reads [at,
+                               inflight): claimed until it is published,
+                               even once the fetcher is told to stop */
     uint64_t demand;        /* read_ahead: furthest byte asked for in reach */
     bool stop;              /* stop the stream it reads (moved, over) */
     bool first;             /* reads the source's own read/next */
@@ -66,6 +69,8 @@ struct sb__fetcher {
     unsigned fails;         /* failures in a row */
     bool retry;             /* pause before the next open (a failure) */
     bool probed;            /* read once past the length (and got 0) */
+    bool paused;            /* waits for flow control now */
+    uint64_t paused_at;     /* since when (CLOCK_MONOTONIC, ns) */
     bool delivered;         /* its stream gave bytes since it opened */
     uint64_t cmp_end;       /* [at, cmp_end): bytes to compare, not store */
     bool meet;              /* ... because it met held bytes at met: join
@@ -108,8 +113,14 @@ struct sb__parts {
     struct sb__want *wants;
     bool off;                       /* open_at refused: no more parts */
     bool over;                      /* the stream is over: fetchers leave */
+    bool tail_checked;              /* a stream read past the length found
+                                       nothing (or ended there) */
     double open_ns;                 /* open_at to first byte (EWMA); 0 unknown */
     uint64_t parts_opened, parts_moved, part_retries;
+    uint64_t pauses, paused_ns;     /* fetchers' pauses (read_ahead,
+                                       max_retained), as the producer's */
+    unsigned npaused;               /* fetchers paused now */
+    unsigned seam_waiters;          /* fetchers waiting for a seam's bytes */
     uint64_t fetched, refetched;
 };
 
@@ -172,6 +183,8 @@ enum sb__step {
 /* Wait for work (an assignment) while idle; false when the stream is
    over.  Then the caller opens f->open_off. */
 bool sb__parts_next_job_locked(struct sb__fetcher *f);
+/* The end to give open_at: past the limit by a seam, within the length. */
+uint64_t sb__parts_open_end_locked(const struct sb__fetcher *f);
 /* open_at answered rc (0 or -errno) after ns, with *length as it set it. */
 void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length);
 /* The next step from f->at (pausing for flow control first). */
@@ -182,6 +195,8 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
                              bool first_bytes, uint64_t since_open_ns);
 /* n seam bytes at f->at compared equal (or not). */
 void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal);
+/* f has closed the stream it read: it is free (unless a retry waits). */
+void sb__parts_left_locked(struct sb__fetcher *f);
 /* A PROBE read r (0 the end, > 0 bytes past the length, < 0 an error). */
 void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r);
 /* The stream f reads ended (0) or failed (-errno); a STOP closes too. */
