@@ -93,12 +93,15 @@ static uint64_t gap_of(const struct sb__parts *p, const struct sb__fetcher *f)
     return g > 1e18 ? (uint64_t)1e18 : (uint64_t)g;
 }
 
-/* The active fetcher whose reach holds byte m, or NULL. */
+/* The active fetcher whose reach holds byte m, or that stands at m (its
+   reach empty for now: it waits there for the next run's first bytes, and
+   goes on from m if that run's fetcher leaves), or NULL. */
 static struct sb__fetcher *reaching(struct sb__parts *p, uint64_t m)
 {
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *f = &p->f[i];
-        if (active(f) && !f->stop && f->at <= m && m < f->limit)
+        if (active(f) && !f->stop && f->at <= m
+            && (m < f->limit || (f->at == m && f->ext_lo != SB__UNKNOWN)))
             return f;
     }
     return NULL;
@@ -257,10 +260,15 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
                           uint64_t m, uint64_t need, struct sb__fetcher *cut,
                           bool seam)
 {
-    if (cut != NULL && cut->inflight > m) {
-        m = cut->inflight; /* its read in flight brings [m, inflight) */
-        if (need < m)
-            need = m;
+    /* A read in flight brings [its at, inflight) whatever happens to its
+       fetcher (cut, moved, stopped): start past it. */
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        const struct sb__fetcher *g = &p->f[i];
+        if (g != f && g->inflight > m && g->at <= m) {
+            m = g->inflight;
+            if (need < m)
+                need = m;
+        }
     }
     uint64_t below = run_below(p, m);
     uint64_t floor = sb__wait_floor(&p->b->wait);
@@ -445,6 +453,17 @@ static bool seam_handled(const struct sb__parts *p, uint64_t s)
  */
 static void repair_seams_locked(struct sb__parts *p)
 {
+    /* The tail is a seam too: the stream ends only once a stream read
+       past the length found nothing, and the fetcher that reached the
+       length may have had a part bounded short of it. */
+    uint64_t len = sb__parts_exact_length(p);
+    if (len != SB__UNKNOWN && len > 0 && !p->tail_checked
+        && sb__parts_run(p->b, len - 1) >= len && !seam_handled(p, len)) {
+        struct sb__fetcher *f = free_fetcher(p);
+        if (f == NULL)
+            return;
+        assign_locked(p, f, len, len, NULL, true);
+    }
     size_t n = sb__extents_count_locked(&p->ext);
     uint64_t prev_hi = filled_of(p);
     for (size_t i = 0; i < n; i++) {
@@ -879,7 +898,9 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
             }
             if (f->ext_lo == SB__UNKNOWN)
                 return SB__STEP_STOP;
+            p->seam_waiters++;
             sb__cond_wait(&f->cv, &p->mu);
+            p->seam_waiters--;
             continue;
         }
         if (must_pause_locked(p, f)) {

@@ -50,7 +50,9 @@ static void test_far_read_waits_for_one_part(void **state)
     assert_true(st.fetched <= 4 * MB);
     assert_true(st.filled < 4 * MB);
     assert_int_equal(st.length, 1 * GB);
-    assert_true(st.extents >= 2);
+    /* The far run, and the first stream's run once it has a byte (both
+       wait out the same latency: either may come first). */
+    assert_true(st.extents >= 1 + (st.filled > 0));
     /* The prefix still reads as ever. */
     assert_int_equal(pat_read(b, 0, 4 * KB, 4 * KB), 0);
     assert_int_equal(pat_read(b, 900 * MB + 1000, 2000, 2000), 0);
