@@ -257,7 +257,7 @@ RANGED_HOLD ?= \
 	estale_plain_first_read \
 	drop_every_256k_parts_only \
 	eio_every_256k_parts_only \
-	drop_every_256k_plain_first_too \
+	eio_every_256k_plain_first_too \
 	cancel_parts_blocked \
 	cancel_parts_blocked_plain_first \
 	close_parts_blocked \
