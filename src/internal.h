@@ -159,7 +159,7 @@ struct sb_reader {
     uint64_t floor;
     struct sb_reader *prev, *next; /* b->readers, under readers_mu */
     unsigned flags;           /* SB_NONBLOCK; set at open */
-    struct sb__armed arm;     /* a non-blocking reader's; see wait.h */
+    struct sb__armed arm;     /* a non-blocking reader's; see ready.h */
     struct sb__want want;     /* its armed range, for the parts' policy */
     _Atomic(void *) tag;      /* the caller's */
 };
