@@ -386,6 +386,9 @@ static void test_view_of_far_extent(void **state)
     (void)state;
     const uint64_t len = 8 * MB;
     seek_src *s = fx_seek(len);
+    /* No length: no idle fetcher splits the gaps on its own, so the
+       extents are the reads' only. */
+    s->report_len = 0;
     seek_gate(s, 64 * KB, 3 * MB);
     seek_gate(s, 5 * MB, 0);
     sb_options o = {.mem_limit = 16 * MB, .max_parts = 2,
@@ -428,8 +431,9 @@ static void test_armed_reader_on_far_extent(void **state)
     s->first = SEEK_FIRST_READ;
     s->gate_first_only = 1;
     seek_gate(s, 64 * KB, 0);
-    /* read_ahead: nothing fills the gaps on its own, so the prefix stays
-       the held first stream's. */
+    /* No length and read_ahead: nothing fills the gaps on its own, so the
+       prefix stays the held first stream's. */
+    s->report_len = 0;
     sb_options o = {.mem_limit = 1 * MB, .seek_gap = 256 * KB,
                     .read_ahead = 64 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
