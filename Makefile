@@ -245,7 +245,7 @@ RANGED_BROKEN := \
 	test_fetchers_meet_at_compared_seams \
 	test_idle_fetchers_split_largest_gap \
 	test_drain_without_length \
-	test_options \
+	test_max_parts_64_open_at_alone \
 	test_view_of_far_extent \
 	test_many_threads_random_reads \
 	bytes_default \
