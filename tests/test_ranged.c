@@ -246,12 +246,17 @@ static void test_drain_without_length(void **state)
 
 /* ---- options ------------------------------------------------------------------------- */
 
-static void test_options(void **state)
+/* The options' and the source's errors: max_parts above 64, open_at with
+   both read and next, a reserved field; and nothing called on a source
+   whose open failed. */
+static void test_options_einval(void **state)
 {
     (void)state;
     seek_src *s = fx_seek(1 * MB);
     sb_source src = seek_source(s);
     sb_options o = {.max_parts = 65};
+    assert_null_with(sb_open(&src, &o), EINVAL);
+    o.max_parts = UINT32_MAX;
     assert_null_with(sb_open(&src, &o), EINVAL);
     /* open_at with both read and next: EINVAL, as without it. */
     sb_source both = src;
@@ -262,15 +267,24 @@ static void test_options(void **state)
     sb_source res = src;
     res.reserved[2] = &res;
     assert_null_with(sb_open(&res, NULL), EINVAL);
-    /* 64 is the most, and open_at alone is a source. */
-    o.max_parts = 64;
+    assert_int_equal(seek_opens(s), 0);
+    assert_int_equal(s->first_closed, 0);
+}
+
+/* 64 is the most, and open_at alone is a source: it drains, each byte
+   right, the source closed once. */
+static void test_max_parts_64_open_at_alone(void **state)
+{
+    (void)state;
+    seek_src *s = fx_seek(1 * MB);
+    sb_source src = seek_source(s);
+    sb_options o = {.max_parts = 64};
     sb_buffer *b = fx_buffer(sb_open(&src, &o));
     assert_non_null(b);
     assert_int_equal(sb_wait_end(b, NULL), 0);
     assert_int_equal(pat_stream(b, 1 * MB, 64 * KB), 0);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
-    /* Nothing was called on the sources the failed opens were given. */
     assert_int_equal(s->first_closed, 1);
 }
 
@@ -388,6 +402,9 @@ static void test_view_of_far_extent(void **state)
     (void)state;
     const uint64_t len = 8 * MB;
     seek_src *s = fx_seek(len);
+    /* No length: no idle fetcher splits the gaps on its own, so the
+       extents are the reads' only. */
+    s->report_len = 0;
     seek_gate(s, 64 * KB, 3 * MB);
     seek_gate(s, 5 * MB, 0);
     sb_options o = {.mem_limit = 16 * MB, .max_parts = 2,
@@ -430,8 +447,9 @@ static void test_armed_reader_on_far_extent(void **state)
     s->first = SEEK_FIRST_READ;
     s->gate_first_only = 1;
     seek_gate(s, 64 * KB, 0);
-    /* read_ahead: nothing fills the gaps on its own, so the prefix stays
-       the held first stream's. */
+    /* No length and read_ahead: nothing fills the gaps on its own, so the
+       prefix stays the held first stream's. */
+    s->report_len = 0;
     sb_options o = {.mem_limit = 1 * MB, .seek_gap = 256 * KB,
                     .read_ahead = 64 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
@@ -641,7 +659,8 @@ int main(void)
         FX_TEST(test_moved_fetcher_opens_a_seam_before_held),
         FX_TEST(test_idle_fetchers_split_largest_gap),
         FX_TEST(test_drain_without_length),
-        FX_TEST(test_options),
+        FX_TEST(test_options_einval),
+        FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_read_ahead_bounds_each_fetcher),
         FX_TEST(test_release_and_max_retained_with_parts),
