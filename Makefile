@@ -218,61 +218,9 @@ demo: $(BUILD)/examples/fanout
 deps:
 	@PYTHON=$(PYTHON) ./tests/deps.sh install
 
-# Ranged-source tests (issue 23) held out of the run list: tests/seek.c's
-# seek_run_tests leaves out the names in SB_HOLD.  `make check
-# RANGED_HOLD=` runs them all.  Two groups, each name to go as soon as
-# main passes it:
-#
-# RANGED_MISSING: what they test has not landed on main yet: read_ahead
-# and max_retained do not hold fetchers (the first fetcher runs from 0 to
-# 4 MiB past a 64 KiB read_ahead) and stats pauses/paused never count a
-# fetcher's pause.
-RANGED_MISSING := \
-	test_read_ahead_bounds_each_fetcher \
-	test_release_and_max_retained_with_parts \
-	test_moved_fetcher_opens_a_seam_before_held
-# RANGED_BROKEN: main disagrees with the header (the report of branch
-# rtests says how); most hang, which would cost TIMEOUT a binary:
-#   - a seam whose part stops at its end argument, as the header allows,
-#     is "repaired" forever: open_at(x - 4096, x), 4 KiB, close, again
-#     (hundreds of thousands of opens), extents never join;
-#   - src/extent.c:192 and src/wait.c:396 (filled >= old) assertions, and
-#     under TSan two fetchers writing the same spool bytes;
-#   - a far read fails with ESTALE or ESPIPE now and then (1 in 6, 1 in
-#     40) while the plain first stream still runs after open_at said so;
-#   - after a changed object's ESTALE, [0, filled) holds bytes of the new
-#     version now and then (1 in 30 runs);
-#   - src/extent.c:192 fires in test_part_failing_for_good 1 run in 8.
-RANGED_BROKEN := \
-	test_first_stream_from_open_at \
-	test_fetchers_meet_at_compared_seams \
-	test_idle_fetchers_split_largest_gap \
-	test_drain_without_length \
-	test_max_parts_64_open_at_alone \
-	test_view_of_far_extent \
-	test_many_threads_random_reads \
-	bytes_default \
-	bytes_tiny_mem_small_chunks \
-	bytes_odd_chunks_iter_parts \
-	bytes_two_parts_gap_one_chunk \
-	bytes_max_parts_64 \
-	bytes_parts_ignore_end \
-	test_changed_object_never_mixes \
-	test_reads_past_and_across_the_length \
-	test_part_ending_before_length_is_eio \
-	test_delivering_past_length_is_eio \
-	drop_every_256k_parts_only \
-	eio_every_256k_parts_only \
-	eio_every_256k_plain_first_too \
-	estale_plain_first_read \
-	espipe_plain_first_read \
-	espipe_plain_first_next \
-	test_changed_object_fails_with_estale \
-	test_part_failing_for_good
-RANGED_HOLD ?= $(RANGED_MISSING) $(RANGED_BROKEN)
 
 check: $(TEST_BIN)
-	@SB_HOLD="$(RANGED_HOLD)" TIMEOUT=$(TIMEOUT) ./tests/run.sh "$(if $(SAN),$(SAN),plain)" $(TEST_BIN)
+	@TIMEOUT=$(TIMEOUT) ./tests/run.sh "$(if $(SAN),$(SAN),plain)" $(TEST_BIN)
 
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread check
@@ -285,7 +233,7 @@ asan:
 valgrind: $(TEST_BIN)
 	@command -v valgrind >/dev/null || \
 		{ echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
-	@SB_HOLD="$(RANGED_HOLD)" SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
+	@SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
 	RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
 	./tests/run.sh valgrind $(TEST_BIN)

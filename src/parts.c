@@ -430,10 +430,11 @@ static bool seam_handled(const struct sb__parts *p, uint64_t s)
 {
     for (unsigned i = 0; i < p->nthreads; i++) {
         const struct sb__fetcher *f = &p->f[i];
+        /* One told to stop still finishes a compare it is in, and joins. */
+        if (active(f) && f->meet && f->met == s)
+            return true;
         if (!active(f) || f->stop)
             continue;
-        if (f->meet && f->met == s)
-            return true;
         if (f->at <= s && s <= f->cmp_end && f->cmp_end == s)
             return true;
         if (f->at == s && f->ext_lo != SB__UNKNOWN)
@@ -930,6 +931,15 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
    with the extent at lo_b. */
 static void join_locked(struct sb__parts *p, uint64_t lo_a, uint64_t lo_b)
 {
+    /* Only a run that still starts at lo_b (another compare of the same
+       seam may have joined it first). */
+    size_t at = sb__extents_find_locked(&p->ext, lo_b);
+    uint64_t lo, end;
+    if (at >= sb__extents_count_locked(&p->ext))
+        return;
+    sb__extents_get_locked(&p->ext, at, &lo, &end);
+    if (lo != lo_b)
+        return;
     uint64_t hi = sb__extents_remove_locked(&p->ext, lo_b);
     for (unsigned i = 0; i < p->nthreads; i++)
         if (p->f[i].ext_lo == lo_b)

@@ -53,6 +53,7 @@ static ssize_t await_parts(sb_buffer *b, const sb_reader *r, size_t n,
     if (run >= off + n)
         return (ssize_t)n;
     int err;
+again:
     if (run < off + least && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
         uint64_t cap = b->wait.max_retained;
         if (r != NULL && cap != 0 && off + least - sb__reader_floor(r) > cap)
@@ -76,6 +77,11 @@ static ssize_t await_parts(sb_buffer *b, const sb_reader *r, size_t n,
        answer; nothing held is the stream's end (0) or its error. */
     int state = sb__wait_state(&b->wait, &err);
     run = sb__parts_run(b, off);
+    if (run < off + least && state == SB_RUNNING && (r == NULL || sb__reader_arm(r) == NULL)) {
+        /* The runs went stale just as the wait ended; the stream's
+           failure follows at once. */
+        goto again;
+    }
     if (run <= off) {
         len = sb__parts_length(p);
         if (state == SB_ENDED || (len != SB__UNKNOWN && off >= len))

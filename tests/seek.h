@@ -160,10 +160,9 @@ uint64_t seek_lowest_open(seek_src *s);
 int seek_check(seek_src *s, int all_closed);
 
 /*
- * The run list: runs tests[0 .. n) but those named in $SB_HOLD (a list of
- * test names split by spaces), which the Makefile holds out until the
- * implementation they need has landed; says on stderr which.  $SB_ONLY,
- * for a run by hand, names the only tests to run.
+ * The run list: runs tests[0 .. n), or by hand only those named in
+ * $SB_ONLY (a list of test names split by spaces; the others are named on
+ * stderr as not run).
  */
 struct CMUnitTest;
 int seek_run_tests(const char *group, struct CMUnitTest *tests, size_t n);

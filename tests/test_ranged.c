@@ -515,9 +515,10 @@ static void rand_reads(void *arg)
         size_t n = 1 + (size_t)(next_rand(&x) % t->max_read);
         size_t want = t->len - off < n ? (size_t)(t->len - off) : n;
         ssize_t got = sb_pread(t->b, buf, n, off);
+        int err = errno;
         if (got != (ssize_t)want || pat_mismatches(buf, want, off) != 0) {
-            fprintf(stderr, "random read %zu at %llu: %zd\n", n,
-                    (unsigned long long)off, got);
+            fprintf(stderr, "random read %zu at %llu: %zd (errno %d)\n", n,
+                    (unsigned long long)off, got, got < 0 ? err : 0);
             atomic_fetch_add(&t->failures, 1);
         }
     }
