@@ -33,6 +33,10 @@
  *     the fd readable with the list empty.  The next sb_poll_ready
  *     returns 0 and drains it.  Once per such race, never more: it is
  *     drained, not re-signalled.
+ *
+ * model/ready.pml is these rules in Promela, checked by `make model` for
+ * lost wake-ups (a listed reader with the fd quiet) and for spurious ones
+ * beyond that race.
  */
 #include "wait.h"
 
