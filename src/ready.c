@@ -154,9 +154,10 @@ static void drain_if_empty_locked(struct sb__wait *w)
     }
 }
 
-/* Off the heap and the list.  A reader that leaves the list empty (closed,
-   or armed again for another range) drains the fd, as sb_poll_ready does:
-   a level-triggered loop must not wake for a list that has emptied. */
+/* Off the heap and the list (a closing reader, or a send whose out_fd took
+   nothing).  A reader that leaves the list empty drains the fd, as
+   sb_poll_ready does: a level-triggered loop must not wake for a list that
+   has emptied. */
 static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
 {
     sb__wait_assert_locked(w);
@@ -240,12 +241,24 @@ int sb__wait_arm(struct sb__wait *w, struct sb__armed *a, uint64_t need,
         return 0;
     }
     sb__wait_raise_demand_locked(w, demand > need ? demand : need);
-    disarm_locked(w, a);
+    if (a->listed) {
+        unlist_locked(w, a);
+        drain_if_empty_locked(w);
+    }
     a->need = need;
-    assert(rd->nheap < rd->heap_cap);
-    rd->heap[rd->nheap++] = a;
-    sift_up_locked(w, rd->nheap - 1);
-    atomic_store_explicit(&a->armed, true, memory_order_relaxed);
+    if (a->slot != SB__UNARMED) {
+        /* Armed already: the new range replaces the old one in place, and
+           the reader stays armed throughout, so that sb_reader_armed on
+           another thread never reads 0 while it is (its staleness has one
+           direction only: armed to ready). */
+        sift_up_locked(w, a->slot);
+        sift_down_locked(w, a->slot);
+    } else {
+        assert(rd->nheap < rd->heap_cap);
+        rd->heap[rd->nheap++] = a;
+        sift_up_locked(w, rd->nheap - 1);
+        atomic_store_explicit(&a->armed, true, memory_order_relaxed);
+    }
     sb__wait_unlock(w);
     return -EAGAIN;
 }

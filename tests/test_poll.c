@@ -833,6 +833,69 @@ static void test_rearm_takes_it_off_the_list(void **state)
 
 /* ---- sb_reader_armed and sendfile's two EAGAINs ------------------------------------------------ */
 
+/* sb_reader_armed from another thread while the reader is re-armed over
+   and over: its staleness has one direction only (armed to ready), so a
+   reader armed all the while must never read 0. */
+typedef struct armed_watch {
+    sb_reader *r;
+    atomic_int go;        /* the reader is armed: start looking */
+    atomic_int stop;      /* the re-arms are done, or teardown */
+    atomic_long looks;
+    atomic_long zeros;    /* sb_reader_armed read 0: a failure */
+} armed_watch;
+
+static void armed_watch_stop(void *p)
+{
+    atomic_store(&((armed_watch *)p)->stop, 1);
+}
+
+static void armed_watch_run(void *arg)
+{
+    armed_watch *w = arg;
+    while (!atomic_load(&w->go) && !atomic_load(&w->stop))
+        sched_yield();
+    while (!atomic_load(&w->stop)) {
+        if (sb_reader_armed(w->r) != 1)
+            atomic_fetch_add(&w->zeros, 1);
+        atomic_fetch_add(&w->looks, 1);
+    }
+}
+
+static void test_armed_while_rearmed(void **state)
+{
+    (void)state;
+    sb_buffer *b = push(NULL);
+    write_to(b, 100);
+    sb_reader *r = nb_reader(b, 0);
+    armed_watch *w = fx_calloc(sizeof *w);
+    w->r = r;
+    fx_track(w, armed_watch_stop, NULL);
+    bg_call *c = fx_bg(armed_watch_run, w);
+    assert_non_null(c);
+    unsigned char buf[8];
+    assert_fails_with(sb_reader_pread(r, buf, 1, 1000), EAGAIN);
+    atomic_store(&w->go, 1);
+    while (atomic_load(&w->looks) == 0)
+        sched_yield();
+    /* Ranges that never arrive, each re-arm replacing the last; the
+       nearer and the further ones move the reader about the heap too. */
+    long fails = 0;
+    for (long i = 0; i < 100000; i++) {
+        uint64_t off = 1000 + (uint64_t)(i % 7) * 100;
+        errno = 0;
+        if (sb_reader_pread(r, buf, 1, off) != -1 || errno != EAGAIN)
+            fails++;
+    }
+    long looks_during = atomic_load(&w->looks);
+    atomic_store(&w->stop, 1);
+    bg_join(c);
+    assert_int_equal(fails, 0);
+    assert_int_equal(atomic_load(&w->zeros), 0);
+    assert_true(looks_during > 0);
+    assert_int_equal(sb_reader_armed(r), 1);
+    assert_quiet(b);
+}
+
 static void test_sendfile_full_socket_is_not_armed(void **state)
 {
     (void)state;
@@ -1879,6 +1942,7 @@ int main(void)
         FX_TEST(test_epoll_edge_triggered),
         FX_TEST(test_rearm_replaces_the_range),
         FX_TEST(test_rearm_takes_it_off_the_list),
+        FX_TEST(test_armed_while_rearmed),
         FX_TEST(test_sendfile_full_socket_is_not_armed),
         FX_TEST(test_armed_range_is_demand_pulled),
         FX_TEST(test_armed_range_is_demand_pushed),
