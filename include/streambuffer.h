@@ -691,7 +691,9 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     blocking reader, without arming.  A reader has at most one armed
  *     range: an EAGAIN re-arms it for the new range, replacing the old one
  *     and taking the reader off the ready list if it was on it.  A call
- *     that answers leaves the reader's arming as it was.
+ *     that answers leaves the reader's arming as it was; the one call that
+ *     disarms without answering is sb_reader_sendfile when out_fd takes
+ *     nothing (below).
  *   - When an armed range becomes answerable (its bytes arrived, the
  *     stream ended or failed, sb_cancel, sb_close started) the reader is
  *     disarmed and put once on the buffer's ready list.  The answer is not
@@ -717,10 +719,13 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     from sb_reader_fopen over one reads like a FILE over a non-blocking
  *     fd: a read with nothing there fails with EAGAIN (ferror).
  *
- * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN:
- * the range has not arrived (the reader is armed: wait for sb_poll_fd), or
- * out_fd took nothing (the reader is not armed: wait until out_fd is
- * writable).  sb_reader_armed tells which.
+ * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN,
+ * and after it sb_reader_armed tells which: 1, the range has not arrived
+ * (the reader is armed for it: wait for sb_poll_fd); 0, the range is
+ * there but out_fd took nothing (wait until out_fd is writable, then call
+ * again).  An EAGAIN from out_fd disarms the reader, taking it off the
+ * heap and the ready list whatever range it was armed for before, so 0
+ * reliably means "wait for out_fd": no earlier arming will also wake it.
  */
 
 /* sb_reader_open_flags flag: the reader never waits; see "Event loops". */

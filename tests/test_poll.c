@@ -966,6 +966,85 @@ static void test_sendfile_full_socket_is_not_armed(void **state)
     assert_int_equal(gen_mismatches(in, 10, 200000), 0);
 }
 
+/* A non-blocking socket pair (both ends tracked) whose sp[1] takes
+   nothing, not even one byte.  Returns the bytes stuffed into it. */
+static uint64_t full_socketpair(int sp[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+    fx_fd(sp[0]);
+    fx_fd(sp[1]);
+    assert_int_equal(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(fcntl(sp[1], F_SETFL, O_NONBLOCK), 0);
+    unsigned char junk[4096];
+    memset(junk, 0xEE, sizeof junk);
+    uint64_t stuffed = 0;
+    for (size_t sz = sizeof junk; sz >= 1; sz /= 8) {
+        ssize_t w;
+        while ((w = write(sp[1], junk, sz)) > 0)
+            stuffed += (uint64_t)w;
+        assert_int_equal(w, -1);
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    assert_true(stuffed > 0);
+    return stuffed;
+}
+
+/* The header's one rule for sendfile's EAGAIN: from out_fd it disarms the
+   reader, whatever it was armed for before, so that sb_reader_armed == 0
+   means "wait for out_fd" and the poll fd never wakes the loop for an
+   arming it has given up. */
+static void test_sendfile_full_socket_disarms(void **state)
+{
+    (void)state;
+    sb_buffer *b = push(NULL);
+    write_to(b, 5000);
+    sb_reader *r = nb_reader(b, 0);
+    int sp[2];
+    uint64_t stuffed = full_socketpair(sp);
+    unsigned char buf[16];
+
+    /* Armed for a range that has not arrived, then a send of bytes that
+       are there to a socket that takes nothing. */
+    assert_fails_with(sb_reader_pread(r, buf, 10, 200000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 1);
+    assert_fails_with(sb_reader_sendfile(r, sp[1], 0, 1000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 0);
+    assert_quiet(b);
+    /* The old range arrives: nothing is listed for it. */
+    write_to(b, 200010);
+    assert_quiet(b);
+    assert_int_equal(sb_reader_armed(r), 0);
+
+    /* Armed, made ready and listed: the send's EAGAIN takes it off the
+       list and leaves the fd quiet. */
+    assert_fails_with(sb_reader_pread(r, buf, 10, 300000), EAGAIN);
+    write_to(b, 300010);
+    assert_int_equal(readable(poll_fd(b), WAIT_LONG_MS), 1);
+    assert_fails_with(sb_reader_sendfile(r, sp[1], 0, 1000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 0);
+    assert_quiet(b);
+
+    /* Once the socket is writable the send goes. */
+    unsigned char *in = fx_calloc(stuffed + 2000);
+    uint64_t got = 0;
+    for (;;) {
+        ssize_t k = read(sp[0], in, stuffed + 2000);
+        if (k <= 0)
+            break;
+        got += (uint64_t)k;
+    }
+    assert_int_equal(got, stuffed);
+    assert_int_equal(sb_reader_sendfile(r, sp[1], 0, 1000), 1000);
+    size_t n = 0;
+    while (n < 1000) {
+        ssize_t k = read(sp[0], in + n, 1000 - n);
+        assert_true(k > 0);
+        n += (size_t)k;
+    }
+    assert_int_equal(gen_mismatches(in, 1000, 0), 0);
+    assert_int_equal(sb_reader_armed(r), 0);
+}
+
 /* ---- demand ------------------------------------------------------------------------------------ */
 
 static void test_armed_range_is_demand_pulled(void **state)
@@ -1944,6 +2023,7 @@ int main(void)
         FX_TEST(test_rearm_takes_it_off_the_list),
         FX_TEST(test_armed_while_rearmed),
         FX_TEST(test_sendfile_full_socket_is_not_armed),
+        FX_TEST(test_sendfile_full_socket_disarms),
         FX_TEST(test_armed_range_is_demand_pulled),
         FX_TEST(test_armed_range_is_demand_pushed),
         FX_TEST(test_espipe_enobufs_do_not_arm),
