@@ -559,7 +559,8 @@ uint64_t sb_floor(sb_buffer *b);
  * keeps its own copy of what it buffered), so a FILE over an endless
  * stream reads it in bounded space.  It is forward-only: fseek works and
  * never waits, but a read at a position below the floor fails with ESPIPE
- * (ferror).  The FILE uses r and does not close it: fclose the FILE, then
+ * (ferror).  Over an SB_NONBLOCK reader, nothing waits, SEEK_END included
+ * (EAGAIN while the end is unknown; see "Event loops").  The FILE uses r and does not close it: fclose the FILE, then
  * sb_reader_close(r).  Use r only through the FILE while it is open.
  *
  * Returns the FILE, or NULL with errno EINVAL (r is NULL) or ENOMEM.
@@ -717,7 +718,10 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     always.
  *   - The _timed calls fail with EINVAL on a non-blocking reader.  A FILE
  *     from sb_reader_fopen over one reads like a FILE over a non-blocking
- *     fd: a read with nothing there fails with EAGAIN (ferror).
+ *     fd and never waits either: a read with nothing there fails with
+ *     EAGAIN (ferror), and fseek(f, off, SEEK_END) on a stream that is
+ *     still running without a length_hint fails at once with EAGAIN (the
+ *     position stays; nothing is armed).
  *
  * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN,
  * and after it sb_reader_armed tells which: 1, the range has not arrived
