@@ -10,7 +10,8 @@
 #                      or print the one apt-get line that does
 #   make tsan / asan   the suite under ThreadSanitizer / ASan+UBSan only
 #   make valgrind      the suite under valgrind memcheck, leaks checked
-#   make model         check model/wait.pml (src/wait.c's hand-off) with spin
+#   make model         check model/wait.pml (src/wait.c's hand-off) and
+#                      model/ready.pml (src/ready.c's list and fd) with spin
 #   make fuzz          the libFuzzer targets for FUZZ_SECONDS each (default 60)
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
@@ -259,9 +260,11 @@ serve-asan:
 	UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" SB_PART=serve-asan \
 		sh ./tests/test_serve.sh build/asan/examples/serve
 
-# The waiter hand-off of src/wait.c, model-checked with spin.
+# The waiter hand-off of src/wait.c and the ready list of src/ready.c,
+# model-checked with spin.
 model:
 	@sh ./tests/test_model.sh $(BUILD)
+	@sh ./model/ready.sh $(BUILD)
 
 # The README's first example, built from examples/quickstart.c (which the
 # README shows) and run on a pipe.

@@ -690,7 +690,8 @@ uint64_t sb_floor(sb_buffer *b);
  * keeps its own copy of what it buffered), so a FILE over an endless
  * stream reads it in bounded space.  It is forward-only: fseek works and
  * never waits, but a read at a position below the floor fails with ESPIPE
- * (ferror).  The FILE uses r and does not close it: fclose the FILE, then
+ * (ferror).  Over an SB_NONBLOCK reader, nothing waits, SEEK_END included
+ * (EAGAIN while the end is unknown; see "Event loops").  The FILE uses r and does not close it: fclose the FILE, then
  * sb_reader_close(r).  Use r only through the FILE while it is open.
  *
  * Returns the FILE, or NULL with errno EINVAL (r is NULL) or ENOMEM.
@@ -822,7 +823,9 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     blocking reader, without arming.  A reader has at most one armed
  *     range: an EAGAIN re-arms it for the new range, replacing the old one
  *     and taking the reader off the ready list if it was on it.  A call
- *     that answers leaves the reader's arming as it was.
+ *     that answers leaves the reader's arming as it was; the one call that
+ *     disarms without answering is sb_reader_sendfile when out_fd takes
+ *     nothing (below).
  *   - When an armed range becomes answerable (its bytes arrived, the
  *     stream ended or failed, sb_cancel, sb_close started) the reader is
  *     disarmed and put once on the buffer's ready list.  The answer is not
@@ -846,12 +849,18 @@ ssize_t sb_reader_sendfile(sb_reader *r, int out_fd, uint64_t off, size_t n);
  *     always.
  *   - The _timed calls fail with EINVAL on a non-blocking reader.  A FILE
  *     from sb_reader_fopen over one reads like a FILE over a non-blocking
- *     fd: a read with nothing there fails with EAGAIN (ferror).
+ *     fd and never waits either: a read with nothing there fails with
+ *     EAGAIN (ferror), and fseek(f, off, SEEK_END) on a stream that is
+ *     still running without a length_hint fails at once with EAGAIN (the
+ *     position stays; nothing is armed).
  *
- * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN:
- * the range has not arrived (the reader is armed: wait for sb_poll_fd), or
- * out_fd took nothing (the reader is not armed: wait until out_fd is
- * writable).  sb_reader_armed tells which.
+ * sb_reader_sendfile on a non-blocking reader has two reasons for EAGAIN,
+ * and after it sb_reader_armed tells which: 1, the range has not arrived
+ * (the reader is armed for it: wait for sb_poll_fd); 0, the range is
+ * there but out_fd took nothing (wait until out_fd is writable, then call
+ * again).  An EAGAIN from out_fd disarms the reader, taking it off the
+ * heap and the ready list whatever range it was armed for before, so 0
+ * reliably means "wait for out_fd": no earlier arming will also wake it.
  */
 
 /* sb_reader_open_flags flag: the reader never waits; see "Event loops". */

@@ -33,6 +33,10 @@
  *     the fd readable with the list empty.  The next sb_poll_ready
  *     returns 0 and drains it.  Once per such race, never more: it is
  *     drained, not re-signalled.
+ *
+ * model/ready.pml is these rules in Promela, checked by `make model` for
+ * lost wake-ups (a listed reader with the fd quiet) and for spurious ones
+ * beyond that race.
  */
 #include "wait.h"
 
@@ -105,14 +109,17 @@ static void sift_down_locked(struct sb__wait *w, size_t i)
     heap_set_locked(w, i, a);
 }
 
-static void heap_remove_locked(struct sb__wait *w, struct sb__armed *a)
+/* keep: as far_unarm_locked's. */
+static void heap_remove_locked(struct sb__wait *w, struct sb__armed *a,
+                               bool keep)
 {
     sb__wait_assert_locked(w);
     size_t i = a->slot;
     assert(i < w->ready.nheap && w->ready.heap[i] == a);
     struct sb__armed *last = w->ready.heap[--w->ready.nheap];
     a->slot = SB__UNARMED;
-    atomic_store_explicit(&a->armed, false, memory_order_relaxed);
+    if (!keep)
+        atomic_store_explicit(&a->armed, false, memory_order_relaxed);
     if (last != a) {
         heap_set_locked(w, i, last);
         sift_up_locked(w, i);
@@ -151,10 +158,10 @@ static void drain_if_empty_locked(struct sb__wait *w)
     }
 }
 
-/* Off the heap and the list.  A reader that leaves the list empty (closed,
-   or armed again for another range) drains the fd, as sb_poll_ready does:
-   a level-triggered loop must not wake for a list that has emptied. */
-static void far_unarm_locked(struct sb__wait *w, struct sb__armed *a)
+/* Off the far list (ranged sources).  keep: the reader is armed again at
+   once, under the same lock, so armed must not read 0 meanwhile. */
+static void far_unarm_locked(struct sb__wait *w, struct sb__armed *a,
+                             bool keep)
 {
     sb__wait_assert_locked(w);
     if (a->prev != NULL)
@@ -165,16 +172,21 @@ static void far_unarm_locked(struct sb__wait *w, struct sb__armed *a)
         a->next->prev = a->prev;
     a->prev = a->next = NULL;
     a->far = false;
-    atomic_store_explicit(&a->armed, false, memory_order_relaxed);
+    if (!keep)
+        atomic_store_explicit(&a->armed, false, memory_order_relaxed);
 }
 
+/* Off the heap and the list (a closing reader, or a send whose out_fd took
+   nothing).  A reader that leaves the list empty drains the fd, as
+   sb_poll_ready does: a level-triggered loop must not wake for a list that
+   has emptied. */
 static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
 {
     sb__wait_assert_locked(w);
     if (a->far)
-        far_unarm_locked(w, a);
+        far_unarm_locked(w, a, false);
     if (a->slot != SB__UNARMED)
-        heap_remove_locked(w, a);
+        heap_remove_locked(w, a, false);
     if (a->listed) {
         unlist_locked(w, a);
         drain_if_empty_locked(w);
@@ -189,7 +201,7 @@ bool sb__ready_make_locked(struct sb__wait *w, uint64_t limit)
     bool moved = false;
     while (rd->nheap > 0 && rd->heap[0]->need <= limit) {
         struct sb__armed *a = rd->heap[0];
-        heap_remove_locked(w, a);
+        heap_remove_locked(w, a, false);
         a->next = NULL;
         a->prev = rd->tail;
         if (rd->tail != NULL)
@@ -213,7 +225,7 @@ bool sb__ready_make_far_locked(struct sb__wait *w, bool all)
     while (a != NULL) {
         struct sb__armed *next = a->next;
         if (all || sb__wait_held_locked(w, a->off, a->need)) {
-            far_unarm_locked(w, a);
+            far_unarm_locked(w, a, false);
             a->next = NULL;
             a->prev = rd->tail;
             if (rd->tail != NULL)
@@ -279,12 +291,26 @@ int sb__wait_arm(struct sb__wait *w, struct sb__armed *a, uint64_t need,
         return 0;
     }
     sb__wait_raise_demand_locked(w, demand > need ? demand : need);
-    disarm_locked(w, a);
+    if (a->listed) {
+        unlist_locked(w, a);
+        drain_if_empty_locked(w);
+    }
+    if (a->far)
+        far_unarm_locked(w, a, true); /* now for a range from filled */
     a->need = need;
-    assert(rd->nheap < rd->heap_cap);
-    rd->heap[rd->nheap++] = a;
-    sift_up_locked(w, rd->nheap - 1);
-    atomic_store_explicit(&a->armed, true, memory_order_relaxed);
+    if (a->slot != SB__UNARMED) {
+        /* Armed already: the new range replaces the old one in place, and
+           the reader stays armed throughout, so that sb_reader_armed on
+           another thread never reads 0 while it is (its staleness has one
+           direction only: armed to ready). */
+        sift_up_locked(w, a->slot);
+        sift_down_locked(w, a->slot);
+    } else {
+        assert(rd->nheap < rd->heap_cap);
+        rd->heap[rd->nheap++] = a;
+        sift_up_locked(w, rd->nheap - 1);
+        atomic_store_explicit(&a->armed, true, memory_order_relaxed);
+    }
     sb__wait_unlock(w);
     return -EAGAIN;
 }
@@ -299,7 +325,16 @@ int sb__wait_arm_range(struct sb__wait *w, struct sb__armed *a, uint64_t off,
         return 0;
     }
     sb__wait_raise_demand_locked(w, demand > need ? demand : need);
-    disarm_locked(w, a);
+    /* Re-arming replaces the old range and keeps the reader armed
+       throughout (see sb__wait_arm). */
+    if (a->listed) {
+        unlist_locked(w, a);
+        drain_if_empty_locked(w);
+    }
+    if (a->slot != SB__UNARMED)
+        heap_remove_locked(w, a, true);
+    if (a->far)
+        far_unarm_locked(w, a, true);
     a->off = off;
     a->need = need;
     a->far = true;

@@ -77,9 +77,10 @@ void sb__ready_signal(struct sb__wait *w);
  * sb__wait_armable(w, +1) reserves heap room for one more non-blocking
  * reader (0 or -ENOMEM), (w, -1) gives it back.  sb__wait_arm: if the
  * range ending at need is answerable now, 0 and nothing changes; else the
- * demand rises as for a wait, a takes the place of its old arming (off
- * the heap and the ready list) and -EAGAIN.  sb__wait_disarm takes a off
- * both (a closing reader).  sb__wait_take_ready moves up to max owners
+ * demand rises as for a wait, a's new range replaces its old arming
+ * (in place in the heap, so that a stays armed throughout; off the ready
+ * list) and -EAGAIN.  sb__wait_disarm takes a off both (a closing reader,
+ * or a send whose out_fd took nothing).  sb__wait_take_ready moves up to max owners
  * off the ready list into out and drains the eventfd when it leaves the
  * list empty.  sb__wait_poll_fd makes the eventfd once: the fd or -errno.
  */

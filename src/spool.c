@@ -15,7 +15,8 @@
  * 128 faults.  The first MiB stays small so that many small streams cost
  * what their bytes do.  The writer also faults the region in ahead of its
  * copy (sb__spool_prefault): one madvise per stretch instead of one trap
- * per page.
+ * per page; in the first MiB only for bytes it already has (a source's
+ * read into reserved room may bring far fewer than the room).
  *
  * Why nothing is copied on spill-over: the file holds only the bytes past
  * mem_cap, at file offset (off - mem_cap), so the memory part stays where it

@@ -98,14 +98,19 @@ void sb__spool_prefault(struct sb__spool *s, uint64_t off, size_t len);
  * offset off may be written in place, when all of them fall in the memory
  * region; NULL when they do not (the writer then uses sb__spool_write).
  * Bytes written there are stored: nothing else needs to be done with them.
- * The room is faulted in first (sb__spool_prefault).
+ * Past the small-page head the room is faulted in first
+ * (sb__spool_prefault).  Within the head it is not: len is what the
+ * writer may write, not what it will (a source's read(2) may return 10
+ * bytes of a 64 KiB chunk, or none at the end), and a small stream must
+ * commit only the pages its bytes touch, so the writer's own stores
+ * fault them in, one page at a time, for at most SB__SMALL bytes.
  */
 static inline unsigned char *sb__spool_reserve(struct sb__spool *s,
                                                uint64_t off, size_t len)
 {
     if (off > s->mem_cap || len > s->mem_cap - (size_t)off)
         return NULL;
-    if (off + len > s->populated)
+    if (off >= SB__SMALL && off + len > s->populated)
         sb__spool_prefault(s, off, len);
     return s->mem + off;
 }

@@ -5,7 +5,9 @@
  *
  * Each FILE keeps its own read position over the shared stream, so code
  * that takes a FILE * (a parser, an fgets loop) can read the buffer from its
- * own thread without knowing about it.  Reads block like read(2) on a pipe.
+ * own thread without knowing about it.  Reads block like read(2) on a pipe
+ * (through an SB_NONBLOCK reader: fail with EAGAIN, as on a non-blocking
+ * one, and so does a SEEK_END that would wait for the end).
  *
  * Seeking must not block, and glibc makes that take some care.  fseek on a
  * buffered read stream (_IO_new_file_seekoff) seeks the cookie to the block
@@ -64,13 +66,22 @@ static ssize_t cursor_read(void *c, char *buf, size_t size)
 }
 
 /* Where SEEK_END is: the length if the stream has ended, else the hint if
-   one was given, else wait for the end. */
-static int end_offset(sb_buffer *b, uint64_t *end)
+   one was given, else wait for the end; through an SB_NONBLOCK reader,
+   which never waits, EAGAIN instead (nothing is armed: there is no range
+   to arm for). */
+static int end_offset(const struct cursor *cur, uint64_t *end)
 {
+    sb_buffer *b = cur->b;
     int err;
-    if (sb__wait_state(&b->wait, &err) == SB_RUNNING && b->length_hint != 0) {
-        *end = b->length_hint;
-        return 0;
+    if (sb__wait_state(&b->wait, &err) == SB_RUNNING) {
+        if (b->length_hint != 0) {
+            *end = b->length_hint;
+            return 0;
+        }
+        if (cur->r != NULL && sb__reader_arm(cur->r) != NULL) {
+            errno = EAGAIN;
+            return -1;
+        }
     }
     return sb_wait_end(b, end);
 }
@@ -89,7 +100,7 @@ static int cursor_seek(void *c, off64_t *offset, int whence)
         base = cur->pos;
         break;
     case SEEK_END:
-        if (end_offset(cur->b, &base) != 0)
+        if (end_offset(cur, &base) != 0)
             return -1;
         break;
     default:

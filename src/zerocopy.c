@@ -138,8 +138,16 @@ static ssize_t send_range(sb_buffer *b, const sb_reader *r, int out,
     if (out < 0 || (r == NULL && b != NULL && (b->flags & SB_RELEASE)))
         return fail(EINVAL);
     ssize_t got = sb__await(b, r, n, off, n, -1);
-    if (got > 0)
+    if (got > 0) {
         got = send_out(b, out, off, (size_t)got);
+        /* out_fd took nothing: the caller is to wait for out_fd, not for
+           the stream, so a non-blocking reader armed earlier for another
+           range is disarmed and sb_reader_armed reads 0 (see "Event
+           loops" in the header). */
+        struct sb__armed *a = r != NULL ? sb__reader_arm(r) : NULL;
+        if (got == -EAGAIN && a != NULL)
+            sb__wait_disarm(&b->wait, a);
+    }
     return got < 0 ? fail((int)-got) : got;
 }
 

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,71 @@ static void test_small_streams_commit_one_small_page(void **state)
     }
     assert_true(before > 0 && after > 0);
     assert_true(after - before < (long long)N * (64 << 10));
+}
+
+/*
+ * Pulled streams (a read source, sb_open_fd) commit what arrives, as
+ * pushed ones do: the producer reads straight into the region, so a
+ * page faulted in ahead of read(2) for a chunk that never comes is a page
+ * the stream's bytes do not touch.  A 10-byte stream commits one small
+ * page, not a chunk's worth; one that ends just short of the small-page
+ * MiB commits the pages its bytes span, not a huge extent past them.
+ */
+static const size_t pulled_lens[] = {10, 100000, 1040000};
+
+/* A file of len pattern bytes in a scratch directory, opened for reading. */
+static int pattern_file(size_t len)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/stream", fx_scratch());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    unsigned char *buf = fx_calloc(len);
+    gen_fill(buf, len, 0);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return fx_fd(open(path, O_RDONLY | O_CLOEXEC));
+}
+
+static void pulled_commits_what_arrives(int fd_source)
+{
+    static const size_t pattern[] = {5000, 4096, 70000};
+    for (size_t i = 0; i < FX_NROWS(pulled_lens); i++) {
+        size_t len = pulled_lens[i];
+        sb_buffer *b;
+        if (fd_source) {
+            int fd = pattern_file(len);
+            assert_true(fd >= 0);
+            b = fx_buffer(sb_open_fd(fd, NULL));
+        } else {
+            b = fx_buffer(open_chunk(fx_chunk(len, pattern, 3), NULL));
+        }
+        assert_non_null(b);
+        uint64_t got = 0;
+        assert_int_equal(sb_wait_end(b, &got), 0);
+        assert_int_equal(got, len);
+        const unsigned char *p = at(b, 0);
+        assert_non_null(p);
+        long want = (long)((len + 4095) / 4096);
+        long have = resident(p, 5 * MiB);
+        print_message("      %s, %zu bytes: %ld pages committed, %ld spanned\n",
+                      fd_source ? "sb_open_fd" : "read source", len, have,
+                      want);
+        assert_int_equal(have, want);
+        assert_int_equal(check_stream(b, len), 0);
+    }
+}
+
+static void test_small_fd_streams_commit_what_arrives(void **state)
+{
+    (void)state;
+    pulled_commits_what_arrives(1);
+}
+
+static void test_small_read_streams_commit_what_arrives(void **state)
+{
+    (void)state;
+    pulled_commits_what_arrives(0);
 }
 
 static void test_small_head_is_never_huge(void **state)
@@ -346,6 +412,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         FX_TEST(test_small_streams_commit_one_small_page),
         FX_TEST(test_small_head_is_never_huge),
+        FX_TEST(test_small_fd_streams_commit_what_arrives),
+        FX_TEST(test_small_read_streams_commit_what_arrives),
         FX_TEST(test_large_region_is_aligned_and_advised),
         FX_TEST(test_huge_pages_stop_at_mem_limit),
         FX_TEST(test_huge_pages_counted_in_stats),

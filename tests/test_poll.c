@@ -833,6 +833,69 @@ static void test_rearm_takes_it_off_the_list(void **state)
 
 /* ---- sb_reader_armed and sendfile's two EAGAINs ------------------------------------------------ */
 
+/* sb_reader_armed from another thread while the reader is re-armed over
+   and over: its staleness has one direction only (armed to ready), so a
+   reader armed all the while must never read 0. */
+typedef struct armed_watch {
+    sb_reader *r;
+    atomic_int go;        /* the reader is armed: start looking */
+    atomic_int stop;      /* the re-arms are done, or teardown */
+    atomic_long looks;
+    atomic_long zeros;    /* sb_reader_armed read 0: a failure */
+} armed_watch;
+
+static void armed_watch_stop(void *p)
+{
+    atomic_store(&((armed_watch *)p)->stop, 1);
+}
+
+static void armed_watch_run(void *arg)
+{
+    armed_watch *w = arg;
+    while (!atomic_load(&w->go) && !atomic_load(&w->stop))
+        sched_yield();
+    while (!atomic_load(&w->stop)) {
+        if (sb_reader_armed(w->r) != 1)
+            atomic_fetch_add(&w->zeros, 1);
+        atomic_fetch_add(&w->looks, 1);
+    }
+}
+
+static void test_armed_while_rearmed(void **state)
+{
+    (void)state;
+    sb_buffer *b = push(NULL);
+    write_to(b, 100);
+    sb_reader *r = nb_reader(b, 0);
+    armed_watch *w = fx_calloc(sizeof *w);
+    w->r = r;
+    fx_track(w, armed_watch_stop, NULL);
+    bg_call *c = fx_bg(armed_watch_run, w);
+    assert_non_null(c);
+    unsigned char buf[8];
+    assert_fails_with(sb_reader_pread(r, buf, 1, 1000), EAGAIN);
+    atomic_store(&w->go, 1);
+    while (atomic_load(&w->looks) == 0)
+        sched_yield();
+    /* Ranges that never arrive, each re-arm replacing the last; the
+       nearer and the further ones move the reader about the heap too. */
+    long fails = 0;
+    for (long i = 0; i < 100000; i++) {
+        uint64_t off = 1000 + (uint64_t)(i % 7) * 100;
+        errno = 0;
+        if (sb_reader_pread(r, buf, 1, off) != -1 || errno != EAGAIN)
+            fails++;
+    }
+    long looks_during = atomic_load(&w->looks);
+    atomic_store(&w->stop, 1);
+    bg_join(c);
+    assert_int_equal(fails, 0);
+    assert_int_equal(atomic_load(&w->zeros), 0);
+    assert_true(looks_during > 0);
+    assert_int_equal(sb_reader_armed(r), 1);
+    assert_quiet(b);
+}
+
 static void test_sendfile_full_socket_is_not_armed(void **state)
 {
     (void)state;
@@ -901,6 +964,85 @@ static void test_sendfile_full_socket_is_not_armed(void **state)
     assert_int_equal(sb_reader_sendfile(r, sp[1], 200000, 10), 10);
     assert_int_equal(read(sp[0], in, 100), 10);
     assert_int_equal(gen_mismatches(in, 10, 200000), 0);
+}
+
+/* A non-blocking socket pair (both ends tracked) whose sp[1] takes
+   nothing, not even one byte.  Returns the bytes stuffed into it. */
+static uint64_t full_socketpair(int sp[2])
+{
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+    fx_fd(sp[0]);
+    fx_fd(sp[1]);
+    assert_int_equal(fcntl(sp[0], F_SETFL, O_NONBLOCK), 0);
+    assert_int_equal(fcntl(sp[1], F_SETFL, O_NONBLOCK), 0);
+    unsigned char junk[4096];
+    memset(junk, 0xEE, sizeof junk);
+    uint64_t stuffed = 0;
+    for (size_t sz = sizeof junk; sz >= 1; sz /= 8) {
+        ssize_t w;
+        while ((w = write(sp[1], junk, sz)) > 0)
+            stuffed += (uint64_t)w;
+        assert_int_equal(w, -1);
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+    assert_true(stuffed > 0);
+    return stuffed;
+}
+
+/* The header's one rule for sendfile's EAGAIN: from out_fd it disarms the
+   reader, whatever it was armed for before, so that sb_reader_armed == 0
+   means "wait for out_fd" and the poll fd never wakes the loop for an
+   arming it has given up. */
+static void test_sendfile_full_socket_disarms(void **state)
+{
+    (void)state;
+    sb_buffer *b = push(NULL);
+    write_to(b, 5000);
+    sb_reader *r = nb_reader(b, 0);
+    int sp[2];
+    uint64_t stuffed = full_socketpair(sp);
+    unsigned char buf[16];
+
+    /* Armed for a range that has not arrived, then a send of bytes that
+       are there to a socket that takes nothing. */
+    assert_fails_with(sb_reader_pread(r, buf, 10, 200000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 1);
+    assert_fails_with(sb_reader_sendfile(r, sp[1], 0, 1000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 0);
+    assert_quiet(b);
+    /* The old range arrives: nothing is listed for it. */
+    write_to(b, 200010);
+    assert_quiet(b);
+    assert_int_equal(sb_reader_armed(r), 0);
+
+    /* Armed, made ready and listed: the send's EAGAIN takes it off the
+       list and leaves the fd quiet. */
+    assert_fails_with(sb_reader_pread(r, buf, 10, 300000), EAGAIN);
+    write_to(b, 300010);
+    assert_int_equal(readable(poll_fd(b), WAIT_LONG_MS), 1);
+    assert_fails_with(sb_reader_sendfile(r, sp[1], 0, 1000), EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 0);
+    assert_quiet(b);
+
+    /* Once the socket is writable the send goes. */
+    unsigned char *in = fx_calloc(stuffed + 2000);
+    uint64_t got = 0;
+    for (;;) {
+        ssize_t k = read(sp[0], in, stuffed + 2000);
+        if (k <= 0)
+            break;
+        got += (uint64_t)k;
+    }
+    assert_int_equal(got, stuffed);
+    assert_int_equal(sb_reader_sendfile(r, sp[1], 0, 1000), 1000);
+    size_t n = 0;
+    while (n < 1000) {
+        ssize_t k = read(sp[0], in + n, 1000 - n);
+        assert_true(k > 0);
+        n += (size_t)k;
+    }
+    assert_int_equal(gen_mismatches(in, 1000, 0), 0);
+    assert_int_equal(sb_reader_armed(r), 0);
 }
 
 /* ---- demand ------------------------------------------------------------------------------------ */
@@ -1879,7 +2021,9 @@ int main(void)
         FX_TEST(test_epoll_edge_triggered),
         FX_TEST(test_rearm_replaces_the_range),
         FX_TEST(test_rearm_takes_it_off_the_list),
+        FX_TEST(test_armed_while_rearmed),
         FX_TEST(test_sendfile_full_socket_is_not_armed),
+        FX_TEST(test_sendfile_full_socket_disarms),
         FX_TEST(test_armed_range_is_demand_pulled),
         FX_TEST(test_armed_range_is_demand_pushed),
         FX_TEST(test_espipe_enobufs_do_not_arm),

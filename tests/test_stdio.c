@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "fixture.h"
+#include "stream.h"
 
 /* ---- local helpers (no asserts) ------------------------------------------ */
 
@@ -716,6 +717,48 @@ static void test_seek_end_uses_length_hint(void **state)
     assert_int_equal(fx_fclose(f), 0);
 }
 
+/* A FILE over an SB_NONBLOCK reader reads like a FILE over a non-blocking
+   fd: SEEK_END on a running stream without a length hint fails at once
+   with EAGAIN instead of waiting for the end.  The seek runs on its own
+   thread, so a seek that waits fails the test instead of hanging it. */
+static void test_seek_end_nonblocking_eagain(void **state)
+{
+    (void)state;
+    gate_src *g = fx_gate();
+    sb_buffer *b = fx_buffer(open_gate(g, NULL));
+    assert_non_null(b);
+    gate_allow(g, 1000); /* and never ends */
+    assert_true(gate_wait_blocked(g, WAIT_LONG_MS));
+    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
+    assert_non_null(r);
+    fx_track(r, NULL, fx_reader_close);
+    FILE *f = sb_reader_fopen(r);
+    assert_non_null(f);
+    fx_track(f, NULL, close_file);
+
+    struct seek_call *c = fx_calloc(sizeof *c);
+    *c = (struct seek_call){.f = f, .off = 0};
+    bg_call *bg = fx_bg(do_seek_end, c);
+    assert_non_null(bg);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    assert_int_equal(c->rc, -1);
+    assert_int_equal(c->err, EAGAIN);
+    assert_int_equal(sb_reader_armed(r), 0);
+    /* The position is where it was, and the bytes that are there read. */
+    assert_int_equal(ftell(f), 0);
+    assert_int_equal(fread_check(f, 100, 0, 100), 0);
+
+    /* Once the stream has ended, SEEK_END is its length. */
+    gate_end(g);
+    uint64_t len = 0;
+    assert_int_equal(sb_wait_end(b, &len), 0);
+    assert_int_equal(len, 1000);
+    c->off = -10;
+    do_seek_end(c);
+    assert_int_equal(c->rc, 0);
+    assert_int_equal(c->pos, 990);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static void test_source_failure_is_ferror(void **state)
@@ -1004,6 +1047,7 @@ int main(void)
         FX_TEST(test_seek_set_never_waits),
         FX_TEST(test_seek_end_waits_for_end),
         FX_TEST(test_seek_end_uses_length_hint),
+        FX_TEST(test_seek_end_nonblocking_eagain),
         FX_TEST(test_source_failure_is_ferror),
         FX_TEST(test_cancel_is_ferror_ecanceled),
         FX_TEST(test_one_file_per_thread),
