@@ -280,11 +280,13 @@ test: deps
 
 # The fuzz targets build the library's sources themselves with clang's
 # libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input) and
-# fuzz_push (push mode from one thread, no thread per input).  New inputs
-# go to build/fuzz/corpus (fuzz_sb) and build/fuzz/corpus_push; the seeds
-# kept in the repo are tests/fuzz/corpus and tests/fuzz/corpus_push (the
-# latter written by tests/fuzz/make_corpus.py).  `make fuzz` runs each
-# target for FUZZ_SECONDS.
+# fuzz_push (push mode from one thread, no thread per input); fuzz_serve
+# builds examples/serve's request parser (examples/serve_parse.h) alone.
+# New inputs go to build/fuzz/corpus (fuzz_sb), build/fuzz/corpus_push and
+# build/fuzz/corpus_serve; the seeds kept in the repo are tests/fuzz/corpus
+# and tests/fuzz/corpus_push and corpus_serve (written by
+# tests/fuzz/make_corpus.py and make_corpus_serve.py).  `make fuzz` runs
+# each target for FUZZ_SECONDS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
@@ -298,8 +300,17 @@ $(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(LIB_SRC) $(LDLIBS)
 
-fuzz: $(FUZZ_BIN) $(FUZZ_PUSH)
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push
+FUZZ_SERVE   := build/fuzz/fuzz_serve
+$(FUZZ_SERVE): tests/fuzz/fuzz_serve.c examples/serve_parse.h
+	@command -v $(FUZZ_CC) >/dev/null || \
+		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -Iexamples -std=c11 -g -O1 \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $<
+
+fuzz: $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_SERVE)
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push build/fuzz/corpus_serve
+	@sh ./tests/fuzz/run.sh $(FUZZ_SERVE) $(FUZZ_SECONDS) build/fuzz/corpus_serve tests/fuzz/corpus_serve
 	@sh ./tests/fuzz/run.sh $(FUZZ_PUSH) $(FUZZ_SECONDS) build/fuzz/corpus_push tests/fuzz/corpus_push
 	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 
