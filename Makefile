@@ -241,10 +241,11 @@ valgrind: $(TEST_BIN)
 install-test:
 	@sh ./tests/test_install.sh
 
-# http_tail against a local HTTP server; tee in bounded space; serve to
-# curl and Python clients: ranges live and ended, keep-alive, 1,000 at once.
-examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee \
-		$(BUILD)/examples/serve
+# --help of every example; http_tail against a local HTTP server; tee in
+# bounded space; serve to curl and Python clients: ranges live and ended,
+# keep-alive, 1,000 at once.
+examples-test: $(EXAMPLE_BIN)
+	@sh ./tests/test_help.sh $(EXAMPLE_BIN)
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 	@sh ./tests/test_serve.sh $(BUILD)/examples/serve

@@ -821,23 +821,46 @@ static unsigned long long parse_num(const char *s, unsigned long long max)
     return v;
 }
 
+static void usage(FILE *to, int status)
+{
+    fprintf(to,
+            "usage: some-command | serve [-p PORT] [-n CLIENTS] [-m MEM]\n"
+            "\n"
+            "Serve standard input over HTTP/1.1 on 127.0.0.1 while it is still\n"
+            "arriving: GET and HEAD of /, Range requests live and ended.\n"
+            "  -p PORT     listen on that port (default 0: the kernel chooses;\n"
+            "              \"serve: listening on 127.0.0.1:PORT\" on stderr)\n"
+            "  -n CLIENTS  exit once that many connections have been served\n"
+            "              (default 0: until SIGINT or SIGTERM)\n"
+            "  -m MEM      keep the first MEM bytes in memory, the rest in the\n"
+            "              spill file (default 0: the library's 5 MiB)\n"
+            "  -h, --help  this help\n");
+    exit(status);
+}
+
 int main(int argc, char **argv)
 {
     unsigned long port = 0;
     sb_options o = {0};
     int opt;
-    while ((opt = getopt(argc, argv, "p:n:m:")) != -1) {
+    /* --help as well as -h: it is what a newcomer types first. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            usage(stdout, 0);
+    while ((opt = getopt(argc, argv, "p:n:m:h")) != -1) {
         if (opt == 'p')
             port = (unsigned long)parse_num(optarg, 65535);
         else if (opt == 'n')
             S.max = (unsigned long)parse_num(optarg, ULONG_MAX);
         else if (opt == 'm')
             o.mem_limit = (size_t)parse_num(optarg, SSIZE_MAX);
-        else {
-            fprintf(stderr, "usage: serve [-p PORT] [-n CLIENTS] [-m MEM]\n");
-            return 2;
-        }
+        else if (opt == 'h')
+            usage(stdout, 0);
+        else
+            usage(stderr, 2);
     }
+    if (optind < argc)
+        usage(stderr, 2);
 
     /* No client limit but descriptors: take all the system allows. */
     struct rlimit rl;
