@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # test_tee.sh - examples/tee copies standard input to several outputs in
 # bounded space: the outputs equal the input, a 1 GiB stream runs in a few
-# MiB of RSS with a 4 MiB bound, and a failing output does not hold the
-# others back.
+# MiB of RSS with a 4 MiB bound, and a failing output (a full device, a
+# pipe whose reader has gone) does not hold the others back.
 # usage: tests/test_tee.sh PATH/TO/tee
 set -u
 bin=$1
@@ -45,6 +45,23 @@ if [ -w /dev/full ]; then
     else
         fail "a failing output (/dev/full) fails the run but the others get everything"
     fi
+fi
+
+# An output whose reader goes away early (a pipe to head -c): EPIPE, not
+# death by SIGPIPE; it is reported, the file output still gets every byte,
+# and the exit status is 1 (GNU tee --output-error=warn).  20 MB cannot
+# fit in the pipe, so tee must write to it after head has gone.
+{
+    timeout -k 5 120 "$bin" -k 1000000 - "$scratch/o5" <"$scratch/in" 2>"$scratch/err5"
+    echo $? >"$scratch/rc5"
+} | timeout -k 5 120 head -c 1000 >"$scratch/head5"
+rc=$(cat "$scratch/rc5")
+if [ "$rc" -eq 1 ] && grep -q '^tee: -: Broken pipe$' "$scratch/err5" &&
+    [ "$(wc -c <"$scratch/head5")" -eq 1000 ] && cmp -s "$scratch/in" "$scratch/o5"; then
+    ok "a pipe whose reader exits early: EPIPE reported, status 1, the file gets every byte"
+else
+    fail "a pipe whose reader exits early: EPIPE reported, status 1 (got $rc), the file gets every byte"
+    sed 's/^/    /' "$scratch/err5"
 fi
 
 echo "tee: $passed passed, $failed failed, 0 skipped"
