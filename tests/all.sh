@@ -16,12 +16,16 @@ times=${SB_TIMES:?}
 rc=0
 broken="" # parts whose make failed, whatever their counts said
 mlog=$(mktemp) || exit 1
-trap 'rm -f "$mlog"' EXIT
+# On any way out (Ctrl-C, a kill), the model check in the background and
+# the part in progress end with this script (tests/reap.sh).
+# shellcheck source=tests/reap.sh
+. ./tests/reap.sh
+sb_on_exit 'rm -f "$mlog"'
 
 # part NAME: run `make NAME`, and note how long it took.
 part() {
     s=$(date +%s.%N)
-    $make --no-print-directory -j"$jobs" "$1" || { rc=1; broken="$broken $1"; }
+    sb_run $make --no-print-directory -j"$jobs" "$1" || { rc=1; broken="$broken $1"; }
     echo "$s $(date +%s.%N) $1" | awk '{ printf "%.1f part %s\n", $2 - $1, $3 }' >>"$times"
 }
 

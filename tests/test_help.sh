@@ -10,7 +10,9 @@ passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "help: ok   - $1"; }
 fail() { failed=$((failed + 1)); echo "help: FAIL - $1"; }
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbhelp.XXXXXX") || exit 1
-trap 'rm -rf "$scratch"' EXIT
+# shellcheck source=tests/reap.sh
+. "$(dirname "$0")/reap.sh"
+sb_on_exit 'rm -rf "$scratch"'
 for bin in "$@"; do
     name=$(basename "$bin")
     # Standard input is closed off: a program that ignored --help and

@@ -10,12 +10,15 @@ bin=$1 seconds=$2
 shift 2
 name=$(basename "$bin")
 log=$(mktemp) || exit 1
-trap 'rm -f "$log"' EXIT
+# shellcheck source=tests/reap.sh
+. "$(dirname "$0")/../reap.sh"
+sb_on_exit 'rm -f "$log"'
 # libFuzzer stops itself after SECONDS; a target that hangs (a deadlock in
 # the library under a producer thread) is stopped 60 s later, and killed if
 # it does not go.
 timeout -k 10 $((seconds + 60)) "$bin" -max_total_time="$seconds" \
-    -print_final_stats=1 "$@" >"$log" 2>&1
+    -print_final_stats=1 "$@" >"$log" 2>&1 &
+wait $!
 rc=$?
 if [ "$rc" -ne 0 ]; then
     cat "$log"
