@@ -243,12 +243,15 @@ install-test:
 
 # --help of every example; http_tail against a local HTTP server; tee in
 # bounded space; serve to curl and Python clients: ranges live and ended,
-# keep-alive, 1,000 at once.
+# keep-alive, 1,000 at once; then those tests killed midway, which must
+# leave no process and no file behind.
 examples-test: $(EXAMPLE_BIN)
 	@sh ./tests/test_help.sh $(EXAMPLE_BIN)
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 	@sh ./tests/test_serve.sh $(BUILD)/examples/serve
+	@sh ./tests/test_cleanup.sh $(BUILD)/examples/serve $(BUILD)/examples/tee \
+		$(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
 
 # The server again, built with ASan and UBSan: its one thread, the
 # library's producer under it, every client path of tests/test_serve.sh.
