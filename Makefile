@@ -177,6 +177,11 @@ $(BUILD)/tests/lib/%.o: tests/%.c
 	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
 		$(DEPFLAGS) -c $< -o $@
 
+# Named only by the pattern rule below, they would count as intermediate
+# and be deleted after each build, so that the next `make check` built them
+# and relinked every test again.
+.SECONDARY: $(TEST_LIB_OBJ)
+
 $(BUILD)/tests/%: tests/%.c $(TEST_LIB_OBJ) $(TSTATIC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
