@@ -32,10 +32,11 @@ VERSION_PATCH := $(call version_of,PATCH)
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 # SONAME policy: while the major version is 0, every minor release may
-# break the ABI, so the soname carries the minor (libstreambuffer.so.0.3)
-# and a program built against 0.3 refuses to load 0.4.  From 1.0 on it is
-# libstreambuffer.so.MAJOR, new symbols go into new version nodes of
-# src/streambuffer.map, and only an ABI break bumps MAJOR.
+# break the ABI, so the soname carries the minor (libstreambuffer.so.0.MINOR)
+# and a program built against 0.MINOR refuses to load 0.MINOR+1.  From 1.0
+# on it is libstreambuffer.so.MAJOR, new symbols go into new version nodes
+# of src/streambuffer.map, and only an ABI break bumps MAJOR.  The numbers
+# are the header's; `make -s print-version` shows them.
 SOVERSION := $(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
 SONAME    := libstreambuffer.so.$(SOVERSION)
 REALNAME  := libstreambuffer.so.$(VERSION)
@@ -102,6 +103,12 @@ EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 all: lib
 lib: $(STATIC) $(SHARED)
+
+# The version, the soname and the file name of the shared library, as the
+# header's SB_VERSION_* make them.
+.PHONY: print-version
+print-version:
+	@echo "version $(VERSION), soname $(SONAME), $(REALNAME)"
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
