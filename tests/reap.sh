@@ -23,7 +23,9 @@
 # so the tests run every long command under timeout -k in the background
 # and `wait` for it, which a signal interrupts (sb_run).
 #   sb_run COMMAND...       run COMMAND and return its status, at once on
-#                           INT or TERM.
+#                           INT or TERM.  (sh starts it with SIGINT ignored;
+#                           timeout(1), which the tests run it under, puts
+#                           SIGINT back to its default for its command.)
 # Processes are found in /proc (the ppid of each), which Linux always has.
 
 # sb_below PID: every live process below PID, except the awk that lists them
@@ -101,8 +103,12 @@ sb_on_exit() {
 }
 
 sb_run() {
-    "$@" &
+    # sh gives a command it starts with & /dev/null as its input, before
+    # any redirection of its own (even <&0): hand it ours through fd 9.
+    exec 9<&0
+    "$@" <&9 9<&- &
     _sb_fg=$!
+    exec 9<&-
     wait "$_sb_fg"
 }
 
