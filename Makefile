@@ -32,10 +32,11 @@ VERSION_PATCH := $(call version_of,PATCH)
 VERSION       := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 
 # SONAME policy: while the major version is 0, every minor release may
-# break the ABI, so the soname carries the minor (libstreambuffer.so.0.3)
-# and a program built against 0.3 refuses to load 0.4.  From 1.0 on it is
-# libstreambuffer.so.MAJOR, new symbols go into new version nodes of
-# src/streambuffer.map, and only an ABI break bumps MAJOR.
+# break the ABI, so the soname carries the minor (libstreambuffer.so.0.MINOR)
+# and a program built against 0.MINOR refuses to load 0.MINOR+1.  From 1.0
+# on it is libstreambuffer.so.MAJOR, new symbols go into new version nodes
+# of src/streambuffer.map, and only an ABI break bumps MAJOR.  The numbers
+# are the header's; `make -s print-version` shows them.
 SOVERSION := $(if $(filter 0,$(VERSION_MAJOR)),0.$(VERSION_MINOR),$(VERSION_MAJOR))
 SONAME    := libstreambuffer.so.$(SOVERSION)
 REALNAME  := libstreambuffer.so.$(VERSION)
@@ -102,6 +103,12 @@ EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
 all: lib
 lib: $(STATIC) $(SHARED)
+
+# The version, the soname and the file name of the shared library, as the
+# header's SB_VERSION_* make them.
+.PHONY: print-version
+print-version:
+	@echo "version $(VERSION), soname $(SONAME), $(REALNAME)"
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -176,6 +183,11 @@ $(BUILD)/tests/lib/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc $(WARN) $(CFLAGS) $(SANFLAGS) \
 		$(DEPFLAGS) -c $< -o $@
+
+# Named only by the pattern rule below, they would count as intermediate
+# and be deleted after each build, so that the next `make check` built them
+# and relinked every test again.
+.SECONDARY: $(TEST_LIB_OBJ)
 
 $(BUILD)/tests/%: tests/%.c $(TEST_LIB_OBJ) $(TSTATIC)
 	@mkdir -p $(@D)
@@ -286,13 +298,17 @@ valgrind: $(TEST_BIN)
 install-test:
 	@sh ./tests/test_install.sh
 
-# http_tail against a local HTTP server; tee in bounded space; serve to
-# curl and Python clients: ranges live and ended, keep-alive, 1,000 at once.
-examples-test: $(if $(CURL_LIBS),$(BUILD)/examples/http_tail) $(BUILD)/examples/tee \
-		$(BUILD)/examples/serve
+# --help of every example; http_tail against a local HTTP server; tee in
+# bounded space; serve to curl and Python clients: ranges live and ended,
+# keep-alive, 1,000 at once; then those tests killed midway, which must
+# leave no process and no file behind.
+examples-test: $(EXAMPLE_BIN)
+	@sh ./tests/test_help.sh $(EXAMPLE_BIN)
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 	@sh ./tests/test_serve.sh $(BUILD)/examples/serve
+	@sh ./tests/test_cleanup.sh $(BUILD)/examples/serve $(BUILD)/examples/tee \
+		$(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
 
 # The server again, built with ASan and UBSan: its one thread, the
 # library's producer under it, every client path of tests/test_serve.sh.
@@ -326,12 +342,14 @@ test: deps
 # The fuzz targets build the library's sources themselves with clang's
 # libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input),
 # fuzz_push (push mode from one thread, no thread per input) and
-# fuzz_ranged (a seekable source: parts, extents, seams).  New inputs go
-# to build/fuzz/corpus (fuzz_sb), build/fuzz/corpus_push and
-# build/fuzz/corpus_ranged; the seeds kept in the repo are
-# tests/fuzz/corpus, tests/fuzz/corpus_push (the latter written by
-# tests/fuzz/make_corpus.py) and tests/fuzz/corpus_ranged.  `make fuzz`
-# runs each target for FUZZ_SECONDS.
+# fuzz_ranged (a seekable source: parts, extents, seams); fuzz_serve
+# builds examples/serve's request parser (examples/serve_parse.h) alone.
+# New inputs go to build/fuzz/corpus (fuzz_sb), build/fuzz/corpus_push,
+# build/fuzz/corpus_ranged and build/fuzz/corpus_serve; the seeds kept in
+# the repo are tests/fuzz/corpus, tests/fuzz/corpus_push, corpus_ranged
+# and corpus_serve (corpus_push and corpus_serve written by
+# tests/fuzz/make_corpus.py and make_corpus_serve.py).  `make fuzz` runs
+# each of the four targets for FUZZ_SECONDS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
@@ -346,8 +364,17 @@ $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEP
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(LIB_SRC) $(LDLIBS)
 
-fuzz: $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED)
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push build/fuzz/corpus_ranged
+FUZZ_SERVE   := build/fuzz/fuzz_serve
+$(FUZZ_SERVE): tests/fuzz/fuzz_serve.c examples/serve_parse.h
+	@command -v $(FUZZ_CC) >/dev/null || \
+		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(CPPFLAGS) -Iexamples -std=c11 -g -O1 \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -o $@ $<
+
+fuzz: $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED) $(FUZZ_SERVE)
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push build/fuzz/corpus_ranged build/fuzz/corpus_serve
+	@sh ./tests/fuzz/run.sh $(FUZZ_SERVE) $(FUZZ_SECONDS) build/fuzz/corpus_serve tests/fuzz/corpus_serve
 	@sh ./tests/fuzz/run.sh $(FUZZ_PUSH) $(FUZZ_SECONDS) build/fuzz/corpus_push tests/fuzz/corpus_push
 	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
 	@sh ./tests/fuzz/run.sh $(FUZZ_RANGED) $(FUZZ_SECONDS) build/fuzz/corpus_ranged tests/fuzz/corpus_ranged

@@ -22,8 +22,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 CC=${CC:-cc}
 CXX=${CXX:-g++}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbinstall.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=tests/reap.sh
+. "$root/tests/reap.sh"
+sb_on_exit 'rm -rf "$scratch"'
 log=$scratch/log
 passed=0
 failed=0
@@ -59,7 +60,8 @@ run_make() {
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u SAN \
         -u BUILD -u CFLAGS -u CPPFLAGS -u LDFLAGS -u DESTDIR -u PREFIX \
         -u LIBDIR -u INCLUDEDIR -u PCDIR \
-        make --no-print-directory -C "$root" BUILD="$scratch/build" "$@"
+        timeout -k 10 600 make --no-print-directory -C "$root" BUILD="$scratch/build" "$@" &
+    wait $! # interrupted by a signal, unlike a foreground command
 }
 
 for tool in pkg-config readelf nm make "$CC" "$CXX"; do
@@ -349,9 +351,9 @@ ld_path=$lib
 # the header's version.
 run_prog() {
     if [ -n "${3:-}" ]; then
-        out=$(LD_LIBRARY_PATH=$3 "$2" 2>"$log") || { fail "$1"; return 0; }
+        out=$(LD_LIBRARY_PATH=$3 timeout -k 5 60 "$2" 2>"$log") || { fail "$1"; return 0; }
     else
-        out=$(env -u LD_LIBRARY_PATH "$2" 2>"$log") || { fail "$1"; return 0; }
+        out=$(env -u LD_LIBRARY_PATH timeout -k 5 60 "$2" 2>"$log") || { fail "$1"; return 0; }
     fi
     if [ "$out" = "$version" ]; then
         ok "$1"
@@ -524,7 +526,7 @@ if $CC "$root/examples/quickstart.c" $(pkg-config --cflags --libs streambuffer) 
     -o "$scratch/quickstart" >"$log" 2>&1; then
     ok "cc examples/quickstart.c \$(pkg-config --cflags --libs streambuffer)"
     out=$(printf 'hello, installed library' |
-        LD_LIBRARY_PATH=$lib "$scratch/quickstart" 2>"$log") || true
+        LD_LIBRARY_PATH=$lib timeout -k 5 60 "$scratch/quickstart" 2>"$log") || true
     case $out in
     *"24 bytes in all"*) ok "the README's example runs against the installed library" ;;
     *) echo "$out" >>"$log"; fail "the README's example runs against the installed library" ;;
