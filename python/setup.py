@@ -3,7 +3,8 @@
 
 Builds the library's static archive with the repository's Makefile
 (build/libstreambuffer.a, position-independent) and links the module
-against it; the module exports only PyInit_streambuffer.
+against it; the extension, streambuffer._streambuffer, exports only
+PyInit__streambuffer.
 """
 import glob
 import os
@@ -38,9 +39,9 @@ setup(
     description="Many threads, one byte stream, random access "
                 "(a drop-in for buffer.StreamBuffer)",
     license="MIT",
-    py_modules=["_streambuffer_io", "_streambuffer_aio"],
+    packages=["streambuffer"],
     ext_modules=[Extension(
-        "streambuffer",
+        "streambuffer._streambuffer",
         sources=sorted(os.path.relpath(p, HERE)
                        for p in glob.glob(os.path.join(HERE, "src", "*.c"))),
         include_dirs=[os.path.join(ROOT, "include"), os.path.join(HERE, "src")],

@@ -71,10 +71,10 @@ static PyObject *Buffer_cancel(BufferObject *self, PyObject *unused)
 
 /* An aread waits on the poll descriptor, which a close leaves quiet (its
    readers leave the ready list with it): the close wakes them itself.
-   Only once _streambuffer_aio is loaded, that is, once some aread ran. */
+   Only once streambuffer._aio is loaded, that is, once some aread ran. */
 static int wake_areads(BufferObject *self)
 {
-    PyObject *name = PyUnicode_FromString("_streambuffer_aio");
+    PyObject *name = PyUnicode_FromString("streambuffer._aio");
     if (name == NULL)
         return -1;
     PyObject *aio = PyImport_GetModule(name);
@@ -149,7 +149,7 @@ static PyObject *Buffer_open(BufferObject *self, PyObject *args, PyObject *kw)
 {
     if (self->core == NULL || self->core->closed)
         return sb__py_closed_error();
-    return sb__py_call_py("_streambuffer_io", "open_buffer", (PyObject *)self, args, kw);
+    return sb__py_call_py("streambuffer._io", "open_buffer", (PyObject *)self, args, kw);
 }
 
 static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
@@ -161,7 +161,7 @@ static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
     return sb__py_reader_new(self, flo, 0);
 }
 
-/* ---- asyncio's primitives (the rest is in _streambuffer_aio.py) ---- */
+/* ---- asyncio's primitives (the rest is in streambuffer/_aio.py) ---- */
 
 static PyObject *Buffer_nb_reader(BufferObject *self, PyObject *flo)
 {

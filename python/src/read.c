@@ -377,7 +377,7 @@ PyObject *sb__py_readinto1(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return readinto(self, args, nargs, kwnames, true);
 }
 
-/* aread(...) is _streambuffer_aio.aread(self, ...): a coroutine.  It is
+/* aread(...) is streambuffer._aio.aread(self, ...): a coroutine.  It is
    refused at once on a closed buffer or Reader. */
 PyObject *sb__py_aread(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -385,5 +385,5 @@ PyObject *sb__py_aread(PyObject *self, PyObject *args, PyObject *kw)
     if (sb__py_begin(self, &v) < 0)
         return NULL;
     sb__py_end(self, v);
-    return sb__py_call_py("_streambuffer_aio", "aread", self, args, kw);
+    return sb__py_call_py("streambuffer._aio", "aread", self, args, kw);
 }

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """aread: StreamBuffer.read and Reader.read for asyncio.
 
-Private to the streambuffer module, which imports it on the first aread().
+Private to the streambuffer package: the C extension imports it on the
+first aread().
 
 An aread that cannot be answered now parks on a non-blocking reader of the
 library, armed for its range, and awaits a future; nothing holds a thread.

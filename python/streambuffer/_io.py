@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The file view of a StreamBuffer: what StreamBuffer.open() returns.
 
-Private to the streambuffer module, which imports it on the first open().
-In Python because a RawIOBase subclass is clearer here than in C; every
-read still goes to the C module, which waits without the GIL.
+Private to the streambuffer package: the C extension imports it on the
+first open().  In Python because a RawIOBase subclass is clearer here than
+in C; every read still goes to the C module, which waits without the GIL.
 """
 import io
 
