@@ -119,12 +119,25 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
     if (c == NULL)
         return NULL;
     sb_stats st;
-    PyObject *res = NULL;
-    if (sb_get_stats(c->b, &st) < 0)
+    PyObject *res = NULL, *error = NULL, *demand = NULL;
+    if (sb_get_stats(c->b, &st) < 0) {
         sb__py_os_error(errno);
+        goto out;
+    }
+    /* No sentinel integers: error is None unless the stream failed, and
+       demand None while nothing was asked for, infinite once a read asked
+       for the whole stream (the library's UINT64_MAX; no offset passes
+       2^63). */
+    error = st.state == SB_FAILED ? PyLong_FromLong(st.error) : Py_NewRef(Py_None);
+    if (st.demand == 0)
+        demand = Py_NewRef(Py_None);
+    else if (st.demand > (uint64_t)INT64_MAX)
+        demand = PyFloat_FromDouble(Py_HUGE_VAL);
     else
+        demand = PyLong_FromUnsignedLongLong(st.demand);
+    if (error != NULL && demand != NULL)
         res = Py_BuildValue(
-            "{sKsKsKsKsKsKsssisKsKsKsKsKsKsKsO}",
+            "{sKsKsKsKsKsKsssOsKsOsKsKsKsKsKsO}",
             "filled", (unsigned long long)st.filled,
             "in_memory", (unsigned long long)st.in_memory,
             "spilled", (unsigned long long)st.spilled,
@@ -132,15 +145,18 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
             "waiting", (unsigned long long)st.waiting,
             "wakeups", (unsigned long long)st.wakeups,
             "state", st.state >= 0 && st.state <= 2 ? states[st.state] : "?",
-            "error", st.error,
+            "error", error,
             "floor", (unsigned long long)st.floor,
-            "demand", (unsigned long long)st.demand,
+            "demand", demand,
             "released", (unsigned long long)st.released,
             "pauses", (unsigned long long)st.pauses,
             "paused_ns", (unsigned long long)st.paused_ns,
             "readers", (unsigned long long)st.readers,
             "huge_pages", (unsigned long long)st.huge_pages,
             "paused", st.paused ? Py_True : Py_False);
+out:
+    Py_XDECREF(error);
+    Py_XDECREF(demand);
     sb__py_leave(self, c);
     return res;
 }
