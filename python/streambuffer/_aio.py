@@ -145,7 +145,7 @@ def _hub(buf):
         return h
 
 
-async def aread(src, offset=0, size=-1):
+async def aread(src, offset, size=-1):
     """src.read(offset, size) without blocking the loop: src is a
     StreamBuffer or a Reader."""
     is_reader = type(src).__name__ == "Reader"

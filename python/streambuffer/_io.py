@@ -93,8 +93,9 @@ class StreamRaw(io.RawIOBase):
         super().close()
 
 
-def open_buffer(buf, buffering=io.DEFAULT_BUFFER_SIZE):
-    """StreamBuffer.open(): a BufferedReader, or the raw file for buffering=0."""
+def open_buffer(buf, buffering=-1):
+    """StreamBuffer.open(): a BufferedReader (buffering negative:
+    io.DEFAULT_BUFFER_SIZE), or the raw file for buffering=0."""
     reader = buf.reader() if buf.release else None
     raw = StreamRaw(buf, reader)
     if buffering == 0:

@@ -234,6 +234,23 @@ def test_bad_options(kw):
         StreamBuffer([b"x"], **kw)
 
 
+def test_mem_limit_is_max_size():
+    """mem_limit, the library's name, is the seed's max_size: either sets
+    the bytes kept in memory, and both must agree."""
+    with StreamBuffer(chunks(DATA, 4096), mem_limit=8192) as b:
+        assert b.max_size == b.mem_limit == 8192
+        assert b[:] == DATA
+        assert b.stats()["spilled"] == len(DATA) - 8192
+    with StreamBuffer([b"x"], None, 8192, mem_limit=8192) as b:
+        assert b.max_size == b.mem_limit == 8192
+    with StreamBuffer([b"x"], max_size=4096, mem_limit=None) as b:
+        assert b.mem_limit == 4096
+    with pytest.raises(TypeError, match="one option"):
+        StreamBuffer([b"x"], max_size=4096, mem_limit=8192)
+    with pytest.raises(ValueError, match="mem_limit"):
+        StreamBuffer([b"x"], mem_limit=0)
+
+
 def test_size_is_only_a_hint():
     with StreamBuffer([b"abc"], 1000) as b:
         assert b.wait_end() == 3
