@@ -24,7 +24,7 @@ __all__ = ["aread"]
 # How many ready readers one call takes off the list.
 _BATCH = 256
 
-_hubs = weakref.WeakKeyDictionary()  # buffer -> _Hub
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # buffer -> _Hub
 _hubs_lock = threading.Lock()
 
 

@@ -4,11 +4,12 @@ that inspect and help() show."""
 import inspect
 import pydoc
 import re
+import subprocess
 import sys
 
 import pytest
 
-from conftest import PYDIR
+from conftest import PYDIR, subprocess_env
 
 import streambuffer
 from streambuffer import Reader, StreamBuffer
@@ -100,3 +101,35 @@ def test_help_shows_the_parameters():
         assert line in text, line
     text = pydoc.render_doc(Reader, renderer=pydoc.plaintext)
     assert "release(self, floor, /)" in text and "view(self, /, offset, size=-1)" in text
+
+
+# --- Types -----------------------------------------------------------------
+# mypy comes from Debian's python3-mypy (tests/deps.sh); its cache goes to
+# a temporary directory, not the tree.
+
+def run_mypy(tmp_path, *args):
+    env = dict(subprocess_env(), MYPYPATH=str(PYDIR))
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+
+
+def test_stubs_match_the_extension(tmp_path):
+    """stubtest: every name, argument and default of __init__.pyi against
+    the built module, with no allowlist."""
+    p = run_mypy(tmp_path, "-m", "mypy.stubtest", "streambuffer")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "Success" in p.stdout
+
+
+def test_examples_and_typed_usage_pass_mypy_strict(tmp_path):
+    p = run_mypy(tmp_path, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
+                 str(PYDIR / "tests" / "typed_usage.py"),
+                 *map(str, sorted((PYDIR / "examples").glob("*.py"))))
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_typed_usage_runs():
+    """The typed snippet is real code: it runs, so every call it shows works."""
+    p = subprocess.run([sys.executable, str(PYDIR / "tests" / "typed_usage.py")],
+                       capture_output=True, text=True, env=subprocess_env(), timeout=60)
+    assert p.returncode == 0 and p.stdout == "ok\n", p.stderr
