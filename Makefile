@@ -96,12 +96,26 @@ EXAMPLE_SRC := $(filter-out examples/http_tail.c,$(EXAMPLE_SRC))
 endif
 EXAMPLE_BIN := $(patsubst examples/%.c,$(BUILD)/examples/%,$(EXAMPLE_SRC))
 
+# The HTTP source, libstreambuffer_http: its own library over libcurl and
+# the core, with its own header, map and .pc; built where pkg-config knows
+# libcurl (the core never depends on it).  Its soname follows the core's.
+HTTP_SRC      := $(wildcard src/http/*.c)
+HTTP_OBJ      := $(patsubst src/http/%.c,$(BUILD)/obj/http/%.o,$(HTTP_SRC))
+HTTP_STATIC   := $(BUILD)/libstreambuffer_http.a
+HTTP_SHARED   := $(BUILD)/libstreambuffer_http.so
+HTTP_SONAME   := libstreambuffer_http.so.$(SOVERSION)
+HTTP_REALNAME := libstreambuffer_http.so.$(VERSION)
+HTTP_MAP      := src/http/streambuffer_http.map
+HTTP_LIBS     := $(if $(CURL_LIBS),$(HTTP_STATIC) $(HTTP_SHARED))
+
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
-	install uninstall install-test examples-test serve-asan quickstart model clean FORCE
+	install uninstall install-test examples-test serve-asan quickstart model clean FORCE \
+	http-lib install-http
 .DELETE_ON_ERROR:
 
 all: lib
-lib: $(STATIC) $(SHARED)
+lib: $(STATIC) $(SHARED) $(HTTP_LIBS)
+http-lib: $(HTTP_STATIC) $(HTTP_SHARED)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(@D)
@@ -129,6 +143,34 @@ $(SHARED): $(BUILD)/$(REALNAME)
 	ln -sf $(REALNAME) $(BUILD)/$(SONAME)
 	ln -sf $(SONAME) $@
 
+$(BUILD)/obj/http/%.o: src/http/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(LIBFLAGS) \
+		$(DEPFLAGS) -c $< -o $@
+
+$(HTTP_STATIC): $(HTTP_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# Linked against the core's shared library by its soname, and libcurl.
+$(BUILD)/$(HTTP_REALNAME): $(HTTP_OBJ) $(HTTP_MAP) $(BUILD)/$(REALNAME)
+	$(CC) $(CFLAGS) $(SANFLAGS) $(LDFLAGS) -shared -Wl,-soname,$(HTTP_SONAME) \
+		-Wl,--version-script=$(HTTP_MAP) -Wl,-z,defs -o $@ $(HTTP_OBJ) \
+		$(BUILD)/$(REALNAME) $(CURL_LIBS) $(LDLIBS)
+
+$(HTTP_SHARED): $(BUILD)/$(HTTP_REALNAME) $(SHARED)
+	ln -sf $(HTTP_REALNAME) $(BUILD)/$(HTTP_SONAME)
+	ln -sf $(HTTP_SONAME) $@
+
+$(BUILD)/streambuffer-http.pc: FORCE
+	@mkdir -p $(@D)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' \
+		'includedir=$(INCLUDEDIR)' '' 'Name: streambuffer-http' \
+		'Description: an HTTP(S) URL as a seekable streambuffer source' \
+		'Version: $(VERSION)' 'Requires: streambuffer' \
+		'Requires.private: libcurl' 'Libs: -L$${libdir} -lstreambuffer_http' \
+		'Cflags: -I$${includedir}' > $@
+
 # Always regenerated: it records PREFIX, which may differ from the last run.
 $(BUILD)/streambuffer.pc: FORCE
 	@mkdir -p $(@D)
@@ -148,9 +190,22 @@ install: lib $(BUILD)/streambuffer.pc
 	ln -sf $(REALNAME) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so
 	install -m 644 $(BUILD)/streambuffer.pc $(DESTDIR)$(PCDIR)/
+ifneq ($(CURL_LIBS),)
+	$(MAKE) --no-print-directory install-http
+endif
 	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v ldconfig >/dev/null; then \
 		echo ldconfig; ldconfig; \
 	fi
+
+# The HTTP library: installed with the core where libcurl is there.
+install-http: $(HTTP_LIBS) $(BUILD)/streambuffer-http.pc
+	install -d $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR)
+	install -m 644 include/streambuffer_http.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 644 $(HTTP_STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(BUILD)/$(HTTP_REALNAME) $(DESTDIR)$(LIBDIR)/
+	ln -sf $(HTTP_REALNAME) $(DESTDIR)$(LIBDIR)/$(HTTP_SONAME)
+	ln -sf $(HTTP_SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer_http.so
+	install -m 644 $(BUILD)/streambuffer-http.pc $(DESTDIR)$(PCDIR)/
 
 # Removes what install made, then the directories that are left empty:
 # under a DESTDIR all of them (the staging tree was made by install); in
@@ -161,7 +216,12 @@ uninstall:
 		$(DESTDIR)$(LIBDIR)/libstreambuffer.a \
 		$(DESTDIR)$(LIBDIR)/$(REALNAME) \
 		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libstreambuffer.so \
-		$(DESTDIR)$(PCDIR)/streambuffer.pc
+		$(DESTDIR)$(PCDIR)/streambuffer.pc \
+		$(DESTDIR)$(INCLUDEDIR)/streambuffer_http.h \
+		$(DESTDIR)$(LIBDIR)/libstreambuffer_http.a \
+		$(DESTDIR)$(LIBDIR)/$(HTTP_REALNAME) $(DESTDIR)$(LIBDIR)/$(HTTP_SONAME) \
+		$(DESTDIR)$(LIBDIR)/libstreambuffer_http.so \
+		$(DESTDIR)$(PCDIR)/streambuffer-http.pc
 	-@rmdir $(DESTDIR)$(PCDIR) 2>/dev/null || true
 	-@if [ -n "$(DESTDIR)" ]; then \
 		for d in $(INCLUDEDIR) $(LIBDIR) $(PREFIX); do \
@@ -309,4 +369,4 @@ clean:
 include python/python.mk
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d $(BUILD)/tests/lib/*.d \
-	$(BUILD)/examples/*.d)
+	$(BUILD)/examples/*.d $(BUILD)/obj/http/*.d)
