@@ -107,10 +107,11 @@ HTTP_SONAME   := libstreambuffer_http.so.$(SOVERSION)
 HTTP_REALNAME := libstreambuffer_http.so.$(VERSION)
 HTTP_MAP      := src/http/streambuffer_http.map
 HTTP_LIBS     := $(if $(CURL_LIBS),$(HTTP_STATIC) $(HTTP_SHARED))
+HTTP_TEST     := $(BUILD)/tests/http/test_http
 
 .PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
 	install uninstall install-test examples-test serve-asan quickstart model clean FORCE \
-	http-lib install-http
+	http-lib http-check http-test install-http
 .DELETE_ON_ERROR:
 
 all: lib
@@ -297,6 +298,30 @@ valgrind: $(TEST_BIN)
 		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
 	./tests/run.sh valgrind $(TEST_BIN)
 
+# The HTTP source against real servers (tests/test_http.sh: its own nginx
+# and tests/http/faultserver.py on 127.0.0.1): plain, under ASan+UBSan and
+# under ThreadSanitizer, one server set for the three.  http-check: this
+# build variant only.
+$(HTTP_TEST): tests/http/test_http.c $(HTTP_STATIC) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(DEPFLAGS) \
+		$(LDFLAGS) -o $@ $< $(HTTP_STATIC) $(STATIC) -lcmocka $(CURL_LIBS) $(LDLIBS)
+
+http-check: $(if $(CURL_LIBS),$(HTTP_TEST))
+	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh "$(if $(SAN),$(SAN),plain)=$(HTTP_TEST)"
+
+http-test:
+	@if [ -n "$(CURL_LIBS)" ]; then \
+		$(MAKE) --no-print-directory $(HTTP_TEST) && \
+		$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined \
+			build/asan/tests/http/test_http && \
+		$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread \
+			build/tsan/tests/http/test_http; \
+	fi
+	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh plain=$(HTTP_TEST) \
+		address,undefined=build/asan/tests/http/test_http \
+		thread=build/tsan/tests/http/test_http
+
 # Installs into a scratch DESTDIR and builds programs with pkg-config only.
 install-test:
 	@sh ./tests/test_install.sh
@@ -369,4 +394,4 @@ clean:
 include python/python.mk
 
 -include $(wildcard $(BUILD)/obj/*.d $(BUILD)/tobj/*.d $(BUILD)/tests/*.d $(BUILD)/tests/lib/*.d \
-	$(BUILD)/examples/*.d $(BUILD)/obj/http/*.d)
+	$(BUILD)/examples/*.d $(BUILD)/obj/http/*.d $(BUILD)/tests/http/*.d)
