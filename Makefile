@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # streambuffer - plain Makefile.
 #
-#   make               build/libstreambuffer.a and build/libstreambuffer.so
+#   make               build/libstreambuffer.a and build/libstreambuffer.so,
+#                      and libstreambuffer_http (.a, .so) where libcurl is
 #   make test          the newcomer's one command: make deps, then the suite
 #                      plain, under ThreadSanitizer and under ASan+UBSan, the
 #                      README's example, the install and example tests
@@ -12,6 +13,8 @@
 #   make valgrind      the suite under valgrind memcheck, leaks checked
 #   make model         check model/wait.pml (src/wait.c's hand-off) with spin
 #   make fuzz          the libFuzzer targets for FUZZ_SECONDS each (default 60)
+#   make http-test     libstreambuffer_http against nginx and a fault server,
+#                      plain, under ASan+UBSan and under TSan (in make test)
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make bench-runs    RUNS=5 runs of it: each row's median ratio and range
