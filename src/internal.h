@@ -14,6 +14,7 @@
 #define SB_INTERNAL_H
 
 #include "streambuffer.h"
+#include "parts.h"
 #include "spool.h"
 #include "wait.h"
 
@@ -80,6 +81,10 @@ struct sb_buffer {
      */
     _Atomic uint64_t huge_count;
     _Atomic uint64_t huge_count_ns;
+
+    /* A seekable source's fetchers (parts.c, fetch.c); NULL for any
+       other stream, which has the producer thread instead. */
+    struct sb__parts *parts;
 
     /* The producer thread, when there is one. */
     pthread_t producer;
@@ -154,7 +159,8 @@ struct sb_reader {
     uint64_t floor;
     struct sb_reader *prev, *next; /* b->readers, under readers_mu */
     unsigned flags;           /* SB_NONBLOCK; set at open */
-    struct sb__armed arm;     /* a non-blocking reader's; see wait.h */
+    struct sb__armed arm;     /* a non-blocking reader's; see ready.h */
+    struct sb__want want;     /* its armed range, for the parts' policy */
     _Atomic(void *) tag;      /* the caller's */
 };
 

@@ -4,9 +4,9 @@
  * poll.c - the event-loop calls: the buffer's poll descriptor and its
  * ready list (see "Event loops" in the header).
  *
- * The list and the eventfd live with the watermark in wait.c, because a
+ * The list and the eventfd are ready.c's, under the wait's lock, because a
  * reader becomes ready exactly when a publish or the end state passes its
- * range, under the same lock; this file is the public face of them.
+ * range; this file is the public face of them.
  */
 #include "internal.h"
 
@@ -32,6 +32,6 @@ SB_API size_t sb_poll_ready(sb_buffer *b, sb_reader **out, size_t max)
         errno = EINVAL;
         return 0;
     }
-    /* wait.c stores the readers as the owners of their armings. */
+    /* ready.c stores the readers as the owners of their armings. */
     return sb__wait_take_ready(&b->wait, (void **)out, max);
 }

@@ -29,6 +29,62 @@
  * the copy is done, no byte copied was touched.  A read through a reader
  * needs no such check: nothing at or above its own floor is released.
  */
+/*
+ * sb__await for a stream that fetchers fill in runs (parts.h): the bytes
+ * of [off, off + n) are there when the held run from off reaches them,
+ * whichever run that is; a wait registers its range with the policy, so
+ * that a part opens for it if no fetcher will come near soon.  A known
+ * length answers what lies past it at once.
+ */
+static ssize_t await_parts(sb_buffer *b, const sb_reader *r, size_t n,
+                           uint64_t off, size_t least, int timeout_ms)
+{
+    struct sb__parts *p = b->parts;
+    uint64_t len = sb__parts_length(p);
+    if (len != SB__UNKNOWN) {
+        if (off >= len)
+            return 0;
+        if (n > len - off)
+            n = (size_t)(len - off);
+        if (least > n)
+            least = n;
+    }
+    uint64_t run = sb__parts_run(b, off);
+    if (run >= off + n)
+        return (ssize_t)n;
+    int err;
+    if (run < off + least && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
+        uint64_t cap = b->wait.max_retained;
+        if (r != NULL && cap != 0 && off + least - sb__reader_floor(r) > cap)
+            return -ENOBUFS;
+        struct sb__armed *a = r != NULL ? sb__reader_arm(r) : NULL;
+        int rc;
+        if (a != NULL) {
+            rc = sb__wait_arm_range(&b->wait, a, off, off + least, off + n);
+            if (rc == -EAGAIN)
+                sb__parts_want(b, (struct sb__want *)&r->want, off, off + least);
+        } else {
+            struct sb__want want = { .linked = false };
+            sb__parts_want(b, &want, off, off + least);
+            rc = sb__wait_range(&b->wait, off, off + least, off + n, timeout_ms);
+            sb__parts_unwant(b, &want);
+        }
+        if (rc < 0)
+            return rc;
+    }
+    /* Enough is held, or the state is final: what is held from off is the
+       answer; nothing held is the stream's end (0) or its error. */
+    int state = sb__wait_state(&b->wait, &err);
+    run = sb__parts_run(b, off);
+    if (run <= off) {
+        len = sb__parts_length(p);
+        if (state == SB_ENDED || (len != SB__UNKNOWN && off >= len))
+            return 0;
+        return -(err != 0 ? err : EIO);
+    }
+    return (ssize_t)(run - off < n ? run - off : n);
+}
+
 ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
                   size_t least, int timeout_ms)
 {
@@ -39,6 +95,8 @@ ssize_t sb__await(sb_buffer *b, const sb_reader *r, size_t n, uint64_t off,
         return -ESPIPE;
     if (n == 0)
         return 0;
+    if (b->parts != NULL)
+        return await_parts(b, r, n, off, least, timeout_ms);
 
     uint64_t filled = sb__wait_filled(&b->wait);
     if (off + n <= filled)

@@ -30,6 +30,7 @@ SB_API sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor,
     r->prev = NULL;
     r->flags = flags;
     r->arm = (struct sb__armed){.slot = SB__UNARMED, .owner = r};
+    r->want = (struct sb__want){.linked = false};
     atomic_init(&r->arm.armed, false);
     atomic_init(&r->tag, NULL);
     if ((flags & SB_NONBLOCK) && sb__wait_armable(&b->wait, 1) < 0) {
@@ -57,6 +58,7 @@ SB_API sb_reader *sb_reader_open_flags(sb_buffer *b, uint64_t floor,
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);
+    sb__parts_poke(b);
     sb__give_back(b, false);
     return r;
 }
@@ -105,6 +107,7 @@ SB_API int sb_reader_release(sb_reader *r, uint64_t floor)
     sb__mutex_unlock(&b->readers_mu);
 
     sb__wait_demand(&b->wait, floor);
+    sb__parts_poke(b);
     int rc = sb__give_back_released(b, below, above);
     if (rc < 0) {
         errno = -rc;
@@ -123,6 +126,8 @@ SB_API void sb_reader_close(sb_reader *r)
            never yields a closed reader. */
         sb__wait_disarm(&b->wait, &r->arm);
         sb__wait_armable(&b->wait, -1);
+        if (b->parts != NULL)
+            sb__parts_unwant(b, &r->want);
     }
     sb__mutex_lock(&b->readers_mu);
     if (r->prev != NULL)
@@ -135,6 +140,7 @@ SB_API void sb_reader_close(sb_reader *r)
     sb__raise_floor_locked(b);
     sb__mutex_unlock(&b->readers_mu);
     free(r);
+    sb__parts_poke(b);
     sb__give_back(b, false);
 }
 

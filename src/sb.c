@@ -42,6 +42,9 @@ struct config {
     uint64_t read_ahead;
     uint64_t max_retained;
     uint32_t flags;
+    uint64_t seek_gap;
+    uint32_t max_parts;
+    uint32_t retries;
 };
 
 /* Whether n bytes at p are all zero: reserved fields must be. */
@@ -71,6 +74,8 @@ static int resolve_options(const sb_options *o, struct config *c)
         return -EINVAL;
     if (o->max_size != 0 && o->length_hint > o->max_size)
         return -EINVAL;
+    if (o->max_parts > SB__MAX_PARTS)
+        return -EINVAL;
 
     c->mem_limit = o->mem_limit ? o->mem_limit : SB__DEFAULT_MEM_LIMIT;
     c->chunk_size = o->chunk_size ? o->chunk_size : SB__DEFAULT_CHUNK_SIZE;
@@ -79,6 +84,9 @@ static int resolve_options(const sb_options *o, struct config *c)
     c->read_ahead = o->read_ahead;
     c->max_retained = o->max_retained;
     c->flags = o->flags;
+    c->seek_gap = o->seek_gap;
+    c->max_parts = o->max_parts ? o->max_parts : SB__DEFAULT_PARTS;
+    c->retries = o->retries ? o->retries : SB__DEFAULT_RETRIES;
     c->tmp_dir = o->tmp_dir;
     if (c->tmp_dir == NULL) {
         /* secure_getenv: a setuid program must not spill where its
@@ -128,6 +136,7 @@ no_wait:
 
 static void free_buffer(sb_buffer *b)
 {
+    sb__parts_destroy(b);
     if (b->is_writer)
         sb__check(pthread_mutex_destroy(&b->write_mu));
     sb__spool_destroy(&b->spool);
@@ -154,6 +163,12 @@ static sb_buffer *alloc_spooled(const struct config *c)
     return b;
 }
 
+/* The wait's view of the runs held past filled (wait.h). */
+static uint64_t held_run(void *arg, uint64_t off)
+{
+    return sb__parts_run(arg, off);
+}
+
 /* Open over a checked source.  On failure returns NULL with errno set and
    leaves src untouched (its close is not called). */
 static sb_buffer *open_source(const sb_source *src, const struct config *c)
@@ -162,7 +177,19 @@ static sb_buffer *open_source(const sb_source *src, const struct config *c)
     if (b == NULL)
         return NULL;
     b->src = *src;
-    int rc = sb__producer_start(b);
+    int rc;
+    if (src->open_at != NULL) {
+        /* Fetchers instead of the producer (fetch.c, parts.c). */
+        rc = sb__parts_init(b, c->max_parts, c->retries, c->seek_gap,
+                            sb__fetcher_main);
+        if (rc == 0) {
+            b->wait.held_run = held_run;
+            b->wait.held_arg = b;
+            rc = sb__parts_start(b);
+        }
+    } else {
+        rc = sb__producer_start(b);
+    }
     if (rc < 0) {
         free_buffer(b);
         errno = -rc;
@@ -174,7 +201,8 @@ static sb_buffer *open_source(const sb_source *src, const struct config *c)
 SB_API sb_buffer *sb_open(const sb_source *src, const sb_options *opts)
 {
     struct config c;
-    if (src == NULL || (src->read == NULL) == (src->next == NULL)
+    if (src == NULL || (src->read != NULL && src->next != NULL)
+        || (src->read == NULL && src->next == NULL && src->open_at == NULL)
         || !all_zero(src->reserved, sizeof src->reserved)) {
         errno = EINVAL;
         return NULL;
@@ -266,6 +294,11 @@ SB_API int sb_wait_end_timed(sb_buffer *b, uint64_t *length, int timeout_ms)
         errno = EINVAL;
         return -1;
     }
+    if (b->parts != NULL) {
+        /* Everything is demanded: every fetcher drains (parts.c). */
+        sb__wait_demand(&b->wait, UINT64_MAX);
+        sb__parts_poke(b);
+    }
     int rc = sb__wait_until(&b->wait, UINT64_MAX, UINT64_MAX, timeout_ms);
     if (rc < 0) {
         errno = -rc; /* ETIMEDOUT, or the wait could not be set up */
@@ -321,6 +354,7 @@ SB_API int sb_get_stats(sb_buffer *b, sb_stats *out)
     out->in_memory = out->filled < cap ? out->filled : cap;
     out->spilled = out->filled - out->in_memory;
     out->huge_pages = huge_pages(b);
+    sb__parts_stats(b, out);
     return 0;
 }
 
@@ -337,6 +371,7 @@ SB_API void sb_cancel(sb_buffer *b)
        the producer already on its way out. */
     if (sb__wait_finish(&b->wait, ECANCELED) && b->src.cancel != NULL)
         b->src.cancel(b->src.ctx);
+    sb__parts_cancel(b);
 }
 
 SB_API void sb_close(sb_buffer *b)
@@ -346,6 +381,7 @@ SB_API void sb_close(sb_buffer *b)
     sb_cancel(b);
     if (b->has_producer)
         sb__check(pthread_join(b->producer, NULL));
+    sb__parts_join(b);
     if (b->src.close != NULL)
         b->src.close(b->src.ctx);
     free_buffer(b);

@@ -268,6 +268,91 @@ static ssize_t pwrite_no_sigxfsz(int fd, const void *p, size_t n, off_t off)
     return w;
 }
 
+/* pwrite len bytes at stream offset off (past mem_cap) to the spill
+   file; *stored counts what landed.  0 or -errno. */
+static int write_file(struct sb__spool *s, uint64_t off, const unsigned char *p,
+                      size_t len, size_t *stored)
+{
+    uint64_t foff = off - s->mem_cap;
+    while (len > 0) {
+        if (foff > (uint64_t)INT64_MAX - len)
+            return -EFBIG;
+        int err = sb__fault(SB__FAULT_SPILL_WRITE);
+        if (err != 0)
+            return -err;
+        ssize_t w = pwrite_no_sigxfsz(s->fd, p, len, (off_t)foff);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (w == 0)
+            return -EIO;
+        p += w;
+        foff += (uint64_t)w;
+        len -= (size_t)w;
+        *stored += (size_t)w;
+    }
+    return 0;
+}
+
+int sb__spool_make_file(struct sb__spool *s)
+{
+    if (s->fd >= 0)
+        return 0;
+    int fd = spill_create(s->tmp_dir);
+    if (fd < 0)
+        return fd;
+    s->fd = fd;
+    return 0;
+}
+
+/* Fault in [off, off + len) of the memory region ahead of a store, by
+   itself: a sparse writer's room is not past what was populated. */
+static void prefault_range(struct sb__spool *s, uint64_t off, size_t len)
+{
+    if (!s->populate || s->map_len == 0 || off >= s->mem_cap || len == 0)
+        return;
+    size_t pg = sb__spool_page();
+    size_t from = (size_t)off - (size_t)off % pg;
+    size_t end = len > s->mem_cap - (size_t)off ? s->mem_cap : (size_t)off + len;
+    end = (end + pg - 1) / pg * pg;
+    if (end > s->map_len)
+        end = s->map_len;
+    (void)madvise(s->mem + from, end - from, MADV_POPULATE_WRITE);
+}
+
+unsigned char *sb__spool_reserve_at(struct sb__spool *s, uint64_t off,
+                                    size_t len)
+{
+    if (off > s->mem_cap || len > s->mem_cap - (size_t)off)
+        return NULL;
+    prefault_range(s, off, len);
+    return s->mem + off;
+}
+
+int sb__spool_write_at(struct sb__spool *s, uint64_t off, const void *data,
+                       size_t len)
+{
+    const unsigned char *p = data;
+    size_t stored = 0;
+    if (off < s->mem_cap) {
+        size_t head = s->mem_cap - (size_t)off;
+        if (head > len)
+            head = len;
+        prefault_range(s, off, head);
+        memcpy(s->mem + off, p, head);
+        p += head;
+        off += head;
+        len -= head;
+    }
+    if (len == 0)
+        return 0;
+    if (s->fd < 0)
+        return -EBADF; /* the caller makes the file first */
+    return write_file(s, off, p, len, &stored);
+}
+
 int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
                     size_t len, size_t *stored)
 {
@@ -293,27 +378,7 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
             return fd;
         s->fd = fd;
     }
-    uint64_t foff = off - s->mem_cap;
-    while (len > 0) {
-        if (foff > (uint64_t)INT64_MAX - len)
-            return -EFBIG;
-        int err = sb__fault(SB__FAULT_SPILL_WRITE);
-        if (err != 0)
-            return -err;
-        ssize_t w = pwrite_no_sigxfsz(s->fd, p, len, (off_t)foff);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        if (w == 0)
-            return -EIO;
-        p += w;
-        foff += (uint64_t)w;
-        len -= (size_t)w;
-        *stored += (size_t)w;
-    }
-    return 0;
+    return write_file(s, off, p, len, stored);
 }
 
 /* The slot of window number w, making its leaf (and the table) if need

@@ -124,6 +124,25 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
                     size_t len, size_t *stored);
 
 /*
+ * Sparse writes, for a stream that several fetchers fill at once at their
+ * own offsets (see parts.h).  The callers write disjoint ranges and make
+ * the spill file, once, before any of them writes past mem_cap (under a
+ * lock of theirs); these touch no field of the spool but the bytes.
+ *
+ * sb__spool_make_file: the spill file exists (0), or -errno.
+ * sb__spool_reserve_at: as sb__spool_reserve, but the room is faulted in
+ *   by itself (not from what the one writer populated before).
+ * sb__spool_write_at: store len bytes at off, memory then file; 0 or
+ *   -errno (a failure may have stored a prefix, which the caller does not
+ *   publish).
+ */
+int sb__spool_make_file(struct sb__spool *s);
+unsigned char *sb__spool_reserve_at(struct sb__spool *s, uint64_t off,
+                                    size_t len);
+int sb__spool_write_at(struct sb__spool *s, uint64_t off, const void *data,
+                       size_t len);
+
+/*
  * Give back the memory pages and spill-file space of bytes [from, to), which
  * nobody will read again: from and to are multiples of the page size (or to
  * is past mem_cap).  Memory goes back with madvise(MADV_DONTNEED), so the

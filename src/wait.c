@@ -10,9 +10,10 @@
  * not woken by every 64 KiB chunk on the way there (no thundering herd).
  * The end state wakes everyone.
  *
- * What a wake-up costs is the point of this file (issue 11 measured 15-25
- * us per blocked read with a condition variable per waiter, signalled under
- * the mutex).  Two things make it cheaper:
+ * What a wake-up costs is the point of this file: the design before this
+ * one, a condition variable per waiter signalled under the mutex (commit
+ * bcf496b replaced it), cost 15-25 us per blocked read on this project's
+ * machines.  Two things make it cheaper:
  *
  *   - The waker only unlinks the records under the mutex; it wakes them
  *     after it has let go, so a woken reader never runs into a mutex its
@@ -27,6 +28,11 @@
  * "no waker has it": a reader whose timed wait expires unlinks itself if it
  * is still linked, and otherwise waits for DONE, which is imminent.
  * model/wait.pml is this protocol in Promela, checked by `make model`.
+ *
+ * The event-loop part (armed readers, the ready list, the poll fd) is
+ * ready.c's: a publish and the end state call it with mu held
+ * (sb__ready_make_locked) and signal its fd after letting go
+ * (sb__ready_signal).
  *
  * Flow control lives here too, because its pause is a condition on the
  * same state: the writer (producer thread or sb_write) pauses on `room`
@@ -43,7 +49,6 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
-#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +58,8 @@ enum { W_WAITING, W_WOKEN, W_DONE };
 
 struct sb__waiter {
     uint64_t need;              /* wake once filled >= need */
+    uint64_t off;               /* on the far list: once [off, need) is
+                                   held */
     _Atomic uint32_t state;     /* W_WAITING, W_WOKEN, W_DONE */
     struct sb__waiter *next;    /* in the queue; then in a waker's list */
     struct sb__waiter **pprev;  /* the pointer that points at us */
@@ -75,28 +82,9 @@ static void futex_wake(_Atomic uint32_t *word)
     syscall(SYS_futex, (void *)word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
-static void lock(struct sb__wait *w)
-{
-    sb__mutex_lock(&w->mu);
-#ifndef NDEBUG
-    w->holder = pthread_self();
-    w->held = true;
-#endif
-}
-
-static void unlock(struct sb__wait *w)
-{
-#ifndef NDEBUG
-    w->held = false;
-#endif
-    sb__mutex_unlock(&w->mu);
-}
-
-#ifndef NDEBUG
-#define assert_locked(w) assert((w)->held && pthread_equal((w)->holder, pthread_self()))
-#else
-#define assert_locked(w) ((void)(w))
-#endif
+#define lock(w) sb__wait_lock(w)
+#define unlock(w) sb__wait_unlock(w)
+#define assert_locked(w) sb__wait_assert_locked(w)
 
 /* The CPUs this process may run on (a cpuset or taskset can leave it one
    of many), which is what decides whether a spinner can take the
@@ -115,6 +103,9 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
 {
     int rc;
 
+    w->held_run = NULL;
+    w->held_arg = NULL;
+    w->far = NULL;
     atomic_init(&w->filled, 0);
     atomic_init(&w->state, SB_RUNNING);
     atomic_init(&w->floor, 0);
@@ -133,10 +124,7 @@ int sb__wait_init(struct sb__wait *w, uint64_t read_ahead,
     w->publishes = 0;
     w->waiting = 0;
     w->wakeups = 0;
-    w->heap = NULL;
-    w->nheap = w->heap_cap = w->armable = 0;
-    w->ready_head = w->ready_tail = NULL;
-    atomic_init(&w->efd, -1);
+    sb__ready_init(&w->ready);
 #ifndef NDEBUG
     w->held = false;
 #endif
@@ -161,10 +149,7 @@ no_mutex:
 void sb__wait_destroy(struct sb__wait *w)
 {
     assert(w->queue == NULL && !w->writer_paused);
-    free(w->heap);
-    int fd = atomic_load_explicit(&w->efd, memory_order_relaxed);
-    if (fd >= 0)
-        close(fd);
+    sb__ready_destroy(&w->ready);
     sb__check(pthread_cond_destroy(&w->room));
     sb__check(pthread_mutex_destroy(&w->mu));
     sb__check(pthread_condattr_destroy(&w->condattr));
@@ -222,7 +207,7 @@ static void wake_writer_locked(struct sb__wait *w)
         sb__cond_signal(&w->room);
 }
 
-static void raise_demand_locked(struct sb__wait *w, uint64_t d)
+void sb__wait_raise_demand_locked(struct sb__wait *w, uint64_t d)
 {
     assert_locked(w);
     if (d > atomic_load_explicit(&w->demand, memory_order_relaxed)) {
@@ -264,7 +249,7 @@ void sb__wait_demand(struct sb__wait *w, uint64_t d)
     if (d <= atomic_load_explicit(&w->demand, memory_order_relaxed))
         return;
     lock(w);
-    raise_demand_locked(w, d);
+    sb__wait_raise_demand_locked(w, d);
     unlock(w);
 }
 
@@ -347,6 +332,48 @@ static void wake_list(struct sb__waiter *list)
         hand_over(list);
 }
 
+bool sb__wait_held_locked(struct sb__wait *w, uint64_t off, uint64_t need)
+{
+    assert_locked(w);
+    if (atomic_load_explicit(&w->filled, memory_order_relaxed) >= need)
+        return true;
+    return w->held_run != NULL && w->held_run(w->held_arg, off) >= need;
+}
+
+static void far_enqueue_locked(struct sb__wait *w, struct sb__waiter *me)
+{
+    assert_locked(w);
+    me->next = w->far;
+    me->pprev = &w->far;
+    if (w->far != NULL)
+        w->far->pprev = &me->next;
+    w->far = me;
+    me->linked = true;
+    w->waiting++;
+}
+
+/* Unlink the far waiters whose range is held (all of them at the end
+   state) and append them to the list at *list. */
+static void take_far_locked(struct sb__wait *w, bool all,
+                            struct sb__waiter **list)
+{
+    assert_locked(w);
+    struct sb__waiter **tail = list;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    struct sb__waiter *me = w->far;
+    while (me != NULL) {
+        struct sb__waiter *next = me->next;
+        if (all || sb__wait_held_locked(w, me->off, me->need)) {
+            dequeue_locked(w, me);
+            me->next = NULL;
+            *tail = me;
+            tail = &me->next;
+        }
+        me = next;
+    }
+}
+
 /* A woken waiter's duty: wake the ones that came with it. */
 static void wake_rest(struct sb__waiter *rest)
 {
@@ -356,246 +383,6 @@ static void wake_rest(struct sb__waiter *rest)
         me->next = NULL; /* it has no one to wake: this list is ours */
         hand_over(me);
     }
-}
-
-/* ---- armed readers and the ready list ------------------------------------ */
-
-static bool ready_locked(struct sb__wait *w, uint64_t need);
-
-/*
- * Why a heap and not the sorted queue the blocked waiters use: an event
- * loop may hold thousands of armed readers at once (a server's clients),
- * and arming must stay cheap (log n, no allocation) while the publish
- * still looks at one record when nothing is due.
- */
-static bool heap_less(const struct sb__armed *a, const struct sb__armed *b)
-{
-    return a->need < b->need;
-}
-
-static void heap_set_locked(struct sb__wait *w, size_t i, struct sb__armed *a)
-{
-    w->heap[i] = a;
-    a->slot = i;
-}
-
-static void sift_up_locked(struct sb__wait *w, size_t i)
-{
-    struct sb__armed *a = w->heap[i];
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!heap_less(a, w->heap[up]))
-            break;
-        heap_set_locked(w, i, w->heap[up]);
-        i = up;
-    }
-    heap_set_locked(w, i, a);
-}
-
-static void sift_down_locked(struct sb__wait *w, size_t i)
-{
-    struct sb__armed *a = w->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= w->nheap)
-            break;
-        if (c + 1 < w->nheap && heap_less(w->heap[c + 1], w->heap[c]))
-            c++;
-        if (!heap_less(w->heap[c], a))
-            break;
-        heap_set_locked(w, i, w->heap[c]);
-        i = c;
-    }
-    heap_set_locked(w, i, a);
-}
-
-static void heap_remove_locked(struct sb__wait *w, struct sb__armed *a)
-{
-    assert_locked(w);
-    size_t i = a->slot;
-    assert(i < w->nheap && w->heap[i] == a);
-    struct sb__armed *last = w->heap[--w->nheap];
-    a->slot = SB__UNARMED;
-    atomic_store_explicit(&a->armed, false, memory_order_relaxed);
-    if (last != a) {
-        heap_set_locked(w, i, last);
-        sift_up_locked(w, i);
-        sift_down_locked(w, last->slot);
-    }
-}
-
-static void unlist_locked(struct sb__wait *w, struct sb__armed *a)
-{
-    assert_locked(w);
-    if (a->prev != NULL)
-        a->prev->next = a->next;
-    else
-        w->ready_head = a->next;
-    if (a->next != NULL)
-        a->next->prev = a->prev;
-    else
-        w->ready_tail = a->prev;
-    a->prev = a->next = NULL;
-    a->listed = false;
-}
-
-/* Drain the loop's eventfd once the ready list is empty: it is readable
-   exactly while the list is not (see sb_poll_fd).  Under mu, or a reader
-   made ready between the drain and the unlock would leave the list full
-   and the fd quiet.  An eventfd read never blocks (EFD_NONBLOCK). */
-static void drain_if_empty_locked(struct sb__wait *w)
-{
-    assert_locked(w);
-    int fd = atomic_load_explicit(&w->efd, memory_order_relaxed);
-    if (w->ready_head == NULL && fd >= 0) {
-        uint64_t count;
-        if (read(fd, &count, sizeof count) < 0) {
-            /* EAGAIN: nothing to drain */
-        }
-    }
-}
-
-/* Off the heap and the list.  A reader that leaves the list empty (closed,
-   or armed again for another range) drains the fd, as sb_poll_ready does:
-   a level-triggered loop must not wake for a list that has emptied. */
-static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
-{
-    if (a->slot != SB__UNARMED)
-        heap_remove_locked(w, a);
-    if (a->listed) {
-        unlist_locked(w, a);
-        drain_if_empty_locked(w);
-    }
-}
-
-/* Move the armed readers whose need is at most limit to the ready list.
-   Returns true if the list went from empty to not empty: the caller then
-   signals the loop (signal_loop) once it has let go of mu. */
-static bool make_ready_locked(struct sb__wait *w, uint64_t limit)
-{
-    assert_locked(w);
-    bool was_empty = w->ready_head == NULL;
-    bool moved = false;
-    while (w->nheap > 0 && w->heap[0]->need <= limit) {
-        struct sb__armed *a = w->heap[0];
-        heap_remove_locked(w, a);
-        a->next = NULL;
-        a->prev = w->ready_tail;
-        if (w->ready_tail != NULL)
-            w->ready_tail->next = a;
-        else
-            w->ready_head = a;
-        w->ready_tail = a;
-        a->listed = true;
-        moved = true;
-    }
-    return was_empty && moved;
-}
-
-/* An eventfd write never blocks here: the counter would have to reach
-   2^64 - 1, and the loop drains it each time the list empties. */
-static void signal_loop(struct sb__wait *w)
-{
-    int fd = atomic_load_explicit(&w->efd, memory_order_acquire);
-    uint64_t one = 1;
-    if (fd >= 0 && write(fd, &one, sizeof one) < 0) {
-        /* EAGAIN: already signalled past counting; nothing is lost */
-    }
-}
-
-int sb__wait_armable(struct sb__wait *w, int delta)
-{
-    int rc = 0;
-    lock(w);
-    if (delta < 0) {
-        assert(w->armable > 0);
-        w->armable--;
-    } else if (w->armable == w->heap_cap) {
-        size_t cap = w->heap_cap < 16 ? 16 : 2 * w->heap_cap;
-        struct sb__armed **h = cap > SIZE_MAX / sizeof *h
-                                   ? NULL
-                                   : realloc(w->heap, cap * sizeof *h);
-        if (h == NULL) {
-            rc = -ENOMEM;
-        } else {
-            w->heap = h;
-            w->heap_cap = cap;
-            w->armable++;
-        }
-    } else {
-        w->armable++;
-    }
-    unlock(w);
-    return rc;
-}
-
-int sb__wait_arm(struct sb__wait *w, struct sb__armed *a, uint64_t need,
-                 uint64_t demand)
-{
-    lock(w);
-    if (ready_locked(w, need)) {
-        unlock(w);
-        return 0;
-    }
-    raise_demand_locked(w, demand > need ? demand : need);
-    disarm_locked(w, a);
-    a->need = need;
-    assert(w->nheap < w->heap_cap);
-    w->heap[w->nheap++] = a;
-    sift_up_locked(w, w->nheap - 1);
-    atomic_store_explicit(&a->armed, true, memory_order_relaxed);
-    unlock(w);
-    return -EAGAIN;
-}
-
-void sb__wait_disarm(struct sb__wait *w, struct sb__armed *a)
-{
-    lock(w);
-    disarm_locked(w, a);
-    unlock(w);
-}
-
-size_t sb__wait_take_ready(struct sb__wait *w, void **out, size_t max)
-{
-    size_t k = 0;
-    if (max == 0)
-        return 0;
-    lock(w);
-    while (k < max && w->ready_head != NULL) {
-        struct sb__armed *a = w->ready_head;
-        unlist_locked(w, a);
-        out[k++] = a->owner;
-    }
-    /* A signal still on its way in (sent after its sender let go of mu)
-       makes the fd readable once more with the list empty, which the
-       header allows. */
-    drain_if_empty_locked(w);
-    unlock(w);
-    return k;
-}
-
-int sb__wait_poll_fd(struct sb__wait *w)
-{
-    int fd = atomic_load_explicit(&w->efd, memory_order_acquire);
-    if (fd >= 0)
-        return fd;
-    int mine = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (mine < 0)
-        return -errno;
-    lock(w);
-    fd = atomic_load_explicit(&w->efd, memory_order_relaxed);
-    if (fd < 0) {
-        fd = mine;
-        mine = -1;
-        atomic_store_explicit(&w->efd, fd, memory_order_release);
-        /* Readers that became ready before the fd existed. */
-        if (w->ready_head != NULL)
-            signal_loop(w);
-    }
-    unlock(w);
-    if (mine >= 0)
-        close(mine); /* another thread made it first */
-    return fd;
 }
 
 bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
@@ -611,13 +398,16 @@ bool sb__wait_publish(struct sb__wait *w, uint64_t filled)
         atomic_store_explicit(&w->filled, filled, memory_order_release);
         w->publishes++;
         woken = take_locked(w, filled);
-        if (w->nheap > 0)
-            loop = make_ready_locked(w, filled);
+        if (w->far != NULL)
+            take_far_locked(w, false, &woken);
+        loop = sb__ready_make_locked(w, filled);
+        if (w->ready.far != NULL)
+            loop |= sb__ready_make_far_locked(w, false);
     }
     unlock(w);
     wake_list(woken);
     if (loop)
-        signal_loop(w);
+        sb__ready_signal(w);
     return running;
 }
 
@@ -633,18 +423,20 @@ bool sb__wait_finish(struct sb__wait *w, int err)
         atomic_store_explicit(&w->state, err == 0 ? SB_ENDED : SB_FAILED,
                               memory_order_release);
         woken = take_locked(w, UINT64_MAX);
-        loop = make_ready_locked(w, UINT64_MAX);
+        take_far_locked(w, true, &woken);
+        loop = sb__ready_make_locked(w, UINT64_MAX);
+        loop |= sb__ready_make_far_locked(w, true);
         if (w->writer_paused)
             sb__cond_signal(&w->room);
     }
     unlock(w);
     wake_list(woken);
     if (loop)
-        signal_loop(w);
+        sb__ready_signal(w);
     return first;
 }
 
-static bool ready_locked(struct sb__wait *w, uint64_t need)
+bool sb__wait_answerable_locked(struct sb__wait *w, uint64_t need)
 {
     assert_locked(w);
     return atomic_load_explicit(&w->filled, memory_order_relaxed) >= need
@@ -711,22 +503,51 @@ static void spin(struct sb__wait *w, struct sb__waiter *me, uint64_t ahead)
     atomic_fetch_sub_explicit(&w->spinners, 1, memory_order_relaxed);
 }
 
+/* Sleep until a waker hands me over (0), or until the deadline (NULL:
+   none) passes while I am still queued (-ETIMEDOUT, and I am not). */
+static int sleep_until_done(struct sb__wait *w, struct sb__waiter *me,
+                            const struct timespec *until)
+{
+    for (;;) {
+        uint32_t st = atomic_load_explicit(&me->state, memory_order_acquire);
+        if (st == W_DONE)
+            return 0;
+        if (st == W_WOKEN) {
+            /* The waker is inside its futex_wake, a moment from DONE. */
+            sched_yield();
+            continue;
+        }
+        int e = futex_wait(&me->state, W_WAITING, until);
+        if (e != EAGAIN)
+            atomic_fetch_add_explicit(&w->wakeups, 1, memory_order_relaxed);
+        if (e == ETIMEDOUT) {
+            lock(w);
+            bool mine = me->linked;
+            if (mine)
+                dequeue_locked(w, me);
+            unlock(w);
+            if (mine)
+                return -ETIMEDOUT;
+            until = NULL; /* a waker has it: DONE comes at once */
+        }
+    }
+}
+
 int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
                    int timeout_ms)
 {
     struct timespec deadline;
-    int rc = 0;
 
     if (timeout_ms > 0)
         deadline = deadline_after(timeout_ms);
     lock(w);
-    if (ready_locked(w, need)) {
+    if (sb__wait_answerable_locked(w, need)) {
         unlock(w);
         return 0;
     }
     /* Even a read that will not wait asked for these bytes: a caller that
        polls with timeout 0 must get them under read_ahead too. */
-    raise_demand_locked(w, demand > need ? demand : need);
+    sb__wait_raise_demand_locked(w, demand > need ? demand : need);
     if (timeout_ms == 0) {
         unlock(w);
         return -ETIMEDOUT;
@@ -738,36 +559,54 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
     uint64_t ahead = need - atomic_load_explicit(&w->filled, memory_order_relaxed);
     unlock(w);
 
-    const struct timespec *until = timeout_ms < 0 ? NULL : &deadline;
     spin(w, &me, ahead);
-    for (;;) {
-        uint32_t st = atomic_load_explicit(&me.state, memory_order_acquire);
-        if (st == W_DONE)
-            break;
-        if (st == W_WOKEN) {
-            /* The waker is inside its futex_wake, a moment from DONE. */
-            sched_yield();
-            continue;
-        }
-        int e = futex_wait(&me.state, W_WAITING, until);
-        if (e != EAGAIN)
-            atomic_fetch_add_explicit(&w->wakeups, 1, memory_order_relaxed);
-        if (e == ETIMEDOUT) {
-            lock(w);
-            bool mine = me.linked;
-            if (mine)
-                dequeue_locked(w, &me);
-            unlock(w);
-            if (mine) {
-                rc = -ETIMEDOUT;
-                break;
-            }
-            until = NULL; /* a waker has it: DONE comes at once */
-        }
-    }
+    int rc = sleep_until_done(w, &me, timeout_ms < 0 ? NULL : &deadline);
     if (rc == 0)
         wake_rest(me.next);
     return rc;
+}
+
+int sb__wait_range(struct sb__wait *w, uint64_t off, uint64_t need,
+                   uint64_t demand, int timeout_ms)
+{
+    struct timespec deadline;
+
+    if (timeout_ms > 0)
+        deadline = deadline_after(timeout_ms);
+    lock(w);
+    if (sb__wait_held_locked(w, off, need)
+        || sb__wait_answerable_locked(w, UINT64_MAX)) {
+        unlock(w);
+        return 0;
+    }
+    sb__wait_raise_demand_locked(w, demand > need ? demand : need);
+    if (timeout_ms == 0) {
+        unlock(w);
+        return -ETIMEDOUT;
+    }
+    struct sb__waiter me = { .need = need, .off = off };
+    atomic_init(&me.state, W_WAITING);
+    far_enqueue_locked(w, &me);
+    unlock(w);
+    int rc = sleep_until_done(w, &me, timeout_ms < 0 ? NULL : &deadline);
+    if (rc == 0)
+        wake_rest(me.next);
+    return rc;
+}
+
+void sb__wait_recheck(struct sb__wait *w)
+{
+    struct sb__waiter *woken = NULL;
+    bool loop = false;
+    lock(w);
+    if (w->far != NULL)
+        take_far_locked(w, false, &woken);
+    if (w->ready.far != NULL)
+        loop = sb__ready_make_far_locked(w, false);
+    unlock(w);
+    wake_list(woken);
+    if (loop)
+        sb__ready_signal(w);
 }
 
 void sb__wait_stats(struct sb__wait *w, sb_stats *out)

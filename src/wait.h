@@ -10,6 +10,7 @@
 #ifndef SB_WAIT_H
 #define SB_WAIT_H
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -17,25 +18,10 @@
 #include <stdint.h>
 
 #include "streambuffer.h" /* enum sb_state, sb_stats */
+#include "lock.h"
+#include "ready.h"
 
 struct sb__waiter; /* private to wait.c; lives on a waiting reader's stack */
-
-/*
- * A non-blocking reader's arming (see "Event loops" in the header): the
- * range it waits for, kept in the buffer's heap of armed readers until it
- * becomes answerable, then on the ready list until sb_poll_ready takes it.
- * Lives in the reader; every field but armed is under the wait's mu.
- */
-struct sb__armed {
-    uint64_t need;              /* answerable once filled >= need */
-    size_t slot;                /* index in the heap; SB__UNARMED if none */
-    struct sb__armed *prev, *next; /* on the ready list */
-    bool listed;                /* on the ready list */
-    atomic_bool armed;          /* in the heap; stored under mu, loaded
-                                   anywhere (sb_reader_armed) */
-    void *owner;                /* the sb_reader, which poll_ready returns */
-};
-#define SB__UNARMED SIZE_MAX
 
 struct sb__wait {
     /*
@@ -86,22 +72,56 @@ struct sb__wait {
     uint64_t waiting;               /* readers in the queue now */
     _Atomic uint64_t wakeups;       /* returns from a waiter's sleep */
 
+    /* Event loops, also under mu: the armed readers, the ready list and
+       the poll fd (ready.h; ready.c owns them). */
+    struct sb__ready ready;
+
     /*
-     * Event loops, also under mu: the armed readers in a binary min-heap
-     * by need (a publish looks at the top only), with room for every
-     * non-blocking reader reserved when it opens, so arming never
-     * allocates; the ready list, oldest first; and the eventfd (-1 until
-     * sb_poll_fd), stored under mu, loaded anywhere.
+     * Ranged sources (parts.h): bytes past filled may be held too, in runs
+     * that held_run() tells (the end of the held run from off, off if
+     * none; lock-free, so it may be called under mu).  NULL for other
+     * streams.  Waits for a range that starts past filled go on the far
+     * list, unsorted (armings: ready.h), and every publish and
+     * sb__wait_recheck looks at each: they are few (a reader each), and a
+     * publish is a chunk.
      */
-    struct sb__armed **heap;
-    size_t nheap, heap_cap, armable;
-    struct sb__armed *ready_head, *ready_tail;
-    _Atomic int efd;
+    uint64_t (*held_run)(void *arg, uint64_t off);
+    void *held_arg;
+    struct sb__waiter *far;
 #ifndef NDEBUG
     pthread_t holder;               /* who holds mu, for _locked asserts */
     bool held;
 #endif
 };
+
+/*
+ * mu, with the debug record of who holds it (for the _locked asserts,
+ * which a trylock could not give: it cannot say by whom).  For wait.c and
+ * ready.c only.
+ */
+static inline void sb__wait_lock(struct sb__wait *w)
+{
+    sb__mutex_lock(&w->mu);
+#ifndef NDEBUG
+    w->holder = pthread_self();
+    w->held = true;
+#endif
+}
+
+static inline void sb__wait_unlock(struct sb__wait *w)
+{
+#ifndef NDEBUG
+    w->held = false;
+#endif
+    sb__mutex_unlock(&w->mu);
+}
+
+#ifndef NDEBUG
+#define sb__wait_assert_locked(w) \
+    assert((w)->held && pthread_equal((w)->holder, pthread_self()))
+#else
+#define sb__wait_assert_locked(w) ((void)(w))
+#endif
 
 /* Returns 0 or -errno (pthread's: ENOMEM, EAGAIN).  read_ahead and
    max_retained are the flow-control options, 0 for off. */
@@ -146,9 +166,9 @@ bool sb__wait_finish(struct sb__wait *w, int err);
 /*
  * Block until filled >= need or the state is final, for at most timeout_ms
  * (-1 forever, 0 not at all).  Unless it returns at once, the demand rises
- * to `demand` (the end of the range asked for; at least need).  Returns 0,
- * -ETIMEDOUT, or -ENOMEM/-EAGAIN when the waiter's condition variable
- * cannot be set up.
+ * to `demand` (the end of the range asked for; at least need).  Returns 0
+ * or -ETIMEDOUT; it allocates nothing (the waiter's record is on the
+ * caller's stack) and so cannot fail otherwise.
  */
 int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
                    int timeout_ms);
@@ -161,6 +181,16 @@ int sb__wait_until(struct sb__wait *w, uint64_t need, uint64_t demand,
  */
 int sb__wait_room(struct sb__wait *w);
 
+/*
+ * sb__wait_until for a range [off, need) of a stream with held runs past
+ * filled: wait until all of it is held (one run), or the state is final.
+ * sb__wait_recheck: held runs grew or joined; wake the far waiters and
+ * armings (ready.h) now held.
+ */
+int sb__wait_range(struct sb__wait *w, uint64_t off, uint64_t need,
+                   uint64_t demand, int timeout_ms);
+void sb__wait_recheck(struct sb__wait *w);
+
 /* Raise the demand to at least d (a reader's floor).  Wakes a paused
    writer that may now go on. */
 void sb__wait_demand(struct sb__wait *w, uint64_t d);
@@ -170,21 +200,14 @@ void sb__wait_demand(struct sb__wait *w, uint64_t d);
 uint64_t sb__wait_raise_floor(struct sb__wait *w, uint64_t f);
 
 /*
- * Non-blocking readers.  sb__wait_armable(w, +1) reserves heap room for
- * one more (0 or -ENOMEM), (w, -1) gives it back.  sb__wait_arm: if the
- * range ending at need is answerable now, 0 and nothing changes; else the
- * demand rises as for a wait, a takes the place of its old arming (off
- * the heap and the ready list) and -EAGAIN.  sb__wait_disarm takes a off
- * both (a closing reader).  sb__wait_take_ready moves up to max owners
- * off the ready list into out and drains the eventfd when it leaves the
- * list empty.  sb__wait_poll_fd makes the eventfd once: the fd or -errno.
+ * For ready.c, with mu held: whether a range ending at need is answerable
+ * now (filled >= need, or the state is final), and raising the demand to
+ * d as a wait does (waking a paused writer that may go on).
  */
-int sb__wait_armable(struct sb__wait *w, int delta);
-int sb__wait_arm(struct sb__wait *w, struct sb__armed *a, uint64_t need,
-                 uint64_t demand);
-void sb__wait_disarm(struct sb__wait *w, struct sb__armed *a);
-size_t sb__wait_take_ready(struct sb__wait *w, void **out, size_t max);
-int sb__wait_poll_fd(struct sb__wait *w);
+bool sb__wait_answerable_locked(struct sb__wait *w, uint64_t need);
+/* Whether [off, need) is all held in one run (filled, or held_run). */
+bool sb__wait_held_locked(struct sb__wait *w, uint64_t off, uint64_t need);
+void sb__wait_raise_demand_locked(struct sb__wait *w, uint64_t d);
 
 /* Fill filled, publishes, waiting, wakeups, state, error, floor, demand,
    pauses and paused_ns of *out, all read at one instant. */

@@ -1,0 +1,290 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * fetch.c - a seekable source's fetcher threads: open a part where the
+ * policy (parts.c) says, read it into the spool at its own offset, compare
+ * the bytes of a seam, publish, and close the part when it is done.
+ *
+ * Each step is decided under parts->mu (sb__parts_step_locked) and done
+ * without it: open_at, the part's read or next, the copy or pwrite into
+ * the spool, the compare.  Fetchers write disjoint ranges (their reaches
+ * never overlap), so they store at once without taking turns: in place in
+ * the memory region where the whole room lies there, else through a
+ * bounce buffer of their own and pwrite.  The spill file is made under
+ * parts->mu so that one fetcher makes it.
+ *
+ * A part is closed by the thread that opened it, once; its cancel (at most
+ * once) may come from any thread: a move, sb_cancel.
+ */
+#include "internal.h"
+#include "fault.h"
+#include "lock.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static uint64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* A callback's negative return as an errno; nonsense becomes EIO. */
+static int source_errno(long r)
+{
+    return r < 0 && r >= -4095 ? (int)-r : EIO;
+}
+
+/* What a fetcher keeps across its steps without the lock. */
+struct cursor {
+    struct sb__fetcher *f;
+    sb_buffer *b;
+    unsigned char *bounce;       /* chunk_size bytes; on first use */
+    unsigned char *held;         /* SB__SEAM bytes, for compares */
+    const unsigned char *pend;   /* an iterator's chunk not yet used */
+    size_t npend;
+    uint64_t opened_ns;          /* when open_at was called */
+    bool got_bytes;              /* the part gave a byte */
+};
+
+/* The stream the fetcher reads now: the source's own, or its part. */
+static const sb_source *stream_of(struct cursor *c)
+{
+    return c->f->first ? &c->b->src : &c->f->part;
+}
+
+/*
+ * Pull up to cap bytes into room (read) or point at them (next).
+ * Returns the count (> 0), 0 at the end, or -errno.  *data is where they
+ * are: room for read, the iterator's chunk for next.
+ */
+static ssize_t pull(struct cursor *c, void *room, size_t cap,
+                    const unsigned char **data)
+{
+    const sb_source *s = stream_of(c);
+    if (s->read != NULL) {
+        ssize_t r = s->read(s->ctx, room, cap);
+        if (r < 0)
+            return -source_errno(r);
+        if ((size_t)r > cap)
+            return -EIO;
+        *data = room;
+        return r;
+    }
+    while (c->npend == 0) {
+        const void *chunk = NULL;
+        size_t len = 0;
+        int r = s->next(s->ctx, &chunk, &len);
+        if (r < 0)
+            return -source_errno(r);
+        if (r == 0)
+            return 0;
+        if (len > 0 && chunk == NULL)
+            return -EIO;
+        c->pend = chunk;
+        c->npend = len;
+    }
+    size_t k = c->npend < cap ? c->npend : cap;
+    *data = c->pend;
+    c->pend += k;
+    c->npend -= k;
+    return (ssize_t)k;
+}
+
+/* Store n bytes at off (data is in the spool already when in_place). */
+static int store(struct cursor *c, uint64_t off, const unsigned char *data,
+                 size_t n, bool in_place)
+{
+    sb_buffer *b = c->b;
+    if (in_place || n == 0)
+        return 0;
+    if (off + n > b->spool.mem_cap) {
+        struct sb__parts *p = b->parts;
+        sb__mutex_lock(&p->mu);
+        int rc = sb__parts_spill_locked(c->f);
+        sb__mutex_unlock(&p->mu);
+        if (rc < 0)
+            return rc;
+    }
+    return sb__spool_write_at(&b->spool, off, data, n);
+}
+
+/* Compare n bytes at off, which are held, with data. */
+static int compare(struct cursor *c, uint64_t off, const unsigned char *data,
+                   size_t n, bool *equal)
+{
+    if (c->held == NULL && (c->held = malloc(SB__SEAM)) == NULL)
+        return -ENOMEM;
+    *equal = true;
+    while (n > 0) {
+        size_t k = n < SB__SEAM ? n : (size_t)SB__SEAM;
+        int rc = sb__spool_read(&c->b->spool, c->held, k, off);
+        if (rc < 0)
+            return rc;
+        if (memcmp(c->held, data, k) != 0)
+            *equal = false;
+        data += k;
+        off += k;
+        n -= k;
+    }
+    return 0;
+}
+
+/* Close the stream the fetcher read, under the lock (its close runs
+   without it). */
+static void close_part_locked(struct cursor *c)
+{
+    struct sb__fetcher *f = c->f;
+    struct sb__parts *p = f->parts;
+    c->npend = 0;
+    c->pend = NULL;
+    if (!f->has_part)
+        return;
+    sb_source part = f->part;
+    /* Cancelled first when it was stopped early, so the source knows the
+       rest is not wanted; a part that ended needs no cancel. */
+    if (!f->part_cancelled && part.cancel != NULL && f->stop) {
+        f->part_cancelled = true;
+        part.cancel(part.ctx);
+    }
+    f->has_part = false;
+    sb__mutex_unlock(&p->mu);
+    if (part.close != NULL)
+        part.close(part.ctx);
+    sb__mutex_lock(&p->mu);
+}
+
+/* Open the part the fetcher was assigned.  false: it did not open. */
+static bool open_part_locked(struct cursor *c)
+{
+    struct sb__fetcher *f = c->f;
+    struct sb__parts *p = f->parts;
+    if (f->first) {
+        f->st = SB__F_RUNNING; /* the source's own stream: open already */
+        c->opened_ns = now_ns();
+        c->got_bytes = true; /* no open to measure */
+        return true;
+    }
+    if (!sb__parts_retry_pause_locked(f))
+        return false;
+    if (f->st != SB__F_ASSIGNED)
+        return false;
+    uint64_t off = f->open_off, end = f->limit, len = SB__UNKNOWN;
+    f->req_end = end;
+    sb_source part;
+    memset(&part, 0, sizeof part);
+    sb__mutex_unlock(&p->mu);
+    c->opened_ns = now_ns();
+    c->got_bytes = false;
+    int rc = p->src->open_at(p->src->ctx, off, end, &part, &len);
+    if (rc > 0)
+        rc = -EIO;
+    if (rc == 0 && (part.read == NULL) == (part.next == NULL)) {
+        if (part.close != NULL)
+            part.close(part.ctx);
+        rc = -EIO; /* a part must have exactly one of them */
+    }
+    sb__mutex_lock(&p->mu);
+    if (rc == 0)
+        f->part = part;
+    sb__parts_opened_locked(f, rc < -4095 ? -EIO : rc, len);
+    if (rc == 0 && f->st != SB__F_RUNNING) {
+        close_part_locked(c);
+        return false;
+    }
+    return rc == 0;
+}
+
+/* Read the part until the policy stops it.  Under the lock. */
+static void run_locked(struct cursor *c)
+{
+    struct sb__fetcher *f = c->f;
+    struct sb__parts *p = f->parts;
+    sb_buffer *b = c->b;
+    size_t chunk = b->chunk_size;
+    for (;;) {
+        size_t cap = 0;
+        enum sb__step step = sb__parts_step_locked(f, chunk, &cap);
+        if (step == SB__STEP_STOP || step == SB__STEP_QUIT) {
+            f->stop = true;
+            return;
+        }
+        uint64_t at = f->at;
+        sb__mutex_unlock(&p->mu);
+
+        (void)sb__give_back(b, true);
+        void *room;
+        bool in_place = false;
+        if (step == SB__STEP_STORE && stream_of(c)->read != NULL
+            && (room = sb__spool_reserve_at(&b->spool, at, cap)) != NULL) {
+            in_place = true;
+        } else {
+            if (c->bounce == NULL
+                && (c->bounce = sb__aligned_alloc(4096, (chunk + 4095) / 4096 * 4096))
+                       == NULL) {
+                sb__mutex_lock(&p->mu);
+                sb__wait_finish(&b->wait, ENOMEM);
+                return;
+            }
+            room = c->bounce;
+        }
+        const unsigned char *data = NULL;
+        uint64_t t0 = now_ns();
+        ssize_t r = pull(c, room, cap, &data);
+        uint64_t t1 = now_ns();
+        int rc = 0;
+        bool equal = true;
+        if (r > 0 && step == SB__STEP_STORE)
+            rc = store(c, at, data, (size_t)r, in_place && data == room);
+        else if (r > 0)
+            rc = compare(c, at, data, (size_t)r, &equal);
+
+        sb__mutex_lock(&p->mu);
+        if (r <= 0) {
+            sb__parts_ended_locked(f, (int)r);
+            return;
+        }
+        if (rc < 0) {
+            /* The spool (the disk) failed, not the source: the stream
+               fails with it, as the producer's would. */
+            sb__wait_finish(&b->wait, -rc);
+            return;
+        }
+        bool first = !c->got_bytes;
+        c->got_bytes = true;
+        if (step == SB__STEP_STORE)
+            sb__parts_stored_locked(f, (size_t)r, t1 - t0, first,
+                                    t1 - c->opened_ns);
+        else
+            sb__parts_compared_locked(f, (size_t)r, equal);
+    }
+}
+
+void *sb__fetcher_main(void *arg)
+{
+    struct cursor c = { .f = arg };
+    struct sb__parts *p = c.f->parts;
+    c.b = p->b;
+    sb__mutex_lock(&p->mu);
+    while (sb__parts_next_job_locked(c.f)) {
+        if (!open_part_locked(&c))
+            continue;
+        run_locked(&c);
+        close_part_locked(&c);
+        if (c.f->st == SB__F_RUNNING)
+            c.f->st = SB__F_IDLE;
+        c.f->stop = false;
+        c.f->moved_for = SB__UNKNOWN;
+        c.f->ext_lo = SB__UNKNOWN;
+        c.f->first = false;
+    }
+    close_part_locked(&c);
+    c.f->st = SB__F_IDLE;
+    sb__mutex_unlock(&p->mu);
+    free(c.bounce);
+    free(c.held);
+    return NULL;
+}

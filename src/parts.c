@@ -1,0 +1,1080 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * parts.c - where a seekable source's fetchers go: the state of the parts
+ * and the policy, all under parts->mu, with no I/O (fetch.c does that).
+ *
+ * A fetcher's *reach* is [at, limit): the bytes it will store if it runs
+ * on, up to the first byte that is held or that another fetcher reaches.
+ * Reaches and extents never overlap, which is what keeps each byte
+ * fetched once.  A new part at m cuts the reach that held m at m.
+ *
+ * The policy runs whenever something it looks at changes: a read starts
+ * waiting (a want), a fetcher comes free, a part opens.  For each want it
+ * finds the first missing byte m; if the fetcher whose reach holds m is
+ * within the seek gap of it, that fetcher will do (its demand rises); else
+ * a free fetcher opens a part at m, or, with max_parts busy, a fetcher no
+ * want needs within its own seek gap is stopped and comes free for it.
+ * Free fetchers with nothing wanted drain (no read_ahead, or sb_wait_end):
+ * the largest gap no one reaches, else half of the largest reach (once the
+ * length is known), so a rate-limited server is drained over max_parts
+ * connections.
+ *
+ * Seams: a fetcher that reaches held bytes compares up to SB__SEAM of them
+ * (cmp_end, meet) and then joins its run with them; a part that opens
+ * right after a run no fetcher extends opens SB__SEAM before it and
+ * compares first.  Runs join only after an equal compare; a mismatch makes
+ * the stream stale (extents stop counting) and fails it with ESTALE.
+ */
+#include "internal.h"
+#include "fault.h"
+#include "lock.h"
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static struct sb__parts *parts_of(sb_buffer *b)
+{
+    return b->parts;
+}
+
+static uint64_t filled_of(const struct sb__parts *p)
+{
+    return sb__wait_filled(&p->b->wait);
+}
+
+static bool running(const struct sb__parts *p)
+{
+    int err;
+    return !p->over && sb__wait_state(&p->b->wait, &err) == SB_RUNNING;
+}
+
+uint64_t sb__parts_run(sb_buffer *b, uint64_t off)
+{
+    struct sb__parts *p = parts_of(b);
+    uint64_t fl = sb__wait_filled(&b->wait);
+    if (off < fl)
+        return fl;
+    if (atomic_load_explicit(&p->stale, memory_order_acquire))
+        return off;
+    return sb__extents_run(&p->ext, off);
+}
+
+/* The first byte of [off, need) not held (need when all are). */
+static uint64_t first_missing(sb_buffer *b, uint64_t off, uint64_t need)
+{
+    uint64_t m = off;
+    while (m < need) {
+        uint64_t e = sb__parts_run(b, m);
+        if (e <= m)
+            return m;
+        m = e;
+    }
+    return need;
+}
+
+static bool active(const struct sb__fetcher *f)
+{
+    return f->st != SB__F_IDLE;
+}
+
+/* The seek gap of fetcher f: what it delivers while a part opens. */
+static uint64_t gap_of(const struct sb__parts *p, const struct sb__fetcher *f)
+{
+    if (p->seek_gap != 0)
+        return p->seek_gap;
+    double g = f != NULL ? f->rate * p->open_ns / 1e9 : 0;
+    if (!(g > (double)p->chunk))
+        return p->chunk;
+    return g > 1e18 ? (uint64_t)1e18 : (uint64_t)g;
+}
+
+/* The active fetcher whose reach holds byte m, or NULL. */
+static struct sb__fetcher *reaching(struct sb__parts *p, uint64_t m)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *f = &p->f[i];
+        if (active(f) && !f->stop && f->at <= m && m < f->limit)
+            return f;
+    }
+    return NULL;
+}
+
+/* The first byte at or past off that is held or that a fetcher other than
+   self reaches, or the length (UINT64_MAX when unknown). */
+static uint64_t limit_above(struct sb__parts *p, uint64_t off,
+                            const struct sb__fetcher *self)
+{
+    uint64_t lim = sb__parts_length(p);
+    if (lim == SB__UNKNOWN)
+        lim = UINT64_MAX;
+    if (off < filled_of(p))
+        return off;
+    size_t i = sb__extents_find_locked(&p->ext, off);
+    if (i < sb__extents_count_locked(&p->ext)) {
+        uint64_t lo, hi;
+        sb__extents_get_locked(&p->ext, i, &lo, &hi);
+        uint64_t start = lo > off ? lo : off;
+        if (start < lim)
+            lim = start;
+    }
+    for (unsigned k = 0; k < p->nthreads; k++) {
+        const struct sb__fetcher *g = &p->f[k];
+        if (g == self || !active(g) || g->stop)
+            continue;
+        uint64_t start = g->reach_lo;
+        if (start >= off && start < lim)
+            lim = start;
+    }
+    return lim;
+}
+
+static void wake(struct sb__fetcher *f)
+{
+    sb__cond_signal(&f->cv);
+}
+
+static void wake_all(struct sb__parts *p)
+{
+    for (unsigned i = 0; i < p->nthreads; i++)
+        wake(&p->f[i]);
+}
+
+/* Fail the stream (its first error stays) and send every fetcher home. */
+static void fail_locked(struct sb__parts *p, int err)
+{
+    if (err == ESTALE)
+        atomic_store_explicit(&p->stale, true, memory_order_release);
+    sb__wait_finish(&p->b->wait, err);
+    p->over = true;
+    wake_all(p);
+}
+
+static void end_locked(struct sb__parts *p)
+{
+    sb__wait_finish(&p->b->wait, 0);
+    p->over = true;
+    wake_all(p);
+}
+
+/* Call a part's cancel, at most once: it may be blocked in its source. */
+static void cancel_part_locked(struct sb__fetcher *f)
+{
+    if (f->has_part && !f->part_cancelled && f->part.cancel != NULL) {
+        f->part_cancelled = true;
+        f->part.cancel(f->part.ctx);
+    }
+}
+
+/* Give f a thread if it has none yet.  Returns false if none could be
+   made (the fetcher then stays unused). */
+static bool start_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    if (f->started)
+        return true;
+    sigset_t all, old;
+    sigfillset(&all);
+    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
+        return false;
+    int rc = sb__fault(SB__FAULT_THREAD);
+    if (rc == 0)
+        rc = pthread_create(&f->thread, NULL, p->thread_main, f);
+    sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
+    if (rc != 0)
+        return false;
+    f->started = true;
+    if (f->id >= p->nthreads)
+        p->nthreads = f->id + 1;
+    return true;
+}
+
+/* A free fetcher: an idle one, else one that has no thread yet. */
+static struct sb__fetcher *free_fetcher(struct sb__parts *p)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *f = &p->f[i];
+        if (f->started && f->st == SB__F_IDLE && !f->stop)
+            return f;
+    }
+    if (p->nthreads < p->max_parts)
+        return &p->f[p->nthreads];
+    return NULL;
+}
+
+/* The start of the held run that ends exactly at m (m's byte before is
+   held and no fetcher extends that run), or m if there is none. */
+static uint64_t run_below(struct sb__parts *p, uint64_t m)
+{
+    if (m == 0)
+        return 0;
+    uint64_t fl = filled_of(p);
+    if (m == fl)
+        return 0;
+    if (m < fl || atomic_load(&p->stale))
+        return m;
+    size_t i = sb__extents_find_locked(&p->ext, m - 1);
+    if (i < sb__extents_count_locked(&p->ext)) {
+        uint64_t lo, hi;
+        sb__extents_get_locked(&p->ext, i, &lo, &hi);
+        if (lo <= m - 1 && hi == m)
+            return lo;
+    }
+    return m;
+}
+
+/* Send f to store from m on, up to the next bytes held or reached, its
+   reach cut from the one (cut) that held m, comparing first across the
+   seam with a run that ends at m. */
+static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
+                          uint64_t m, uint64_t need, struct sb__fetcher *cut)
+{
+    uint64_t below = run_below(p, m);
+    uint64_t floor = sb__wait_floor(&p->b->wait);
+    if ((p->b->flags & SB_RELEASE) && below < floor)
+        below = floor < m ? floor : m; /* released bytes cannot be compared */
+    uint64_t k = m - below < SB__SEAM ? m - below : SB__SEAM;
+    f->st = SB__F_ASSIGNED;
+    f->stop = false;
+    f->first = false;
+    f->at = m - k;
+    f->open_off = m - k;
+    f->cmp_end = m;
+    f->meet = false;
+    f->reach_lo = m;
+    f->ext_lo = SB__UNKNOWN;
+    f->demand = need > m ? need : m;
+    f->fails = 0;
+    f->retry = false;
+    f->moved_for = SB__UNKNOWN;
+    if (cut != NULL && cut->limit > m)
+        cut->limit = m;
+    f->limit = limit_above(p, m, f);
+    if (f->limit <= m) {
+        f->st = SB__F_IDLE; /* nothing to fetch after all */
+        return false;
+    }
+    if (!start_locked(p, f)) {
+        f->st = SB__F_IDLE;
+        if (cut != NULL)
+            cut->limit = limit_above(p, cut->at, cut);
+        return false;
+    }
+    wake(f);
+    return true;
+}
+
+/* Whether a want needs f within f's seek gap. */
+static bool needed_soon(struct sb__parts *p, const struct sb__fetcher *f)
+{
+    uint64_t gap = gap_of(p, f);
+    for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
+        uint64_t m = first_missing(p->b, w->off, w->need);
+        if (m < w->need && m >= f->at && m < f->limit && m - f->at <= gap)
+            return true;
+    }
+    return false;
+}
+
+/* With max_parts busy: the lowest fetcher that no want needs soon. */
+static struct sb__fetcher *victim(struct sb__parts *p)
+{
+    struct sb__fetcher *best = NULL;
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *f = &p->f[i];
+        /* The source's own stream cannot be reopened where it was: it is
+           never moved. */
+        if (f->st != SB__F_RUNNING || f->stop || f->first
+            || f->moved_for != SB__UNKNOWN || needed_soon(p, f))
+            continue;
+        if (best == NULL || f->at < best->at)
+            best = f;
+    }
+    return best;
+}
+
+static bool moving_to(const struct sb__parts *p, uint64_t m)
+{
+    for (unsigned i = 0; i < p->nthreads; i++)
+        if (p->f[i].moved_for == m)
+            return true;
+    return false;
+}
+
+static bool draining(const struct sb__parts *p)
+{
+    return p->read_ahead == 0
+           || atomic_load_explicit(&p->b->wait.demand, memory_order_relaxed)
+                  == UINT64_MAX;
+}
+
+/* A free fetcher with no want: take the largest gap nobody reaches, else
+   split the largest reach (the length known).  Returns false if there is
+   nothing worth taking. */
+static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    uint64_t len = sb__parts_length(p);
+    uint64_t end = len == SB__UNKNOWN ? UINT64_MAX : len;
+    uint64_t best = 0, best_at = 0;
+    /* Candidate gap starts: the watermark and each extent's end. */
+    size_t n = sb__extents_count_locked(&p->ext);
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t c = filled_of(p);
+        if (i > 0) {
+            uint64_t lo;
+            sb__extents_get_locked(&p->ext, i - 1, &lo, &c);
+        }
+        if (c >= end || reaching(p, c) != NULL || sb__parts_run(p->b, c) > c)
+            continue;
+        if (p->max_size != 0 && c >= p->max_size)
+            continue;
+        uint64_t lim = limit_above(p, c, NULL);
+        if (lim > c && lim - c > best) {
+            best = lim - c;
+            best_at = c;
+        }
+    }
+    /* Also where a fetcher's reach was cut and it stopped short. */
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        const struct sb__fetcher *g = &p->f[i];
+        uint64_t c = g->limit;
+        if (!active(g) || c >= end || reaching(p, c) != NULL
+            || sb__parts_run(p->b, c) > c)
+            continue;
+        uint64_t lim = limit_above(p, c, NULL);
+        if (lim > c && lim - c > best) {
+            best = lim - c;
+            best_at = c;
+        }
+    }
+    if (best > 0)
+        return assign_locked(p, f, best_at, best_at, NULL);
+    if (len == SB__UNKNOWN)
+        return false;
+    struct sb__fetcher *big = NULL;
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *g = &p->f[i];
+        if (g->st != SB__F_RUNNING || g->stop || g->limit > len)
+            continue;
+        if (big == NULL || g->limit - g->at > big->limit - big->at)
+            big = g;
+    }
+    if (big == NULL)
+        return false;
+    uint64_t rem = big->limit - big->at;
+    uint64_t gap = gap_of(p, big);
+    if (rem < 4 * gap || rem < 4 * (uint64_t)p->chunk)
+        return false;
+    uint64_t mid = big->at + rem / 2;
+    mid -= mid % p->chunk;
+    if (mid <= big->at)
+        return false;
+    return assign_locked(p, f, mid, mid, big);
+}
+
+static void schedule_locked(struct sb__parts *p)
+{
+    sb__assert_held(&p->mu);
+    if (!running(p))
+        return;
+    uint64_t floor = sb__wait_floor(&p->b->wait);
+    uint64_t len = sb__parts_length(p);
+    for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
+        uint64_t m = first_missing(p->b, w->off, w->need);
+        if (m >= w->need || (len != SB__UNKNOWN && m >= len))
+            continue;
+        if ((p->b->flags & SB_RELEASE) && m < floor)
+            continue;
+        struct sb__fetcher *r = reaching(p, m);
+        if (r != NULL) {
+            if (w->need > r->demand) {
+                r->demand = w->need;
+                wake(r);
+            }
+            if (m - r->at <= gap_of(p, r))
+                continue;
+        }
+        if (p->off || moving_to(p, m))
+            continue;
+        struct sb__fetcher *f = free_fetcher(p);
+        if (f != NULL) {
+            assign_locked(p, f, m, w->need, r);
+            continue;
+        }
+        struct sb__fetcher *v = p->max_parts > 1 ? victim(p) : NULL;
+        if (v != NULL) {
+            v->stop = true;
+            v->moved_for = m;
+            p->parts_moved++;
+            cancel_part_locked(v);
+            wake(v);
+        }
+    }
+    if (p->off || !draining(p))
+        return;
+    struct sb__fetcher *f;
+    while ((f = free_fetcher(p)) != NULL && fill_locked(p, f))
+        ;
+}
+
+void sb__parts_want(sb_buffer *b, struct sb__want *w, uint64_t off,
+                    uint64_t need)
+{
+    struct sb__parts *p = parts_of(b);
+    sb__mutex_lock(&p->mu);
+    if (w->linked) {
+        if (w->prev != NULL)
+            w->prev->next = w->next;
+        else
+            p->wants = w->next;
+        if (w->next != NULL)
+            w->next->prev = w->prev;
+    }
+    w->off = off;
+    w->need = need;
+    w->prev = NULL;
+    w->next = p->wants;
+    if (p->wants != NULL)
+        p->wants->prev = w;
+    p->wants = w;
+    w->linked = true;
+    schedule_locked(p);
+    sb__mutex_unlock(&p->mu);
+}
+
+void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
+{
+    struct sb__parts *p = parts_of(b);
+    sb__mutex_lock(&p->mu);
+    if (w->linked) {
+        if (w->prev != NULL)
+            w->prev->next = w->next;
+        else
+            p->wants = w->next;
+        if (w->next != NULL)
+            w->next->prev = w->prev;
+        w->linked = false;
+    }
+    sb__mutex_unlock(&p->mu);
+}
+
+void sb__parts_poke(sb_buffer *b)
+{
+    struct sb__parts *p = parts_of(b);
+    if (p == NULL)
+        return;
+    sb__mutex_lock(&p->mu);
+    wake_all(p);
+    schedule_locked(p);
+    sb__mutex_unlock(&p->mu);
+}
+
+/* ---- the fetchers' steps --------------------------------------------------- */
+
+bool sb__parts_next_job_locked(struct sb__fetcher *f)
+{
+    struct sb__parts *p = f->parts;
+    for (;;) {
+        if (!running(p))
+            return false;
+        if (f->st == SB__F_ASSIGNED)
+            return true;
+        schedule_locked(p);
+        if (f->st == SB__F_ASSIGNED)
+            return true;
+        sb__cond_wait(&f->cv, &p->mu);
+    }
+}
+
+bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
+{
+    struct sb__parts *p = f->parts;
+    if (!f->retry)
+        return running(p);
+    f->retry = false;
+    unsigned shift = f->fails > 1 ? f->fails - 1 : 0;
+    uint64_t ms = 50u << (shift < 10 ? shift : 10);
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    while (running(p)) {
+        int e = pthread_cond_timedwait(&f->cv, &p->mu, &t);
+        if (e == ETIMEDOUT)
+            break;
+        if (e != 0)
+            abort(); /* see lock.h */
+    }
+    return running(p);
+}
+
+/* Nobody can deliver the bytes f was to fetch: fail with err unless the
+   source's own stream still runs and will reach them. */
+static void nobody_locked(struct sb__parts *p, struct sb__fetcher *f, int err)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *g = &p->f[i];
+        if (g != f && g->first && g->st == SB__F_RUNNING && !g->stop) {
+            /* The plain stream goes on, now through everything. */
+            g->limit = limit_above(p, g->at, g);
+            return;
+        }
+    }
+    fail_locked(p, err);
+}
+
+/* f failed with err: pause and reopen where it got to, or give up. */
+static void failed_locked(struct sb__fetcher *f, int err)
+{
+    struct sb__parts *p = f->parts;
+    if (f->delivered)
+        f->fails = 0;
+    f->delivered = false;
+    f->fails++;
+    if (p->off) {
+        f->st = SB__F_IDLE;
+        nobody_locked(p, f, err);
+        return;
+    }
+    if (f->fails > p->retries) {
+        f->st = SB__F_IDLE;
+        fail_locked(p, err);
+        return;
+    }
+    p->part_retries++;
+    /* Reopen at the byte it reached, comparing back across its own seam. */
+    uint64_t m = f->at > f->cmp_end ? f->at : f->cmp_end;
+    if (f->meet)
+        m = f->cmp_end; /* the seam was not checked: check it again */
+    uint64_t lim = f->limit;
+    bool first = f->first;
+    unsigned fails = f->fails;
+    uint64_t demand = f->demand;
+    f->st = SB__F_IDLE;
+    if (m >= lim) {
+        return; /* nothing left in its reach */
+    }
+    uint64_t below = f->meet ? m : run_below(p, m);
+    (void)first;
+    f->st = SB__F_ASSIGNED;
+    f->first = false;
+    f->stop = false;
+    uint64_t k = m - below < SB__SEAM ? m - below : SB__SEAM;
+    if (f->meet) {
+        /* Met held bytes at reach end; only the seam is left. */
+        k = 0;
+    }
+    f->at = m - k;
+    f->open_off = m - k;
+    f->cmp_end = m;
+    f->reach_lo = m;
+    f->ext_lo = SB__UNKNOWN;
+    f->limit = lim;
+    f->demand = demand;
+    f->fails = fails;
+    f->retry = true;
+    f->meet = false;
+    f->moved_for = SB__UNKNOWN;
+    if (m >= lim)
+        f->st = SB__F_IDLE;
+}
+
+void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
+{
+    struct sb__parts *p = f->parts;
+    if (rc == 0) {
+        p->parts_opened++;
+        f->has_part = true;
+        f->part_cancelled = false;
+        f->st = SB__F_RUNNING;
+        if (length != SB__UNKNOWN) {
+            uint64_t known = sb__parts_length(p);
+            if (known == SB__UNKNOWN) {
+                atomic_store_explicit(&p->length, length, memory_order_release);
+                for (unsigned i = 0; i < p->nthreads; i++)
+                    if (p->f[i].limit > length)
+                        p->f[i].limit = length;
+                /* The stream is whole already (a part of an empty one). */
+                if (filled_of(p) >= length)
+                    end_locked(p);
+                sb__wait_recheck(&p->b->wait);
+            } else if (known != length) {
+                fail_locked(p, ESTALE); /* another object now */
+            }
+        }
+        if (!running(p) || f->stop)
+            cancel_part_locked(f);
+        /* A length now known lets free fetchers split the drain. */
+        schedule_locked(p);
+        return;
+    }
+    if (rc == -ESPIPE || rc == -ESTALE) {
+        p->off = true;
+        f->st = SB__F_IDLE;
+        nobody_locked(p, f, -rc);
+        wake_all(p);
+        return;
+    }
+    if (!running(p) || f->stop) {
+        f->st = SB__F_IDLE;
+        return;
+    }
+    failed_locked(f, -rc);
+}
+
+/* Bytes held at or above the floor, in all runs together. */
+static uint64_t retained_locked(struct sb__parts *p)
+{
+    uint64_t floor = sb__wait_floor(&p->b->wait);
+    uint64_t fl = filled_of(p);
+    uint64_t sum = fl > floor ? fl - floor : 0;
+    size_t n = sb__extents_count_locked(&p->ext);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo, hi;
+        sb__extents_get_locked(&p->ext, i, &lo, &hi);
+        if (hi > floor)
+            sum += hi - (lo > floor ? lo : floor);
+    }
+    return sum;
+}
+
+static bool must_pause_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    if (p->read_ahead != 0 && !draining(p)) {
+        uint64_t d = atomic_load_explicit(&p->b->wait.demand, memory_order_relaxed);
+        if (d >= f->reach_lo && d <= f->limit && d > f->demand)
+            f->demand = d;
+        uint64_t until = f->demand > UINT64_MAX - p->read_ahead
+                             ? UINT64_MAX
+                             : f->demand + p->read_ahead;
+        if (f->at >= until)
+            return true;
+    }
+    if (p->max_retained != 0 && retained_locked(p) >= p->max_retained)
+        return true;
+    return false;
+}
+
+enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
+                                    size_t *cap)
+{
+    struct sb__parts *p = f->parts;
+    for (;;) {
+        if (!running(p))
+            return SB__STEP_QUIT;
+        if (f->stop)
+            return SB__STEP_STOP;
+        uint64_t len = sb__parts_length(p);
+        if (f->at < f->cmp_end) {
+            uint64_t k = f->cmp_end - f->at;
+            *cap = k < chunk ? (size_t)k : chunk;
+            return SB__STEP_SEAM;
+        }
+        if (f->meet) {
+            /* The seam compared equal (compared_locked joined the runs).
+               The source's own stream goes on through held bytes once
+               parts are off: nothing else can fetch what lies past. */
+            if (!(f->first && p->off))
+                return SB__STEP_STOP;
+            f->meet = false;
+            f->limit = limit_above(p, f->at, f);
+            continue;
+        }
+        if (len != SB__UNKNOWN && f->at >= len)
+            return SB__STEP_STOP; /* the rest is the part's end */
+        uint64_t held = sb__parts_run(p->b, f->at);
+        if (held > f->at) {
+            /* It met held bytes: compare across the seam, then join. */
+            if (f->ext_lo == SB__UNKNOWN)
+                return SB__STEP_STOP; /* no bytes of its own to join */
+            uint64_t k = held - f->at;
+            if (k > SB__SEAM && !(f->first && p->off))
+                k = SB__SEAM;
+            if (len != SB__UNKNOWN && k > len - f->at)
+                k = len - f->at;
+            f->cmp_end = f->at + k;
+            f->meet = true;
+            f->met = f->at;
+            continue;
+        }
+        if (f->at >= f->limit) {
+            /* Its reach ends where another fetcher's begins: it waits for
+               that one's first bytes (to compare the seam), or for it to
+               go, when its reach is free again. */
+            uint64_t lim = limit_above(p, f->at, f);
+            if (lim > f->at) {
+                f->limit = lim;
+                continue;
+            }
+            if (f->ext_lo == SB__UNKNOWN)
+                return SB__STEP_STOP;
+            sb__cond_wait(&f->cv, &p->mu);
+            continue;
+        }
+        if (must_pause_locked(p, f)) {
+            sb__cond_wait(&f->cv, &p->mu);
+            continue;
+        }
+        uint64_t room = f->limit - f->at;
+        if (p->max_size != 0) {
+            /* One byte past max_size tells that the stream is too long. */
+            uint64_t left = f->at < p->max_size ? p->max_size - f->at + 1 : 1;
+            if (room > left)
+                room = left;
+        }
+        *cap = room < chunk ? (size_t)room : chunk;
+        return SB__STEP_STORE;
+    }
+}
+
+/* Join the run that ends at lo_b (starting at lo_a; 0: the watermark)
+   with the extent at lo_b. */
+static void join_locked(struct sb__parts *p, uint64_t lo_a, uint64_t lo_b)
+{
+    uint64_t hi = sb__extents_remove_locked(&p->ext, lo_b);
+    for (unsigned i = 0; i < p->nthreads; i++)
+        if (p->f[i].ext_lo == lo_b)
+            p->f[i].ext_lo = lo_a;
+    if (lo_a == 0) {
+        sb__wait_publish(&p->b->wait, hi);
+        uint64_t len = sb__parts_length(p);
+        if (len != SB__UNKNOWN && hi >= len)
+            end_locked(p);
+    } else {
+        sb__extents_grow_locked(&p->ext, lo_a, hi);
+        sb__wait_recheck(&p->b->wait);
+    }
+}
+
+/* The lo of the run that holds byte off - 1 (0: the watermark). */
+static uint64_t run_lo(struct sb__parts *p, uint64_t off)
+{
+    if (off <= filled_of(p))
+        return 0;
+    size_t i = sb__extents_find_locked(&p->ext, off - 1);
+    uint64_t lo = 0, hi = 0;
+    if (i < sb__extents_count_locked(&p->ext))
+        sb__extents_get_locked(&p->ext, i, &lo, &hi);
+    return lo;
+}
+
+void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal)
+{
+    struct sb__parts *p = f->parts;
+    p->fetched += n;
+    p->refetched += n;
+    f->delivered = true;
+    if (!equal) {
+        fail_locked(p, ESTALE);
+        return;
+    }
+    f->at += n;
+    if (f->at < f->cmp_end)
+        return;
+    if (f->meet) {
+        /* It met held bytes and they match: its run and theirs are one.
+           The step that follows stops it. */
+        join_locked(p, f->ext_lo, f->met);
+        return;
+    }
+    /* It opened before a run no one extends: it grows that run now. */
+    if (f->at > f->open_off)
+        f->ext_lo = run_lo(p, f->at);
+}
+
+void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
+                             bool first_bytes, uint64_t since_open_ns)
+{
+    struct sb__parts *p = f->parts;
+    if (n == 0)
+        return;
+    uint64_t lo = f->at, hi = lo + n;
+    p->fetched += n;
+    f->delivered = true;
+    if (ns > 0) {
+        double r = (double)n * 1e9 / (double)ns;
+        f->rate = f->rate == 0 ? r : 0.8 * f->rate + 0.2 * r;
+    }
+    if (first_bytes) {
+        double o = (double)since_open_ns;
+        p->open_ns = p->open_ns == 0 ? o : 0.8 * p->open_ns + 0.2 * o;
+    }
+    bool past = false;
+    if (p->max_size != 0 && hi > p->max_size) {
+        hi = p->max_size > lo ? p->max_size : lo;
+        n = (size_t)(hi - lo);
+        past = true;
+    }
+    if (f->ext_lo == SB__UNKNOWN) {
+        if (lo == filled_of(p)) {
+            f->ext_lo = 0;
+        } else if (n > 0) {
+            if (sb__extents_add_locked(&p->ext, lo, hi) < 0) {
+                fail_locked(p, ENOMEM);
+                return;
+            }
+            f->ext_lo = lo;
+            wake_all(p); /* a fetcher may wait for this seam */
+        }
+    } else if (f->ext_lo != 0 && n > 0) {
+        sb__extents_grow_locked(&p->ext, f->ext_lo, hi);
+    }
+    f->at = lo + n;
+    uint64_t len = sb__parts_length(p);
+    if (f->ext_lo == 0) {
+        if (n > 0 && !sb__wait_publish(&p->b->wait, hi))
+            return;
+        if (len != SB__UNKNOWN && hi >= len)
+            end_locked(p);
+    } else {
+        sb__wait_recheck(&p->b->wait);
+    }
+    if (past)
+        fail_locked(p, EFBIG); /* the bytes up to max_size stay */
+}
+
+void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
+{
+    struct sb__parts *p = f->parts;
+    if (f->first && rc == 0 && !f->stop) {
+        /* The source's own stream ended: that is the length. */
+        uint64_t len = sb__parts_length(p);
+        if (len == SB__UNKNOWN) {
+            atomic_store_explicit(&p->length, f->at, memory_order_release);
+            len = f->at;
+        }
+        f->st = SB__F_IDLE;
+        f->first = false;
+        if (f->at != len) {
+            failed_locked(f, EIO);
+            return;
+        }
+        if (filled_of(p) >= len)
+            end_locked(p);
+        sb__wait_recheck(&p->b->wait);
+        return;
+    }
+    bool was_first = f->first;
+    f->first = false;
+    if (!running(p) || f->stop || rc == 1) {
+        f->st = SB__F_IDLE;
+        return;
+    }
+    if (rc < 0) {
+        if (was_first && p->off) {
+            f->st = SB__F_IDLE;
+            fail_locked(p, -rc);
+            return;
+        }
+        failed_locked(f, -rc);
+        return;
+    }
+    /* The part ended (rc == 0). */
+    uint64_t len = sb__parts_length(p);
+    if (f->req_end != UINT64_MAX && f->at >= f->req_end) {
+        f->st = SB__F_IDLE; /* it stopped where it was asked to */
+        return;
+    }
+    if (len != SB__UNKNOWN) {
+        if (f->at < len) {
+            failed_locked(f, EIO); /* cut short: reopen */
+            return;
+        }
+        f->st = SB__F_IDLE;
+        return;
+    }
+    /* An end where none was asked for: the stream ends here. */
+    atomic_store_explicit(&p->length, f->at, memory_order_release);
+    f->st = SB__F_IDLE;
+    if (sb__extents_count_locked(&p->ext) > 0) {
+        uint64_t lo, hi;
+        sb__extents_get_locked(&p->ext, sb__extents_count_locked(&p->ext) - 1,
+                               &lo, &hi);
+        if (hi > f->at) {
+            fail_locked(p, EIO); /* bytes held past the end */
+            return;
+        }
+    }
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *g = &p->f[i];
+        if (g != f && active(g) && g->at >= f->at) {
+            g->stop = true;
+            cancel_part_locked(g);
+            wake(g);
+        }
+    }
+    if (filled_of(p) >= f->at)
+        end_locked(p);
+    sb__wait_recheck(&p->b->wait);
+}
+
+int sb__parts_spill_locked(struct sb__fetcher *f)
+{
+    return sb__spool_make_file(&f->parts->b->spool);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
+                   uint64_t seek_gap, void *(*thread_main)(void *))
+{
+    struct sb__parts *p = sb__calloc(1, sizeof *p);
+    if (p == NULL)
+        return -ENOMEM;
+    int rc = sb__extents_init(&p->ext);
+    if (rc < 0) {
+        free(p);
+        return rc;
+    }
+    rc = -pthread_mutex_init(&p->mu, NULL);
+    if (rc < 0) {
+        sb__extents_destroy(&p->ext);
+        free(p);
+        return rc;
+    }
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0
+        || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0) {
+        sb__check(pthread_mutex_destroy(&p->mu));
+        sb__extents_destroy(&p->ext);
+        free(p);
+        return -ENOMEM;
+    }
+    unsigned made = 0;
+    for (; made < SB__MAX_PARTS; made++) {
+        struct sb__fetcher *f = &p->f[made];
+        f->parts = p;
+        f->id = made;
+        f->st = SB__F_IDLE;
+        f->ext_lo = SB__UNKNOWN;
+        f->moved_for = SB__UNKNOWN;
+        if (pthread_cond_init(&f->cv, &ca) != 0)
+            break;
+    }
+    sb__check(pthread_condattr_destroy(&ca));
+    if (made < SB__MAX_PARTS) {
+        while (made-- > 0)
+            sb__check(pthread_cond_destroy(&p->f[made].cv));
+        sb__check(pthread_mutex_destroy(&p->mu));
+        sb__extents_destroy(&p->ext);
+        free(p);
+        return -ENOMEM;
+    }
+    atomic_init(&p->length, SB__UNKNOWN);
+    atomic_init(&p->stale, false);
+    p->b = b;
+    p->thread_main = thread_main;
+    p->src = &b->src;
+    p->chunk = b->chunk_size;
+    p->max_parts = max_parts;
+    p->retries = retries;
+    p->seek_gap = seek_gap;
+    p->read_ahead = b->wait.read_ahead;
+    p->max_retained = b->wait.max_retained;
+    p->max_size = b->max_size == UINT64_MAX ? 0 : b->max_size;
+    b->parts = p;
+    return 0;
+}
+
+int sb__parts_start(sb_buffer *b)
+{
+    struct sb__parts *p = parts_of(b);
+    sb__mutex_lock(&p->mu);
+    struct sb__fetcher *f = &p->f[0];
+    f->st = SB__F_ASSIGNED;
+    f->first = p->src->read != NULL || p->src->next != NULL;
+    f->at = 0;
+    f->open_off = 0;
+    f->cmp_end = 0;
+    f->reach_lo = 0;
+    f->ext_lo = SB__UNKNOWN;
+    f->limit = UINT64_MAX;
+    f->demand = 0;
+    bool ok = start_locked(p, f);
+    if (!ok)
+        f->st = SB__F_IDLE;
+    sb__mutex_unlock(&p->mu);
+    return ok ? 0 : -EAGAIN;
+}
+
+void sb__parts_cancel(sb_buffer *b)
+{
+    struct sb__parts *p = parts_of(b);
+    if (p == NULL)
+        return;
+    sb__mutex_lock(&p->mu);
+    p->over = true;
+    for (unsigned i = 0; i < p->nthreads; i++)
+        cancel_part_locked(&p->f[i]);
+    wake_all(p);
+    sb__mutex_unlock(&p->mu);
+}
+
+void sb__parts_join(sb_buffer *b)
+{
+    struct sb__parts *p = parts_of(b);
+    if (p == NULL)
+        return;
+    sb__parts_cancel(b);
+    sb__mutex_lock(&p->mu);
+    unsigned n = p->nthreads;
+    sb__mutex_unlock(&p->mu);
+    for (unsigned i = 0; i < n; i++)
+        if (p->f[i].started)
+            sb__check(pthread_join(p->f[i].thread, NULL));
+}
+
+void sb__parts_destroy(sb_buffer *b)
+{
+    struct sb__parts *p = parts_of(b);
+    if (p == NULL)
+        return;
+    for (unsigned i = 0; i < SB__MAX_PARTS; i++)
+        sb__check(pthread_cond_destroy(&p->f[i].cv));
+    sb__check(pthread_mutex_destroy(&p->mu));
+    sb__extents_destroy(&p->ext);
+    free(p);
+    b->parts = NULL;
+}
+
+void sb__parts_stats(sb_buffer *b, sb_stats *out)
+{
+    struct sb__parts *p = parts_of(b);
+    if (p == NULL) {
+        out->fetched = out->filled;
+        out->extents = out->filled > 0;
+        if (out->state == SB_ENDED)
+            out->length = out->filled;
+        return;
+    }
+    sb__mutex_lock(&p->mu);
+    out->parts_opened = p->parts_opened;
+    out->parts_moved = p->parts_moved;
+    out->part_retries = p->part_retries;
+    out->fetched = p->fetched;
+    out->refetched = p->refetched;
+    uint64_t active_n = 0, gap = 0;
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        const struct sb__fetcher *f = &p->f[i];
+        if (f->st == SB__F_RUNNING && !f->stop)
+            active_n++;
+        uint64_t g = gap_of(p, f->rate > 0 ? f : NULL);
+        if (g > gap)
+            gap = g;
+    }
+    out->parts_active = active_n;
+    out->seek_gap = gap != 0 ? gap : gap_of(p, NULL);
+    bool stale = atomic_load(&p->stale);
+    out->extents = (filled_of(p) > 0)
+                   + (stale ? 0 : sb__extents_count_locked(&p->ext));
+    uint64_t len = sb__parts_length(p);
+    out->length = len == SB__UNKNOWN ? 0 : len;
+    sb__mutex_unlock(&p->mu);
+}

@@ -1,0 +1,181 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * parts.h - a seekable source's fetchers, and the policy that places them
+ * (see "Ranged sources" in the header and docs/design.md).  Internal.
+ *
+ * parts.c keeps the state and decides; fetch.c runs the fetcher threads
+ * and does their I/O.  Everything here is under parts->mu but the extent
+ * map's lookups, length and stale, which readers load without a lock.
+ * Lock order: readers_mu, then parts->mu, then the wait's mu.
+ */
+#ifndef SB_PARTS_H
+#define SB_PARTS_H
+
+#include "extent.h"
+#include "streambuffer.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SB__MAX_PARTS 64
+#define SB__DEFAULT_PARTS 4
+#define SB__DEFAULT_RETRIES 3
+#define SB__SEAM ((uint64_t)4096)     /* bytes compared across a seam */
+#define SB__UNKNOWN UINT64_MAX        /* a length not known yet */
+
+/* A read that waits for [off, need), or an armed reader's range: what the
+   policy places fetchers for.  Lives with the waiting call or the reader;
+   linked under parts->mu. */
+struct sb__want {
+    uint64_t off, need;
+    struct sb__want *prev, *next;
+    bool linked;
+};
+
+enum sb__fetcher_state {
+    SB__F_IDLE,     /* no work: waits on cv */
+    SB__F_ASSIGNED, /* told where to open; not yet reading */
+    SB__F_RUNNING,  /* reading a stream */
+};
+
+struct sb__fetcher {
+    struct sb__parts *parts;
+    unsigned id;
+    pthread_t thread;
+    bool started;           /* thread is joinable */
+    pthread_cond_t cv;      /* the fetcher waits here: idle, paused,
+                               between retries, for a seam's bytes */
+
+    /* All under parts->mu. */
+    enum sb__fetcher_state st;
+    uint64_t at;            /* the next byte it stores (ASSIGNED: where its
+                               bytes start) */
+    uint64_t open_off;      /* where its part opens: at, or a seam before */
+    uint64_t ext_lo;        /* the extent its bytes grow: 0 the watermark,
+                               SB__UNKNOWN none yet */
+    uint64_t limit;         /* it stores nothing at or past this: the next
+                               bytes held or reached by another */
+    uint64_t demand;        /* read_ahead: furthest byte asked for in reach */
+    bool stop;              /* stop the stream it reads (moved, over) */
+    bool first;             /* reads the source's own read/next */
+    bool has_part;          /* part is open (closed by this thread) */
+    bool part_cancelled;    /* part.cancel called (at most once) */
+    unsigned fails;         /* failures in a row */
+    bool retry;             /* pause before the next open (a failure) */
+    bool delivered;         /* its stream gave bytes since it opened */
+    uint64_t cmp_end;       /* [at, cmp_end): bytes to compare, not store */
+    bool meet;              /* ... because it met held bytes at met: join
+                               its run with them, then stop */
+    uint64_t met;
+    uint64_t reach_lo;      /* where its bytes began (demand is counted
+                               from here to limit) */
+    uint64_t req_end;       /* the end open_at was given */
+    uint64_t moved_for;     /* being stopped to open at this byte; or
+                               SB__UNKNOWN */
+    double rate;            /* bytes/s while in read or next; 0 unknown */
+    sb_source part;
+};
+
+struct sb__parts {
+    struct sb_buffer *b;
+    pthread_mutex_t mu;
+    struct sb__extents ext;         /* written under mu, read lock-free */
+    _Atomic uint64_t length;        /* SB__UNKNOWN until a part reports it
+                                       or a part ends */
+    _Atomic bool stale;             /* a seam mismatched: extents no longer
+                                       count */
+
+    /* Set at open, read-only afterwards. */
+    const sb_source *src;           /* the buffer's own copy */
+    void *(*thread_main)(void *);   /* fetch.c's, given a fetcher */
+    size_t chunk;
+    unsigned max_parts;
+    unsigned retries;
+    uint64_t seek_gap;              /* 0: measured */
+    uint64_t max_size;              /* 0: none */
+    uint64_t read_ahead;
+    uint64_t max_retained;
+
+    /* Under mu. */
+    struct sb__fetcher f[SB__MAX_PARTS];
+    unsigned nthreads;              /* fetchers [0, nthreads) have threads */
+    struct sb__want *wants;
+    bool off;                       /* open_at refused: no more parts */
+    bool over;                      /* the stream is over: fetchers leave */
+    double open_ns;                 /* open_at to first byte (EWMA); 0 unknown */
+    uint64_t parts_opened, parts_moved, part_retries;
+    uint64_t fetched, refetched;
+};
+
+struct sb_buffer;
+
+/* For sb.c: set up (0 or -errno), start the first fetcher (0 or -errno),
+   wake every fetcher and cancel every part (sb_cancel), join the fetchers
+   and close their parts (sb_close, before the source's close), free. */
+int sb__parts_init(struct sb_buffer *b, uint32_t max_parts, uint32_t retries,
+                   uint64_t seek_gap, void *(*thread_main)(void *));
+int sb__parts_start(struct sb_buffer *b);
+void sb__parts_cancel(struct sb_buffer *b);
+void sb__parts_join(struct sb_buffer *b);
+void sb__parts_destroy(struct sb_buffer *b);
+
+/* Lock-free, for the read path: the end of the held run from off (off
+   when off is not held), counting extents unless the stream went stale. */
+uint64_t sb__parts_run(struct sb_buffer *b, uint64_t off);
+
+/* The stream's length, SB__UNKNOWN while unknown.  Lock-free. */
+static inline uint64_t sb__parts_length(const struct sb__parts *p)
+{
+    return atomic_load_explicit(&p->length, memory_order_acquire);
+}
+
+/* A read is about to wait for [off, need): register it and let the policy
+   place a fetcher; unwant takes it off once the wait is over (or the
+   reader that armed it closes).  Re-wanting a linked want moves it. */
+void sb__parts_want(struct sb_buffer *b, struct sb__want *w, uint64_t off,
+                    uint64_t need);
+void sb__parts_unwant(struct sb_buffer *b, struct sb__want *w);
+
+/* The demand or the floor moved: paused fetchers look again. */
+void sb__parts_poke(struct sb_buffer *b);
+
+/* The ranged fields of *out. */
+void sb__parts_stats(struct sb_buffer *b, sb_stats *out);
+
+/* ---- between parts.c and fetch.c (parts->mu held) ---------------------- */
+
+/* What a fetcher does next, decided under mu. */
+enum sb__step {
+    SB__STEP_STORE,   /* read up to cap bytes and store them at at */
+    SB__STEP_SEAM,    /* read cap bytes and compare them with held ones */
+    SB__STEP_STOP,    /* close the stream it reads (met bytes, moved) */
+    SB__STEP_QUIT,    /* the stream is over: close and leave */
+};
+
+/* Wait for work (an assignment) while idle; false when the stream is
+   over.  Then the caller opens f->open_off. */
+bool sb__parts_next_job_locked(struct sb__fetcher *f);
+/* open_at answered rc (0 or -errno) after ns, with *length as it set it. */
+void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length);
+/* The next step from f->at (pausing for flow control first). */
+enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
+                                    size_t *cap);
+/* n bytes at f->at are stored: publish them (after a read that took ns). */
+void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
+                             bool first_bytes, uint64_t since_open_ns);
+/* n seam bytes at f->at compared equal (or not). */
+void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal);
+/* The stream f reads ended (0) or failed (-errno); a STOP closes too. */
+void sb__parts_ended_locked(struct sb__fetcher *f, int rc);
+/* The pause before a retry: false if the stream is over meanwhile. */
+bool sb__parts_retry_pause_locked(struct sb__fetcher *f);
+/* The spill file exists (made under mu, so one fetcher makes it). */
+int sb__parts_spill_locked(struct sb__fetcher *f);
+
+/* fetch.c: a fetcher thread's body (arg: its struct sb__fetcher). */
+void *sb__fetcher_main(void *arg);
+
+#endif /* SB_PARTS_H */
