@@ -32,6 +32,11 @@
 
 #define SB_API __attribute__((visibility("default")))
 
+/* What the buffer compares across a seam (streambuffer.h: 4 KiB). */
+#ifndef SEAM_MARGIN
+#define SEAM_MARGIN ((uint64_t)4096)
+#endif
+
 struct part {
     struct part *prev, *next; /* src.live, under src.mu */
     struct src *s;
@@ -49,6 +54,7 @@ struct src {
     struct part *live;        /* every part not yet freed */
     bool learned;             /* a first response was accepted */
     int no_parts;             /* 0, or ESPIPE/ESTALE for every later part */
+    unsigned bad_ranges;      /* 206s that started elsewhere */
     bool length_known;
     uint64_t length;
     char etag[256];           /* strong ETag, "" none */
@@ -222,9 +228,13 @@ static int judge(struct src *s, const struct sb__http_hdrs *h, uint64_t off,
         } else if (h->range_first != off) {
             /* Bytes from elsewhere, of the same object as far as we can
                tell: a broken server or proxy.  Not ESTALE (nothing says
-               the object changed), not ESPIPE (a retry may get it right):
-               EIO, and the core decides whether to retry. */
-            return -EIO;
+               the object changed).  The first time EIO, which the core
+               retries (a proxy's glitch); the second, ESPIPE: this server
+               cannot be trusted with ranges, and the stream goes on
+               without parts rather than failing on retries. */
+            if (++s->bad_ranges < 2)
+                return -EIO;
+            no = ESPIPE;
         } else {
             if (!s->learned) {
                 learn(s, h, off, url);
@@ -316,6 +326,10 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         free(if_range);
         return 0;
     }
+    /* The buffer reads SEAM_MARGIN past end, to compare its seam with the
+       bytes held there (streambuffer.h, "Seams"): ask for them too. */
+    if (end != UINT64_MAX && end > off && UINT64_MAX - end > SEAM_MARGIN)
+        end += SEAM_MARGIN;
     if (end == UINT64_MAX || end <= off || (len_known && end >= len))
         snprintf(range, sizeof range, "%" PRIu64 "-", off);
     else
@@ -539,7 +553,12 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
     sb_source src;
     memset(&src, 0, sizeof src);
     src.read = first_read;
-    src.open_at = src_open_at;
+    /* No parts possible (Accept-Ranges: none, a weak ETag alone...): a
+       plain source, and the buffer starts no fetchers for nothing. */
+    lock(&s->mu);
+    if (s->no_parts == 0)
+        src.open_at = src_open_at;
+    unlock(&s->mu);
     src.cancel = src_cancel;
     src.close = src_close;
     src.ctx = s;
