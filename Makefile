@@ -84,7 +84,7 @@ TSTATIC  := $(BUILD)/libstreambuffer-test.a
 
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c
+TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c tests/seek.c
 TEST_LIB_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/lib/%.o,$(TEST_LIB))
 
 BENCH_SRC := $(wildcard bench/*.c)
@@ -282,8 +282,53 @@ demo: $(BUILD)/examples/fanout
 deps:
 	@PYTHON=$(PYTHON) ./tests/deps.sh install
 
+# Ranged-source tests (issue 23) held out of the run list while the
+# implementation they need has not landed on main: tests/seek.c's
+# seek_run_tests leaves out the names in SB_HOLD.  Each name goes as soon
+# as its part of the implementation is in.
+RANGED_HOLD ?= \
+	test_far_read_waits_for_one_part \
+	test_first_stream_from_open_at \
+	test_fetchers_meet_at_compared_seams \
+	test_moved_fetcher_opens_a_seam_before_held \
+	test_idle_fetchers_split_largest_gap \
+	test_drain_without_length \
+	test_options \
+	test_max_parts_one_means_no_parts \
+	test_read_ahead_bounds_each_fetcher \
+	test_release_and_max_retained_with_parts \
+	test_view_of_far_extent \
+	test_armed_reader_on_far_extent \
+	test_many_threads_random_reads \
+	bytes_default \
+	bytes_tiny_mem_small_chunks \
+	bytes_odd_chunks_iter_parts \
+	bytes_two_parts_gap_one_chunk \
+	bytes_max_parts_64 \
+	bytes_parts_ignore_end \
+	bytes_no_parts \
+	test_changed_object_fails_with_estale \
+	test_changed_object_never_mixes \
+	test_espipe_without_first_stream_fails \
+	test_open_at_failing_for_a_while \
+	test_open_at_failing_for_good \
+	test_part_failing_for_good \
+	test_reads_past_and_across_the_length \
+	test_part_ending_before_length_is_eio \
+	test_delivering_past_length_is_eio \
+	espipe_plain_first_read \
+	espipe_plain_first_next \
+	estale_plain_first_read \
+	drop_every_256k_parts_only \
+	eio_every_256k_parts_only \
+	drop_every_256k_plain_first_too \
+	cancel_parts_blocked \
+	cancel_parts_blocked_plain_first \
+	close_parts_blocked \
+	close_parts_blocked_iter
+
 check: $(TEST_BIN)
-	@TIMEOUT=$(TIMEOUT) ./tests/run.sh "$(if $(SAN),$(SAN),plain)" $(TEST_BIN)
+	@SB_HOLD="$(RANGED_HOLD)" TIMEOUT=$(TIMEOUT) ./tests/run.sh "$(if $(SAN),$(SAN),plain)" $(TEST_BIN)
 
 tsan:
 	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread check
@@ -296,7 +341,7 @@ asan:
 valgrind: $(TEST_BIN)
 	@command -v valgrind >/dev/null || \
 		{ echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
-	@SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
+	@SB_HOLD="$(RANGED_HOLD)" SB_VALGRIND=1 TIMEOUT=$$(($(TIMEOUT) * 4)) \
 	RUNNER="valgrind -q --error-exitcode=99 --leak-check=full \
 		--errors-for-leak-kinds=definite,indirect --track-fds=no" \
 	./tests/run.sh valgrind $(TEST_BIN)
@@ -373,18 +418,21 @@ test: deps
 		sh ./tests/all.sh
 
 # The fuzz targets build the library's sources themselves with clang's
-# libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input) and
-# fuzz_push (push mode from one thread, no thread per input).  New inputs
-# go to build/fuzz/corpus (fuzz_sb) and build/fuzz/corpus_push; the seeds
-# kept in the repo are tests/fuzz/corpus and tests/fuzz/corpus_push (the
-# latter written by tests/fuzz/make_corpus.py).  `make fuzz` runs each
-# target for FUZZ_SECONDS.
+# libFuzzer, ASan and UBSan: fuzz_sb (a producer thread per input),
+# fuzz_push (push mode from one thread, no thread per input) and
+# fuzz_ranged (a seekable source: parts, extents, seams).  New inputs go
+# to build/fuzz/corpus (fuzz_sb), build/fuzz/corpus_push and
+# build/fuzz/corpus_ranged; the seeds kept in the repo are
+# tests/fuzz/corpus, tests/fuzz/corpus_push (the latter written by
+# tests/fuzz/make_corpus.py) and tests/fuzz/corpus_ranged.  `make fuzz`
+# runs each target for FUZZ_SECONDS.
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_BIN     := build/fuzz/fuzz_sb
 FUZZ_PUSH    := build/fuzz/fuzz_push
+FUZZ_RANGED  := build/fuzz/fuzz_ranged
 FUZZ_DEPS    := tests/fuzz/fuzz_common.h $(LIB_SRC) $(wildcard src/*.h) include/streambuffer.h
-$(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
+$(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 	@command -v $(FUZZ_CC) >/dev/null || \
 		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
@@ -392,10 +440,11 @@ $(FUZZ_BIN) $(FUZZ_PUSH): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEPS)
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(LIB_SRC) $(LDLIBS)
 
-fuzz: $(FUZZ_BIN) $(FUZZ_PUSH)
-	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push
+fuzz: $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED)
+	@mkdir -p build/fuzz/corpus build/fuzz/corpus_push build/fuzz/corpus_ranged
 	@sh ./tests/fuzz/run.sh $(FUZZ_PUSH) $(FUZZ_SECONDS) build/fuzz/corpus_push tests/fuzz/corpus_push
 	@sh ./tests/fuzz/run.sh $(FUZZ_BIN) $(FUZZ_SECONDS) build/fuzz/corpus tests/fuzz/corpus
+	@sh ./tests/fuzz/run.sh $(FUZZ_RANGED) $(FUZZ_SECONDS) build/fuzz/corpus_ranged tests/fuzz/corpus_ranged
 
 clean:
 	rm -rf build

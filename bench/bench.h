@@ -55,6 +55,7 @@ enum case_id {
     CASE_LIVE,       /* 11 1..64 readers on a live stream: wake-up costs */
     CASE_ZEROCOPY,   /* 12 views, SB_MMAP_READS, sendfile */
     CASE_SERVE,      /* 13 examples/serve: many clients of a live stream */
+    CASE_RANGED,     /* 14 a paced seekable source: far, random, drain */
     CASE_COUNT
 };
 
@@ -68,6 +69,7 @@ struct opts {
     size_t follow_read;        /* read size of the follow case */
     size_t rss_size;           /* stream size of the RSS case */
     size_t retain;             /* max_retained of the release case */
+    size_t ranged_size;        /* stream size of the ranged case */
     int clients;               /* clients of the serve case */
     const char *serve_bin;     /* the serve example; NULL: next to sbbench */
     double seconds;            /* least duration of one measurement */
@@ -237,5 +239,6 @@ void case_release(void);    /* cases_release.c */
 void case_live(void);       /* cases_live.c */
 void case_zerocopy(void);   /* cases_zerocopy.c */
 void case_serve(void);      /* cases_serve.c */
+void case_ranged(void);     /* cases_ranged.c */
 
 #endif /* SBBENCH_H */

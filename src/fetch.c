@@ -214,6 +214,14 @@ static void run_locked(struct cursor *c)
         }
         uint64_t at = f->at;
         sb__mutex_unlock(&p->mu);
+        if (step == SB__STEP_PROBE) {
+            unsigned char one[1];
+            const unsigned char *data;
+            ssize_t r = c->npend > 0 ? 1 : pull(c, one, 1, &data);
+            sb__mutex_lock(&p->mu);
+            sb__parts_probed_locked(f, r);
+            continue;
+        }
 
         (void)sb__give_back(b, true);
         void *room;

@@ -156,6 +156,8 @@ static void fail_locked(struct sb__parts *p, int err)
 
 static void end_locked(struct sb__parts *p)
 {
+    if (sb__parts_exact_length(p) == SB__UNKNOWN)
+        atomic_store_explicit(&p->length, filled_of(p), memory_order_release);
     sb__wait_finish(&p->b->wait, 0);
     p->over = true;
     wake_all(p);
@@ -230,7 +232,8 @@ static uint64_t run_below(struct sb__parts *p, uint64_t m)
    reach cut from the one (cut) that held m, comparing first across the
    seam with a run that ends at m. */
 static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
-                          uint64_t m, uint64_t need, struct sb__fetcher *cut)
+                          uint64_t m, uint64_t need, struct sb__fetcher *cut,
+                          bool seam)
 {
     uint64_t below = run_below(p, m);
     uint64_t floor = sb__wait_floor(&p->b->wait);
@@ -249,11 +252,12 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
     f->demand = need > m ? need : m;
     f->fails = 0;
     f->retry = false;
+    f->probed = false;
     f->moved_for = SB__UNKNOWN;
     if (cut != NULL && cut->limit > m)
         cut->limit = m;
     f->limit = limit_above(p, m, f);
-    if (f->limit <= m) {
+    if (f->limit <= m && !seam) {
         f->st = SB__F_IDLE; /* nothing to fetch after all */
         return false;
     }
@@ -351,7 +355,7 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
         }
     }
     if (best > 0)
-        return assign_locked(p, f, best_at, best_at, NULL);
+        return assign_locked(p, f, best_at, best_at, NULL, false);
     if (len == SB__UNKNOWN)
         return false;
     struct sb__fetcher *big = NULL;
@@ -372,7 +376,51 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
     mid -= mid % p->chunk;
     if (mid <= big->at)
         return false;
-    return assign_locked(p, f, mid, mid, big);
+    return assign_locked(p, f, mid, mid, big, false);
+}
+
+/* Whether a fetcher will compare the seam at s: one whose run ends there
+   and that runs on into it, or one that opened to compare it. */
+static bool seam_handled(const struct sb__parts *p, uint64_t s)
+{
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        const struct sb__fetcher *f = &p->f[i];
+        if (!active(f) || f->stop)
+            continue;
+        if (f->meet && f->met == s)
+            return true;
+        if (f->at <= s && s <= f->cmp_end && f->cmp_end == s)
+            return true;
+        if (f->at == s && f->ext_lo != SB__UNKNOWN)
+            return true;
+        if (f->st == SB__F_ASSIGNED && f->reach_lo == s)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Two runs that touch (a run ending where the next begins) join only once
+ * a fetcher has compared across their seam.  The fetcher that was to do it
+ * may have stopped (failed, moved, reached its limit as the other run
+ * began): a free fetcher then opens just before the seam, compares both
+ * sides and joins them, or reads across it would wait forever.
+ */
+static void repair_seams_locked(struct sb__parts *p)
+{
+    size_t n = sb__extents_count_locked(&p->ext);
+    uint64_t prev_hi = filled_of(p);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo, hi;
+        sb__extents_get_locked(&p->ext, i, &lo, &hi);
+        if (lo == prev_hi && lo > 0 && !seam_handled(p, lo)) {
+            struct sb__fetcher *f = free_fetcher(p);
+            if (f == NULL)
+                return;
+            assign_locked(p, f, lo, lo, NULL, true);
+        }
+        prev_hi = hi;
+    }
 }
 
 static void schedule_locked(struct sb__parts *p)
@@ -401,7 +449,7 @@ static void schedule_locked(struct sb__parts *p)
             continue;
         struct sb__fetcher *f = free_fetcher(p);
         if (f != NULL) {
-            assign_locked(p, f, m, w->need, r);
+            assign_locked(p, f, m, w->need, r, false);
             continue;
         }
         struct sb__fetcher *v = p->max_parts > 1 ? victim(p) : NULL;
@@ -413,6 +461,8 @@ static void schedule_locked(struct sb__parts *p)
             wake(v);
         }
     }
+    if (!p->off)
+        repair_seams_locked(p);
     if (p->off || !draining(p))
         return;
     struct sb__fetcher *f;
@@ -538,6 +588,7 @@ static void failed_locked(struct sb__fetcher *f, int err)
         f->fails = 0;
     f->delivered = false;
     f->fails++;
+    f->first = false;
     if (p->off) {
         f->st = SB__F_IDLE;
         nobody_locked(p, f, err);
@@ -549,41 +600,21 @@ static void failed_locked(struct sb__fetcher *f, int err)
         return;
     }
     p->part_retries++;
-    /* Reopen at the byte it reached, comparing back across its own seam. */
-    uint64_t m = f->at > f->cmp_end ? f->at : f->cmp_end;
-    if (f->meet)
-        m = f->cmp_end; /* the seam was not checked: check it again */
+    /* Reopen at the byte it reached, comparing back across its own seam;
+       one that failed while it compared a seam it met reopens there, so
+       that the seam is still compared and the runs join. */
+    uint64_t m = f->meet ? f->met : f->at > f->cmp_end ? f->at : f->cmp_end;
     uint64_t lim = f->limit;
-    bool first = f->first;
     unsigned fails = f->fails;
     uint64_t demand = f->demand;
+    bool seam = f->meet;
     f->st = SB__F_IDLE;
-    if (m >= lim) {
-        return; /* nothing left in its reach */
+    if (!seam && m >= lim)
+        return; /* nothing left in its reach (a seam there is repaired) */
+    if (assign_locked(p, f, m, demand, NULL, seam)) {
+        f->fails = fails;
+        f->retry = true;
     }
-    uint64_t below = f->meet ? m : run_below(p, m);
-    (void)first;
-    f->st = SB__F_ASSIGNED;
-    f->first = false;
-    f->stop = false;
-    uint64_t k = m - below < SB__SEAM ? m - below : SB__SEAM;
-    if (f->meet) {
-        /* Met held bytes at reach end; only the seam is left. */
-        k = 0;
-    }
-    f->at = m - k;
-    f->open_off = m - k;
-    f->cmp_end = m;
-    f->reach_lo = m;
-    f->ext_lo = SB__UNKNOWN;
-    f->limit = lim;
-    f->demand = demand;
-    f->fails = fails;
-    f->retry = true;
-    f->meet = false;
-    f->moved_for = SB__UNKNOWN;
-    if (m >= lim)
-        f->st = SB__F_IDLE;
 }
 
 void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
@@ -591,11 +622,12 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
     struct sb__parts *p = f->parts;
     if (rc == 0) {
         p->parts_opened++;
+        f->delivered = false;
         f->has_part = true;
         f->part_cancelled = false;
         f->st = SB__F_RUNNING;
         if (length != SB__UNKNOWN) {
-            uint64_t known = sb__parts_length(p);
+            uint64_t known = sb__parts_exact_length(p);
             if (known == SB__UNKNOWN) {
                 atomic_store_explicit(&p->length, length, memory_order_release);
                 for (unsigned i = 0; i < p->nthreads; i++)
@@ -627,6 +659,13 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
         return;
     }
     failed_locked(f, -rc);
+}
+
+void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r)
+{
+    f->probed = true;
+    if (r > 0)
+        fail_locked(f->parts, EIO); /* bytes past the length */
 }
 
 /* Bytes held at or above the floor, in all runs together. */
@@ -687,8 +726,16 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
             f->limit = limit_above(p, f->at, f);
             continue;
         }
-        if (len != SB__UNKNOWN && f->at >= len)
-            return SB__STEP_STOP; /* the rest is the part's end */
+        if (len != SB__UNKNOWN && f->at >= len) {
+            /* A stream asked for more than the length must end here: one
+               more read tells that it does. */
+            if (f->req_end > len && !f->probed
+                && len == sb__parts_exact_length(p)) {
+                *cap = 1;
+                return SB__STEP_PROBE;
+            }
+            return SB__STEP_STOP;
+        }
         uint64_t held = sb__parts_run(p->b, f->at);
         if (held > f->at) {
             /* It met held bytes: compare across the seam, then join. */
@@ -770,7 +817,6 @@ void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal)
     struct sb__parts *p = f->parts;
     p->fetched += n;
     p->refetched += n;
-    f->delivered = true;
     if (!equal) {
         fail_locked(p, ESTALE);
         return;
@@ -845,7 +891,7 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     struct sb__parts *p = f->parts;
     if (f->first && rc == 0 && !f->stop) {
         /* The source's own stream ended: that is the length. */
-        uint64_t len = sb__parts_length(p);
+        uint64_t len = sb__parts_exact_length(p);
         if (len == SB__UNKNOWN) {
             atomic_store_explicit(&p->length, f->at, memory_order_release);
             len = f->at;
@@ -863,7 +909,7 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     }
     bool was_first = f->first;
     f->first = false;
-    if (!running(p) || f->stop || rc == 1) {
+    if (!running(p) || f->stop) {
         f->st = SB__F_IDLE;
         return;
     }
@@ -877,7 +923,7 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
         return;
     }
     /* The part ended (rc == 0). */
-    uint64_t len = sb__parts_length(p);
+    uint64_t len = sb__parts_exact_length(p);
     if (f->req_end != UINT64_MAX && f->at >= f->req_end) {
         f->st = SB__F_IDLE; /* it stopped where it was asked to */
         return;
@@ -890,9 +936,21 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
         f->st = SB__F_IDLE;
         return;
     }
-    /* An end where none was asked for: the stream ends here. */
-    atomic_store_explicit(&p->length, f->at, memory_order_release);
     f->st = SB__F_IDLE;
+    if (f->ext_lo == SB__UNKNOWN && f->at == f->reach_lo) {
+        /* Nothing at all from here: the stream ends at or before it, but
+           the bytes before may not all exist. */
+        uint64_t max = atomic_load(&p->end_max);
+        if (f->at < max)
+            atomic_store_explicit(&p->end_max, f->at, memory_order_release);
+        if (filled_of(p) >= f->at)
+            end_locked(p);
+        sb__wait_recheck(&p->b->wait);
+        return;
+    }
+    /* An end where none was asked for, after bytes: the stream ends
+       here. */
+    atomic_store_explicit(&p->length, f->at, memory_order_release);
     if (sb__extents_count_locked(&p->ext) > 0) {
         uint64_t lo, hi;
         sb__extents_get_locked(&p->ext, sb__extents_count_locked(&p->ext) - 1,
@@ -968,6 +1026,7 @@ int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
         return -ENOMEM;
     }
     atomic_init(&p->length, SB__UNKNOWN);
+    atomic_init(&p->end_max, SB__UNKNOWN);
     atomic_init(&p->stale, false);
     p->b = b;
     p->thread_main = thread_main;
@@ -1074,7 +1133,7 @@ void sb__parts_stats(sb_buffer *b, sb_stats *out)
     bool stale = atomic_load(&p->stale);
     out->extents = (filled_of(p) > 0)
                    + (stale ? 0 : sb__extents_count_locked(&p->ext));
-    uint64_t len = sb__parts_length(p);
+    uint64_t len = sb__parts_exact_length(p);
     out->length = len == SB__UNKNOWN ? 0 : len;
     sb__mutex_unlock(&p->mu);
 }

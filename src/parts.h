@@ -65,6 +65,7 @@ struct sb__fetcher {
     bool part_cancelled;    /* part.cancel called (at most once) */
     unsigned fails;         /* failures in a row */
     bool retry;             /* pause before the next open (a failure) */
+    bool probed;            /* read once past the length (and got 0) */
     bool delivered;         /* its stream gave bytes since it opened */
     uint64_t cmp_end;       /* [at, cmp_end): bytes to compare, not store */
     bool meet;              /* ... because it met held bytes at met: join
@@ -87,6 +88,8 @@ struct sb__parts {
                                        or a part ends */
     _Atomic bool stale;             /* a seam mismatched: extents no longer
                                        count */
+    _Atomic uint64_t end_max;       /* a part opened here found nothing:
+                                       the stream ends at or before it */
 
     /* Set at open, read-only afterwards. */
     const sb_source *src;           /* the buffer's own copy */
@@ -127,9 +130,19 @@ void sb__parts_destroy(struct sb_buffer *b);
 uint64_t sb__parts_run(struct sb_buffer *b, uint64_t off);
 
 /* The stream's length, SB__UNKNOWN while unknown.  Lock-free. */
-static inline uint64_t sb__parts_length(const struct sb__parts *p)
+static inline uint64_t sb__parts_exact_length(const struct sb__parts *p)
 {
     return atomic_load_explicit(&p->length, memory_order_acquire);
+}
+
+/* Where the stream ends at the latest: its length, or else the lowest
+   offset where a part found nothing (SB__UNKNOWN: no bound yet).  No byte
+   lies at or past it.  Lock-free. */
+static inline uint64_t sb__parts_length(const struct sb__parts *p)
+{
+    uint64_t len = atomic_load_explicit(&p->length, memory_order_acquire);
+    uint64_t max = atomic_load_explicit(&p->end_max, memory_order_acquire);
+    return len < max ? len : max;
 }
 
 /* A read is about to wait for [off, need): register it and let the policy
@@ -151,6 +164,7 @@ void sb__parts_stats(struct sb_buffer *b, sb_stats *out);
 enum sb__step {
     SB__STEP_STORE,   /* read up to cap bytes and store them at at */
     SB__STEP_SEAM,    /* read cap bytes and compare them with held ones */
+    SB__STEP_PROBE,   /* at the length: read once more, expecting the end */
     SB__STEP_STOP,    /* close the stream it reads (met bytes, moved) */
     SB__STEP_QUIT,    /* the stream is over: close and leave */
 };
@@ -168,6 +182,8 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
                              bool first_bytes, uint64_t since_open_ns);
 /* n seam bytes at f->at compared equal (or not). */
 void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal);
+/* A PROBE read r (0 the end, > 0 bytes past the length, < 0 an error). */
+void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r);
 /* The stream f reads ended (0) or failed (-errno); a STOP closes too. */
 void sb__parts_ended_locked(struct sb__fetcher *f, int rc);
 /* The pause before a retry: false if the stream is over meanwhile. */
