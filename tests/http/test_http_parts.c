@@ -148,17 +148,18 @@ static void test_bad_parts_fall_back(void **state)
 }
 
 /* Same ETag, same length, new bytes on every request: only the seam
-   comparison can tell.  The stream fails with ESTALE; no read ever
-   returns bytes that are not the first version's. */
+   comparison can tell.  The stream fails with ESTALE, and from then on
+   every read gives the first version's bytes or ESTALE.  (Before that, a
+   read inside a part's own extent gets that part's bytes: nothing can
+   tell them apart until its seam is compared.) */
 static void test_same_etag_new_bytes_is_estale(void **state)
 {
     (void)state;
     sb_buffer *b = sb_open_url(url(fault_base, "/sameetag,slow=1024/big.bin"), NULL, NULL);
     assert_non_null(b);
     unsigned char buf[4096];
-    ssize_t n = sb_pread(b, buf, sizeof buf, big_len / 2);
-    if (n > 0)
-        assert_memory_equal(buf, big + big_len / 2, (size_t)n);
+    ssize_t n = sb_pread(b, buf, sizeof buf, big_len / 2); /* opens a part */
+    assert_true(n == (ssize_t)sizeof buf || (n < 0 && errno == ESTALE));
     uint64_t total;
     assert_int_equal(sb_wait_end(b, &total), -1);
     assert_int_equal(errno, ESTALE);
