@@ -137,6 +137,7 @@ static void test_bad_parts_fall_back(void **state)
                                   "/newetag,slow=1024/big.bin",
                                   "/arnone,slow=1024/big.bin"};
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        print_message("%s\n", paths[i]);
         sb_buffer *b = sb_open_url(url(fault_base, paths[i]), NULL, NULL);
         assert_non_null(b);
         unsigned char buf[4096];
