@@ -615,6 +615,26 @@ static int dead_port(void)
     return ntohs(a.sin_port);
 }
 
+static void set_timeout_5s(void *curl, void *arg)
+{
+    (void)arg;
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+}
+
+/* A name that does not resolve (.invalid: RFC 6761).  A resolver that
+   cannot be reached at all ends in the timeout instead. */
+static void test_open_url_unresolvable(void **state)
+{
+    (void)state;
+    sb_http_options h;
+    memset(&h, 0, sizeof h);
+    h.setup = set_timeout_5s;
+    errno = 0;
+    assert_null(sb_open_url("http://sb-test.invalid/big.bin", NULL, &h));
+    if (errno != EHOSTUNREACH && errno != ETIMEDOUT)
+        fail_msg("errno %d (%s), want EHOSTUNREACH", errno, strerror(errno));
+}
+
 static void test_open_url_errors(void **state)
 {
     (void)state;
@@ -898,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_cancel_eight_parts),
         cmocka_unit_test(test_cancel_opens_in_flight),
         cmocka_unit_test(test_open_url_errors),
+        cmocka_unit_test(test_open_url_unresolvable),
         cmocka_unit_test(test_open_url_timeout),
         cmocka_unit_test(test_setup_hook),
         cmocka_unit_test(test_open_url_whole),
