@@ -35,7 +35,7 @@ part() {
 s0=$(date +%s.%N)
 timeout --foreground -k 30 3600 $make --no-print-directory model >"$mlog" 2>&1 &
 model=$!
-for p in check tsan asan quickstart install-test examples-test serve-asan python-test; do
+for p in check tsan asan quickstart install-test examples-test serve-asan http-test python-test; do
     part "$p"
 done
 wait "$model" || { rc=1; broken="$broken model"; }

@@ -49,6 +49,9 @@ check_test() {
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v spin >/dev/null 2>&1 || need spin spin
     command -v curl >/dev/null 2>&1 || need curl curl
+    # The HTTP source's tests serve files with nginx (Debian keeps it in
+    # /usr/sbin, which a user's PATH may lack).
+    { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || need nginx-light nginx
     # No interpreter at all: Debian's, with what the tests use of it.
     if command -v "$PYTHON" >/dev/null 2>&1; then check_python
     else need "python3 python3-dev python3-pytest python3-pip python3-build python3-wheel python3-venv python3-mypy" "$PYTHON"; fi
