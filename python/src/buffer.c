@@ -119,7 +119,7 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
     if (c == NULL)
         return NULL;
     sb_stats st;
-    PyObject *res = NULL, *error = NULL, *demand = NULL;
+    PyObject *res = NULL, *error = NULL, *demand = NULL, *length = NULL;
     if (sb_get_stats(c->b, &st) < 0) {
         sb__py_os_error(errno);
         goto out;
@@ -127,17 +127,21 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
     /* No sentinel integers: error is None unless the stream failed, and
        demand None while nothing was asked for, infinite once a read asked
        for the whole stream (the library's UINT64_MAX; no offset passes
-       2^63). */
+       2^63).  length likewise None while it is not known: the library's 0
+       is a length only once the stream has ended. */
     error = st.state == SB_FAILED ? PyLong_FromLong(st.error) : Py_NewRef(Py_None);
+    length = st.length == 0 && st.state != SB_ENDED
+                 ? Py_NewRef(Py_None)
+                 : PyLong_FromUnsignedLongLong(st.length);
     if (st.demand == 0)
         demand = Py_NewRef(Py_None);
     else if (st.demand > (uint64_t)INT64_MAX)
         demand = PyFloat_FromDouble(Py_HUGE_VAL);
     else
         demand = PyLong_FromUnsignedLongLong(st.demand);
-    if (error != NULL && demand != NULL)
+    if (error != NULL && demand != NULL && length != NULL)
         res = Py_BuildValue(
-            "{sKsKsKsKsKsKsssOsKsOsKsKsKsKsKsO}",
+            "{sKsKsKsKsKsKsssOsKsOsKsKsKsKsKsOsKsKsKsKsKsOsKsKsK}",
             "filled", (unsigned long long)st.filled,
             "in_memory", (unsigned long long)st.in_memory,
             "spilled", (unsigned long long)st.spilled,
@@ -153,10 +157,20 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
             "paused_ns", (unsigned long long)st.paused_ns,
             "readers", (unsigned long long)st.readers,
             "huge_pages", (unsigned long long)st.huge_pages,
-            "paused", st.paused ? Py_True : Py_False);
+            "paused", st.paused ? Py_True : Py_False,
+            "parts_opened", (unsigned long long)st.parts_opened,
+            "parts_active", (unsigned long long)st.parts_active,
+            "fetched", (unsigned long long)st.fetched,
+            "refetched", (unsigned long long)st.refetched,
+            "extents", (unsigned long long)st.extents,
+            "length", length,
+            "seek_gap", (unsigned long long)st.seek_gap,
+            "parts_moved", (unsigned long long)st.parts_moved,
+            "part_retries", (unsigned long long)st.part_retries);
 out:
     Py_XDECREF(error);
     Py_XDECREF(demand);
+    Py_XDECREF(length);
     sb__py_leave(self, c);
     return res;
 }

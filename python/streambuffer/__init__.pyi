@@ -37,6 +37,15 @@ class _Stats(TypedDict):
     readers: int
     huge_pages: int
     paused: bool
+    parts_opened: int
+    parts_active: int
+    fetched: int
+    refetched: int
+    extents: int
+    length: int | None
+    seek_gap: int
+    parts_moved: int
+    part_retries: int
 
 class StreamBuffer:
     def __init__(

@@ -438,28 +438,37 @@ def test_stats_and_version():
     with StreamBuffer(DATA) as b:
         st = b.stats()
         assert st["state"] == "ended" and st["filled"] == len(DATA)
-        assert set(st) >= {"in_memory", "spilled", "waiting", "floor", "demand", "huge_pages"}
+        assert set(st) == {
+            "filled", "in_memory", "spilled", "publishes", "waiting", "wakeups",
+            "state", "error", "floor", "demand", "released", "pauses",
+            "paused_ns", "readers", "huge_pages", "paused", "parts_opened",
+            "parts_active", "fetched", "refetched", "extents", "length",
+            "seek_gap", "parts_moved", "part_retries",
+        }
+        assert st["length"] == st["fetched"] == len(DATA) and st["extents"] == 1
     assert streambuffer.__version__ == streambuffer.library_version
 
 
 def test_stats_has_no_sentinels(gate):
     """Every field is a plain count, a state, a bool, or None where the
-    library's number would mean "none" (error 0, demand 0) and math.inf
-    where it would mean "everything" (demand 2**64 - 1)."""
+    library's number would mean "none" (error 0, demand 0, length 0 before
+    the end) and math.inf where it would mean "everything" (demand
+    2**64 - 1)."""
     g = gate([b"abc", b"def"])
     with StreamBuffer(g, read_ahead=1) as b:
         st = b.stats()
         assert st["state"] == "running"
         assert st["error"] is None and st["demand"] is None
+        assert st["length"] is None
         assert isinstance(st["paused"], bool)
         for k, v in st.items():
-            if k not in ("state", "error", "demand", "paused"):
+            if k not in ("state", "error", "demand", "paused", "length"):
                 assert type(v) is int and 0 <= v < 1 << 63, (k, v)
         g.allow_all()
         assert b.wait_end() == 6
         st = b.stats()
         assert st["demand"] == math.inf and st["error"] is None
-        assert st["state"] == "ended"
+        assert st["state"] == "ended" and st["length"] == 6
         for k, v in st.items():
             if k not in ("state", "error", "demand", "paused"):
                 assert type(v) is int and 0 <= v < 1 << 63, (k, v)
