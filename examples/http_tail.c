@@ -289,7 +289,8 @@ static void usage(FILE *to, int status)
             "they arrive.\n"
             "  -o PREFIX   also write them to PREFIX.head and PREFIX.tail\n"
             "  -t SECONDS  give up on the transfer after that long "
-            "(default: never)\n");
+            "(default: never)\n"
+            "  -h, --help  this help\n");
     exit(status);
 }
 
@@ -300,6 +301,10 @@ int main(int argc, char **argv)
     long timeout_s = 0;
     int c;
 
+    /* --help as well as -h: it is what a newcomer types first. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            usage(stdout, 0);
     while ((c = getopt(argc, argv, "n:o:t:h")) != -1) {
         char *end;
         switch (c) {

@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static void *read_far(void *arg)
@@ -19,8 +20,13 @@ static void *read_far(void *arg)
     return NULL;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc > 1) { /* no options: --help, or a mistake */
+        int help = strcmp(argv[1], "--help") == 0;
+        fputs("usage: some-command | quickstart\n", help ? stdout : stderr);
+        return help ? 0 : 2;
+    }
     sb_buffer *b = sb_open_fd(STDIN_FILENO, NULL); /* the producer starts now */
     if (b == NULL) {
         perror("sb_open_fd");

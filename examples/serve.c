@@ -108,23 +108,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HEAD_MAX (8u << 10)   /* the largest request head: 431 beyond */
+#include "serve_parse.h" /* the request parser, also the fuzz target's */
+
 #define PIECE (1u << 20)      /* the most one chunk or sendfile call moves */
 #define TURN (4u << 20)       /* the most one connection sends per turn */
 #define LINGER_MS 2000        /* how long a closing connection waits */
-#define MAX_POS INT64_MAX     /* range positions beyond are invalid */
 #define END_PROBE (UINT64_MAX - 1) /* an offset no stream reaches */
-
-/* What a request asks for. */
-enum range_kind { WHOLE, FROM_TO, FROM, SUFFIX };
-
-struct request {
-    bool head;            /* HEAD: the headers of GET, no body */
-    bool http10;          /* HTTP/1.0: no chunked coding */
-    bool keep_alive;      /* the client lets the connection persist */
-    enum range_kind kind; /* FROM_TO: bytes a-b; FROM: a-; SUFFIX: -a */
-    uint64_t a, b;
-};
 
 /* How a response body is delimited. */
 enum framing { FIXED, CHUNKED, UNTIL_CLOSE };
@@ -462,14 +451,14 @@ static bool decide(struct conn *c)
                 return false;
             continue;
         }
-        uint64_t first = q->kind == SUFFIX ? (q->a < len ? len - q->a : 0) : q->a;
+        uint64_t first, last;
+        enum span sp = range_span(q, len, ended, &first, &last);
+        if (sp == SPAN_416) {
+            snprintf(range, sizeof range, "Content-Range: bytes */%" PRIu64, len);
+            respond_error(c, 416, "Range Not Satisfiable", false, range);
+            return true;
+        }
         if (ended) {
-            if (first >= len || (q->kind == SUFFIX && q->a == 0)) {
-                snprintf(range, sizeof range, "Content-Range: bytes */%" PRIu64, len);
-                respond_error(c, 416, "Range Not Satisfiable", false, range);
-                return true;
-            }
-            uint64_t last = q->kind == FROM_TO && q->b < len ? q->b : len - 1;
             snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64 "/%" PRIu64,
                      first, last, len);
             sb_reader_release(c->r, first); /* a suffix's start is known now */
@@ -478,20 +467,15 @@ static bool decide(struct conn *c)
         }
         /* Live, bytes=a-b or bytes=a-: nothing is said until byte a is in,
            so that the answer can never be a 206 with no bytes. */
-        if (first >= len) {
+        if (sp == SPAN_WAIT) {
             if (!arm(c, first))
                 return false;
             continue;
         }
-        if (q->kind == FROM) { /* RFC 8673 2.1: what is there now */
-            snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64 "/*",
-                     first, len - 1);
-            respond_body(c, first, len, FIXED, range);
-        } else { /* RFC 8673 2.2: as asked; chunked if not all in yet */
-            snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64 "/*",
-                     first, q->b);
-            respond_body(c, first, q->b + 1, q->b < len ? FIXED : CHUNKED, range);
-        }
+        /* RFC 8673 2.1, bytes=a-: what is there now.  2.2, bytes=a-b: as
+           asked; chunked if not all in yet. */
+        snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64 "/*", first, last);
+        respond_body(c, first, last + 1, last < len ? FIXED : CHUNKED, range);
         return true;
     }
 }
@@ -640,94 +624,6 @@ static bool send_some(struct conn *c)
 
 /* ---- requests --------------------------------------------------------- */
 
-static bool is_tchar(int ch)
-{
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-           || (ch >= '0' && ch <= '9') || (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch));
-}
-
-/* Parse decimal digits at *p into *v (at most MAX_POS); false if there are
-   none or the number is too large. */
-static bool parse_pos(const char **p, uint64_t *v)
-{
-    const char *s = *p;
-    uint64_t x = 0;
-    if (*s < '0' || *s > '9')
-        return false;
-    for (; *s >= '0' && *s <= '9'; s++) {
-        unsigned d = (unsigned)(*s - '0');
-        if (x > ((uint64_t)MAX_POS - d) / 10)
-            return false;
-        x = x * 10 + d;
-    }
-    *p = s;
-    *v = x;
-    return true;
-}
-
-/* A Range value: one byte range, or false (then it is ignored). */
-static bool parse_range(const char *v, struct request *q)
-{
-    if (strncasecmp(v, "bytes", 5) != 0)
-        return false;
-    v += 5;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    if (*v++ != '=')
-        return false;
-    while (*v == ' ' || *v == '\t')
-        v++;
-    if (*v == '-') {
-        v++;
-        if (!parse_pos(&v, &q->a))
-            return false;
-        q->kind = SUFFIX;
-    } else {
-        if (!parse_pos(&v, &q->a) || *v++ != '-')
-            return false;
-        if (*v >= '0' && *v <= '9') {
-            if (!parse_pos(&v, &q->b) || q->b < q->a)
-                return false;
-            q->kind = FROM_TO;
-        } else {
-            q->kind = FROM;
-        }
-    }
-    while (*v == ' ' || *v == '\t')
-        v++;
-    return *v == '\0'; /* a comma here: several ranges, ignored */
-}
-
-/* Whether a comma-separated header value lists token (any case). */
-static bool has_token(const char *v, const char *token)
-{
-    size_t n = strlen(token);
-    while (*v != '\0') {
-        while (*v == ' ' || *v == '\t' || *v == ',')
-            v++;
-        const char *e = v;
-        while (*e != '\0' && *e != ',' && *e != ' ' && *e != '\t')
-            e++;
-        if ((size_t)(e - v) == n && strncasecmp(v, token, n) == 0)
-            return true;
-        while (*e != '\0' && *e != ',')
-            e++;
-        v = e;
-    }
-    return false;
-}
-
-/* The next line of the head at *p, NUL-terminated in place (LF or CRLF). */
-static char *next_line(char **p)
-{
-    char *line = *p, *lf = strchr(line, '\n');
-    *p = lf + 1;
-    *lf = '\0';
-    if (lf > line && lf[-1] == '\r')
-        lf[-1] = '\0';
-    return line;
-}
-
 /*
  * Parse the request head in h (NUL-terminated, lines ending in LF or CRLF,
  * the empty line included) into c->rq and answer it: errors here, the rest
@@ -735,104 +631,24 @@ static char *next_line(char **p)
  */
 static void handle_request(struct conn *c, char *h)
 {
-    struct request *q = &c->rq;
-    *q = (struct request){.kind = WHOLE, .keep_alive = false};
-
-    char *line = next_line(&h);
-    char *method = line, *target = strchr(line, ' ');
-    char *version = target != NULL ? strchr(target + 1, ' ') : NULL;
-    if (version == NULL || strchr(version + 1, ' ') != NULL) {
-        respond_error(c, 400, "Bad Request", true, NULL);
-        return;
+    bool close;
+    switch (parse_head(h, &c->rq, &close)) {
+    case 0:
+        c->phase = DECIDE;
+        break;
+    case 404:
+        respond_error(c, 404, "Not Found", close, NULL);
+        break;
+    case 405:
+        respond_error(c, 405, "Method Not Allowed", close, "Allow: GET, HEAD");
+        break;
+    case 505:
+        respond_error(c, 505, "HTTP Version Not Supported", close, NULL);
+        break;
+    default:
+        respond_error(c, 400, "Bad Request", close, NULL);
+        break;
     }
-    *target++ = '\0';
-    *version++ = '\0';
-    for (const char *s = method; *s != '\0'; s++)
-        if (!is_tchar((unsigned char)*s))
-            method = "";
-    /* HTTP/1.1, or a later 1.x answered as 1.1 (RFC 9110 6.2). */
-    bool v11 = strncmp(version, "HTTP/1.", 7) == 0 && version[7] >= '1'
-               && version[7] <= '9' && version[8] == '\0';
-    q->http10 = strcmp(version, "HTTP/1.0") == 0;
-    if (*method == '\0' || *target == '\0' || (!v11 && !q->http10)) {
-        bool other = strncmp(version, "HTTP/", 5) == 0 && version[5] >= '2'
-                     && version[5] <= '9' && version[6] == '.';
-        if (other)
-            respond_error(c, 505, "HTTP Version Not Supported", true, NULL);
-        else
-            respond_error(c, 400, "Bad Request", true, NULL);
-        return;
-    }
-    for (const char *s = target; *s != '\0'; s++)
-        if ((unsigned char)*s <= ' ' || *s == 0x7f) {
-            respond_error(c, 400, "Bad Request", true, NULL);
-            return;
-        }
-
-    bool says_close = false, says_keep = false, body = false, if_range = false;
-    int hosts = 0, ranges = 0;
-    const char *range = NULL;
-    while (*h != '\0') {
-        line = next_line(&h);
-        if (*line == '\0')
-            break; /* the end of the head */
-        char *colon = strchr(line, ':');
-        bool bad = colon == NULL || colon == line;
-        for (char *s = line; !bad && s < colon; s++)
-            bad = !is_tchar((unsigned char)*s); /* also: space before ':' */
-        if (bad) { /* and obsolete line folding, which starts with a space */
-            respond_error(c, 400, "Bad Request", true, NULL);
-            return;
-        }
-        *colon = '\0';
-        char *v = colon + 1, *e = v + strlen(v);
-        while (*v == ' ' || *v == '\t')
-            v++;
-        while (e > v && (e[-1] == ' ' || e[-1] == '\t'))
-            *--e = '\0';
-        if (strcasecmp(line, "Host") == 0) {
-            hosts++;
-        } else if (strcasecmp(line, "Connection") == 0) {
-            says_close |= has_token(v, "close");
-            says_keep |= has_token(v, "keep-alive");
-        } else if (strcasecmp(line, "Range") == 0) {
-            range = v;
-            ranges++;
-        } else if (strcasecmp(line, "If-Range") == 0) {
-            if_range = true;
-        } else if (strcasecmp(line, "Transfer-Encoding") == 0) {
-            body = true;
-        } else if (strcasecmp(line, "Content-Length") == 0) {
-            for (const char *s = v; *s != '\0'; s++)
-                body |= *s != '0';
-        }
-    }
-    q->keep_alive = v11 ? !says_close : says_keep && !says_close;
-    q->head = strcmp(method, "HEAD") == 0;
-
-    if (strcmp(method, "GET") != 0 && !q->head) {
-        /* Its body, if any, is not read: the connection cannot go on. */
-        respond_error(c, 405, "Method Not Allowed", body, "Allow: GET, HEAD");
-        return;
-    }
-    if ((v11 && hosts != 1) || hosts > 1 || body) {
-        respond_error(c, 400, "Bad Request", true, NULL);
-        return;
-    }
-    /* The path: origin form, or the absolute form a proxy sends. */
-    char *path = target;
-    if (strncasecmp(path, "http://", 7) == 0) {
-        path = strchr(path + 7, '/');
-        if (path == NULL)
-            path = "/";
-    }
-    if (path[0] != '/' || (path[1] != '\0' && path[1] != '?')) {
-        respond_error(c, 404, "Not Found", false, NULL);
-        return;
-    }
-    if (ranges == 1 && !if_range && !parse_range(range, q))
-        q->kind = WHOLE;
-    c->phase = DECIDE;
 }
 
 /*
@@ -841,22 +657,8 @@ static void handle_request(struct conn *c, char *h)
  */
 static bool read_head(struct conn *c)
 {
-    /* Empty lines before a request are allowed (RFC 9112 2.2). */
-    size_t skip = 0;
-    while (skip < c->in_len && (c->in[skip] == '\r' || c->in[skip] == '\n'))
-        skip++;
-    size_t end = 0;
-    for (size_t i = skip; i + 1 < c->in_len; i++) {
-        if (c->in[i] == '\n' && c->in[i + 1] == '\n') {
-            end = i + 2;
-            break;
-        }
-        if (c->in[i] == '\n' && c->in[i + 1] == '\r' && i + 2 < c->in_len
-            && c->in[i + 2] == '\n') {
-            end = i + 3;
-            break;
-        }
-    }
+    size_t skip;
+    size_t end = head_end(c->in, c->in_len, &skip);
     if (end == 0) {
         if (c->in_len < sizeof c->in) {
             set_events(c, false);
@@ -1019,23 +821,46 @@ static unsigned long long parse_num(const char *s, unsigned long long max)
     return v;
 }
 
+static void usage(FILE *to, int status)
+{
+    fprintf(to,
+            "usage: some-command | serve [-p PORT] [-n CLIENTS] [-m MEM]\n"
+            "\n"
+            "Serve standard input over HTTP/1.1 on 127.0.0.1 while it is still\n"
+            "arriving: GET and HEAD of /, Range requests live and ended.\n"
+            "  -p PORT     listen on that port (default 0: the kernel chooses;\n"
+            "              \"serve: listening on 127.0.0.1:PORT\" on stderr)\n"
+            "  -n CLIENTS  exit once that many connections have been served\n"
+            "              (default 0: until SIGINT or SIGTERM)\n"
+            "  -m MEM      keep the first MEM bytes in memory, the rest in the\n"
+            "              spill file (default 0: the library's 5 MiB)\n"
+            "  -h, --help  this help\n");
+    exit(status);
+}
+
 int main(int argc, char **argv)
 {
     unsigned long port = 0;
     sb_options o = {0};
     int opt;
-    while ((opt = getopt(argc, argv, "p:n:m:")) != -1) {
+    /* --help as well as -h: it is what a newcomer types first. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--help") == 0)
+            usage(stdout, 0);
+    while ((opt = getopt(argc, argv, "p:n:m:h")) != -1) {
         if (opt == 'p')
             port = (unsigned long)parse_num(optarg, 65535);
         else if (opt == 'n')
             S.max = (unsigned long)parse_num(optarg, ULONG_MAX);
         else if (opt == 'm')
             o.mem_limit = (size_t)parse_num(optarg, SSIZE_MAX);
-        else {
-            fprintf(stderr, "usage: serve [-p PORT] [-n CLIENTS] [-m MEM]\n");
-            return 2;
-        }
+        else if (opt == 'h')
+            usage(stdout, 0);
+        else
+            usage(stderr, 2);
     }
+    if (optind < argc)
+        usage(stderr, 2);
 
     /* No client limit but descriptors: take all the system allows. */
     struct rlimit rl;

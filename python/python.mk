@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 # python/python.mk - the CPython extension module; included by the Makefile.
 #
-#   make python          python/streambuffer$(EXT_SUFFIX), in place, so that
+#   make python          python/streambuffer/_streambuffer$(EXT_SUFFIX), the
+#                        package's extension, in place, so that
 #                        PYTHONPATH=python $(PYTHON) -c 'import streambuffer'
 #   make python-test     pytest over python/tests (TIMEOUT seconds at most)
 #   make bench-python    python/bench.py: random 4 KiB reads against BytesIO
@@ -17,11 +18,11 @@ ifneq ($(filter $(PY_GOALS),$(MAKECMDGOALS)),)
 PY_INCLUDE := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 PY_SUFFIX  := $(shell $(PYTHON) -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX") or "")' 2>/dev/null)
 endif
-PY_EXT := python/streambuffer$(PY_SUFFIX)
+PY_EXT := python/streambuffer/_streambuffer$(PY_SUFFIX)
 
 # CPython's headers come in as system headers: the strict warnings are for
 # this module's code.  The archive's sb_* symbols stay inside the module
-# (--exclude-libs): it exports PyInit_streambuffer and nothing else.
+# (--exclude-libs): it exports PyInit__streambuffer and nothing else.
 PY_WARN := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wmissing-prototypes \
            -Wstrict-prototypes
 PY_CFLAGS := -isystem $(PY_INCLUDE) -Iinclude $(PY_WARN) $(CFLAGS) $(SANFLAGS) \
@@ -49,6 +50,6 @@ bench-python: $(PY_EXT)
 # `make clean` takes the module and what pip's in-tree build leaves too.
 clean: python-clean
 python-clean:
-	rm -rf python/streambuffer.*.so python/build python/*.egg-info \
-		python/__pycache__ python/tests/__pycache__
+	rm -rf python/streambuffer/*.so python/streambuffer.*.so python/build python/dist python/*.egg-info \
+		python/streambuffer/__pycache__ python/tests/__pycache__
 .PHONY: python-clean

@@ -1,56 +1,119 @@
 # SPDX-License-Identifier: MIT
-"""pip install --no-build-isolation ./python (from a checkout, offline).
+"""The build of the streambuffer package (pyproject.toml has its metadata).
 
-Builds the library's static archive with the repository's Makefile
-(build/libstreambuffer.a, position-independent) and links the module
-against it; the module exports only PyInit_streambuffer.
+The extension, streambuffer._streambuffer, is compiled from the module's
+sources (src/) and the C library's own (its src/*.c and src/*.h and
+include/streambuffer.h), so a wheel needs nothing installed and exports
+only PyInit__streambuffer.  Where the library's sources are:
+
+  - in a checkout, python/'s parent: ../src and ../include;
+  - in an sdist, lib/src and lib/include: the sdist command below copies
+    them there, so that an unpacked sdist builds with no checkout around it.
+
+The version lives in one place, SB_VERSION in include/streambuffer.h, and
+is read from there.  Offline: python3 -m build --no-isolation (Debian:
+python3-build, python3-wheel); see the README.
 """
 import glob
 import os
 import re
-import subprocess
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.sdist import sdist
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-HEADER = os.path.join(ROOT, "include", "streambuffer.h")
-ARCHIVE = os.path.join(ROOT, "build", "libstreambuffer.a")
+# Relative to HERE, where every build runs: setuptools wants relative paths.
+LIB = "lib" if os.path.exists(os.path.join(HERE, "lib", "include", "streambuffer.h")) else ".."
+HEADER = os.path.join(LIB, "include", "streambuffer.h")
+if not os.path.exists(os.path.join(HERE, HEADER)):
+    raise SystemExit("setup.py: the C library's sources are missing: build from a "
+                     "checkout of streambuffer (python/ beside include/ and src/) "
+                     "or from its sdist")
 
-if not os.path.exists(HEADER):
-    raise SystemExit("setup.py: build from a checkout of streambuffer "
-                     "(python/ needs ../include and ../src)")
-
-with open(HEADER) as f:
+with open(os.path.join(HERE, HEADER)) as f:
     VERSION = re.search(r'#define SB_VERSION "([^"]+)"', f.read()).group(1)
 
 
-class BuildWithLibrary(build_ext):
-    def run(self):
-        subprocess.check_call(["make", "-C", ROOT, "build/libstreambuffer.a"])
-        super().run()
+def here(pattern):
+    return sorted(os.path.relpath(p, HERE) for p in glob.glob(os.path.join(HERE, pattern)))
+
+
+LIB_SOURCES = here(os.path.join(LIB, "src", "*.c"))
+LIB_HEADERS = here(os.path.join(LIB, "src", "*.h")) + [HEADER]
+MODULE_SOURCES = here(os.path.join("src", "*.c"))
+MODULE_HEADERS = here(os.path.join("src", "*.h"))
+
+# The flags of the Makefile's build: C11 with the GNU extensions the
+# library uses (O_TMPFILE, MADV_*), nothing visible outside the module.
+LIB_FLAGS = ["-std=c11", "-D_GNU_SOURCE", "-fvisibility=hidden"]
+MODULE_FLAGS = ["-std=c11", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wconversion"]
+
+
+class BuildExt(build_ext):
+    """Compiles every source, the library's and the module's, at once (a
+    process per core): setuptools would compile one extension's sources
+    one after another, and these are two dozen files."""
+
+    def build_extension(self, ext):
+        out = os.path.join(self.build_temp, "streambuffer")
+        os.makedirs(out, exist_ok=True)
+        inc = [f"-I{d}" for d in [os.path.join(LIB, "include"), "src",
+                                  *self.compiler.include_dirs]]
+        jobs = [(src, os.path.join(out, "lib_" + os.path.basename(src)[:-2] + ".o"), LIB_FLAGS)
+                for src in LIB_SOURCES]
+        jobs += [(src, os.path.join(out, os.path.basename(src)[:-2] + ".o"), MODULE_FLAGS)
+                 for src in MODULE_SOURCES]
+        headers = LIB_HEADERS + MODULE_HEADERS
+        newest = max(os.path.getmtime(h) for h in headers)
+
+        def compile_one(job):
+            src, obj, flags = job
+            if self.force or not os.path.exists(obj) or \
+                    os.path.getmtime(obj) < max(newest, os.path.getmtime(src)):
+                self.compiler.spawn(self.compiler.compiler_so + inc + flags
+                                    + ["-c", src, "-o", obj])
+            return obj
+
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+            objects = list(pool.map(compile_one, jobs))
+        # The library marks its sb_* functions visible (for its shared
+        # library): the module exports its init function and nothing else,
+        # so that it never clashes with an installed libstreambuffer.
+        script = os.path.join(out, "exports.map")
+        with open(script, "w") as f:
+            f.write("{ global: PyInit__streambuffer; local: *; };\n")
+        # setuptools links them; its own compile step has nothing left to do.
+        ext.sources, ext.extra_objects = [], objects
+        ext.extra_link_args = [f"-Wl,--version-script={script}"]
+        super().build_extension(ext)
+
+
+class SdistWithLibrary(sdist):
+    """Puts the library's sources (and the license) into the sdist under
+    lib/, where setup.py looks when there is no checkout around it."""
+
+    def make_release_tree(self, base_dir, files):
+        super().make_release_tree(base_dir, files)
+        if LIB == "lib":
+            return  # an sdist of an sdist: MANIFEST.in took lib/ along
+        for rel in LIB_SOURCES + LIB_HEADERS:
+            dst = os.path.join(base_dir, "lib", os.path.relpath(rel, LIB))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            shutil.copy2(os.path.join(HERE, rel), dst)
+        if os.path.exists(os.path.join(HERE, "..", "LICENSE")):
+            shutil.copy2(os.path.join(HERE, "..", "LICENSE"), os.path.join(base_dir, "LICENSE"))
 
 
 setup(
-    name="streambuffer",
     version=VERSION,
-    description="Many threads, one byte stream, random access "
-                "(a drop-in for buffer.StreamBuffer)",
-    license="MIT",
-    py_modules=["_streambuffer_io", "_streambuffer_aio"],
     ext_modules=[Extension(
-        "streambuffer",
-        sources=sorted(os.path.relpath(p, HERE)
-                       for p in glob.glob(os.path.join(HERE, "src", "*.c"))),
-        include_dirs=[os.path.join(ROOT, "include"), os.path.join(HERE, "src")],
-        extra_compile_args=["-std=c11", "-fvisibility=hidden", "-Wall", "-Wextra",
-                            "-Wconversion"],
-        extra_objects=[ARCHIVE],
-        extra_link_args=["-Wl,--exclude-libs,ALL"],
+        "streambuffer._streambuffer",
+        sources=MODULE_SOURCES,
         libraries=["pthread"],
-        depends=[HEADER, ARCHIVE, os.path.join(HERE, "src", "common.h")],
+        depends=LIB_SOURCES + LIB_HEADERS + MODULE_HEADERS,
     )],
-    cmdclass={"build_ext": BuildWithLibrary},
-    python_requires=">=3.8",
+    cmdclass={"build_ext": BuildExt, "sdist": SdistWithLibrary},
 )

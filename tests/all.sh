@@ -16,19 +16,26 @@ times=${SB_TIMES:?}
 rc=0
 broken="" # parts whose make failed, whatever their counts said
 mlog=$(mktemp) || exit 1
-trap 'rm -f "$mlog"' EXIT
+# On any way out (Ctrl-C, a kill), the model check in the background and
+# the part in progress end with this script (tests/reap.sh).
+# shellcheck source=tests/reap.sh
+. ./tests/reap.sh
+sb_on_exit 'rm -f "$mlog"'
 
 # part NAME: run `make NAME`, and note how long it took.
 part() {
     s=$(date +%s.%N)
-    $make --no-print-directory -j"$jobs" "$1" || { rc=1; broken="$broken $1"; }
+    # timeout --foreground: in this process group, as Ctrl-C expects, and
+    # with SIGINT at its default (sh ignores it in what it starts with &).
+    sb_run timeout --foreground -k 30 3600 $make --no-print-directory -j"$jobs" "$1" ||
+        { rc=1; broken="$broken $1"; }
     echo "$s $(date +%s.%N) $1" | awk '{ printf "%.1f part %s\n", $2 - $1, $3 }' >>"$times"
 }
 
 s0=$(date +%s.%N)
-$make --no-print-directory model >"$mlog" 2>&1 &
+timeout --foreground -k 30 3600 $make --no-print-directory model >"$mlog" 2>&1 &
 model=$!
-for p in check tsan asan quickstart install-test examples-test serve-asan python-test; do
+for p in check tsan asan quickstart install-test examples-test serve-asan http-test python-test; do
     part "$p"
 done
 wait "$model" || { rc=1; broken="$broken model"; }

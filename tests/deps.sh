@@ -49,23 +49,33 @@ check_test() {
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v spin >/dev/null 2>&1 || need spin spin
     command -v curl >/dev/null 2>&1 || need curl curl
+    # The HTTP source's tests serve files with nginx (Debian keeps it in
+    # /usr/sbin, which a user's PATH may lack).
+    { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || need nginx-light nginx
     # No interpreter at all: Debian's, with what the tests use of it.
     if command -v "$PYTHON" >/dev/null 2>&1; then check_python
-    else need "python3 python3-dev python3-pytest python3-pip" "$PYTHON"; fi
+    else need "python3 python3-dev python3-pytest python3-pip python3-build python3-wheel python3-venv python3-mypy" "$PYTHON"; fi
 }
 
 # The Python tests build the module against $PYTHON's Python.h and run
-# pytest (and pip, for the install test) under it.  Debian's packages serve
-# Debian's interpreter only (sys.prefix /usr): another one is told so.
+# pytest (and pip, for the install test) under it; the packaging tests
+# build the sdist and wheels offline (build, wheel), install them into a
+# fresh venv (venv, whose ensurepip is python3-venv's) and check the stubs
+# and the examples' types (mypy).  Debian's packages serve Debian's
+# interpreter only (sys.prefix /usr): another one is told so.
 check_python() {
     pyneed=""
     inc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
     [ -n "$inc" ] && [ -f "$inc/Python.h" ] || pyneed="$pyneed python3-dev"
     "$PYTHON" -c 'import pytest' >/dev/null 2>&1 || pyneed="$pyneed python3-pytest"
     "$PYTHON" -c 'import setuptools, pip' >/dev/null 2>&1 || pyneed="$pyneed python3-pip"
+    "$PYTHON" -c 'import build' >/dev/null 2>&1 || pyneed="$pyneed python3-build"
+    "$PYTHON" -c 'import wheel' >/dev/null 2>&1 || pyneed="$pyneed python3-wheel"
+    "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || pyneed="$pyneed python3-venv"
+    "$PYTHON" -c 'import mypy.stubtest' >/dev/null 2>&1 || pyneed="$pyneed python3-mypy"
     [ -n "$pyneed" ] || return 0
     if "$PYTHON" -c 'import sys; sys.exit(sys.prefix != "/usr")' 2>/dev/null; then
-        need "$pyneed" "Python.h/pytest/pip"
+        need "$pyneed" "Python.h/pytest/pip/build/wheel/venv/mypy"
         return 0
     fi
     echo "deps: $PYTHON ($(command -v "$PYTHON")) lacks what$pyneed would give" \

@@ -18,7 +18,9 @@ timeout=${TIMEOUT:-300}
 jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 passed=0 failed=0 skipped=0 broken="" skips=""
 out=$(mktemp -d) || exit 1
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=tests/reap.sh
+. "$(dirname "$0")/reap.sh"
+sb_on_exit 'rm -rf "$out"'
 # Sanitizer reports must fail the run, not scroll by.
 export TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 ${TSAN_OPTIONS:-}"
 export ASAN_OPTIONS="detect_leaks=1 abort_on_error=1 ${ASAN_OPTIONS:-}"
@@ -30,7 +32,8 @@ one='t=$1; name=$(basename "$t"); s=$(date +%s.%N)
 timeout -k 10 "$timeout" $RUNNER "$t" >"$out/$name.log" 2>&1
 rc=$?; e=$(date +%s.%N)
 echo "$rc $(echo "$s $e" | awk "{ printf \"%.1f\", \$2 - \$1 }")" >"$out/$name.rc"'
-printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c "$one" sh {}
+printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c "$one" sh {} &
+wait $! # a signal ends the run at once, and the binaries with it
 for t in "$@"; do
     name=$(basename "$t")
     log=$out/$name.log

@@ -37,18 +37,11 @@ if ! printf '#include <curl/curl.h>\n' | $CC -E -x c - >/dev/null 2>&1 ||
 fi
 command -v python3 >/dev/null 2>&1 || skip "python3 is needed for its http.server"
 
+# shellcheck source=tests/reap.sh
+. "$root/tests/reap.sh"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbhttp.XXXXXX")
 server=
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-    if [ -n "$server" ]; then
-        kill "$server" 2>/dev/null || true
-        wait "$server" 2>/dev/null || true
-    fi
-    rm -rf "$scratch"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+sb_on_exit 'rm -rf "$scratch"'
 log=$scratch/log
 www=$scratch/www
 mkdir "$www"
@@ -79,7 +72,7 @@ fi
 
 # Deterministic bytes: the same files on every run.
 gen() {
-    python3 -c 'import random, sys
+    timeout -k 5 60 python3 -c 'import random, sys
 sys.stdout.buffer.write(random.Random(int(sys.argv[2])).randbytes(int(sys.argv[1])))' "$1" "$2"
 }
 gen $((8 * 1024 * 1024 + 12345)) 1 >"$www/big.bin"    # spills past 5 MiB
@@ -88,19 +81,15 @@ gen 1000 3 >"$www/small.bin"     # shorter than either range
 : >"$www/empty.bin"
 
 # The server, on a port the kernel picks; its first line names it.
-python3 -u -m http.server --bind 127.0.0.1 0 --directory "$www" \
+: >"$scratch/server.log" # there to read before the server's redirect
+timeout -k 5 300 python3 -u -m http.server --bind 127.0.0.1 0 --directory "$www" \
     >"$scratch/server.log" 2>&1 &
 server=$!
 port=
-i=0
-while [ $i -lt 100 ]; do
+if sb_wait_for_line "$scratch/server.log" '^Serving HTTP on 127\.0\.0\.1 port [0-9]+' 10 "$server"; then
     port=$(sed -n 's/^Serving HTTP on 127\.0\.0\.1 port \([0-9][0-9]*\).*/\1/p' \
         "$scratch/server.log")
-    [ -n "$port" ] && break
-    kill -0 "$server" 2>/dev/null || break
-    sleep 0.1
-    i=$((i + 1))
-done
+fi
 if [ -z "$port" ]; then
     cp "$scratch/server.log" "$log"
     fail "python3 -m http.server started on 127.0.0.1"
@@ -110,7 +99,7 @@ url=http://127.0.0.1:$port
 
 # run NAME ARGS...: http_tail, at most 60 s; stdout in $scratch/out.txt.
 run() {
-    timeout -k 5 60 "$bin" -t 50 "$@" >"$scratch/out.txt" 2>"$scratch/err.txt"
+    sb_run timeout -k 5 60 "$bin" -t 50 "$@" >"$scratch/out.txt" 2>"$scratch/err.txt"
 }
 
 # fetch FILE [HEAD_BYTES]: download it, compare both ends with the file.

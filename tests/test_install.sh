@@ -10,7 +10,10 @@
 # `pkg-config` flags (PKG_CONFIG_SYSROOT_DIR/PKG_CONFIG_LIBDIR point into the
 # DESTDIR), links them against the shared library and against the static
 # archive, proves from `readelf -d` which one each binary uses, and runs
-# them.  Last, `make uninstall` must leave no file behind.
+# them.  Where libcurl's development files are, the same for
+# libstreambuffer_http (its header, libraries, soname, symbols and version
+# node, streambuffer-http.pc, a program built with it).  Last, `make
+# uninstall` must leave no file behind.
 #
 # usage: tests/test_install.sh      (CC, CXX as usual; needs pkg-config,
 #                                    readelf, nm, a C++ compiler)
@@ -22,8 +25,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 CC=${CC:-cc}
 CXX=${CXX:-g++}
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbinstall.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=tests/reap.sh
+. "$root/tests/reap.sh"
+sb_on_exit 'rm -rf "$scratch"'
 log=$scratch/log
 passed=0
 failed=0
@@ -59,7 +63,8 @@ run_make() {
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u MAKEOVERRIDES -u SAN \
         -u BUILD -u CFLAGS -u CPPFLAGS -u LDFLAGS -u DESTDIR -u PREFIX \
         -u LIBDIR -u INCLUDEDIR -u PCDIR \
-        make --no-print-directory -C "$root" BUILD="$scratch/build" "$@"
+        timeout -k 10 600 make --no-print-directory -C "$root" BUILD="$scratch/build" "$@" &
+    wait $! # interrupted by a signal, unlike a foreground command
 }
 
 for tool in pkg-config readelf nm make "$CC" "$CXX"; do
@@ -234,10 +239,12 @@ cat >"$src/header.c" <<'EOF'
 typedef ssize_t (*pread_fn)(sb_buffer *, void *, size_t, uint64_t);
 static pread_fn const pread_ptr = sb_pread;
 static sb_buffer *(*const opens[])(const sb_options *) = {sb_open_writer};
-static const sb_source src_init = {0, 0, 0, 0, 0, {0}};
-static const sb_options opt_init = {0, 0, 0, 0, 0, 0, 0, SB_RELEASE, 0, {0}};
+static const sb_source src_init = {0, 0, 0, 0, 0, 0, {0}};
+static const sb_options opt_init = {0, 0, 0, 0, 0, 0, 0, SB_RELEASE, 0,
+                                    0, 0, 0, {0}};
 static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0,
-                                    0, 0, 0, 0, 0, 0, 0, 0, {0}};
+                                    0, 0, 0, 0, 0, 0, 0, 0,
+                                    0, 0, 0, 0, 0, 0, 0, 0, 0, {0}};
 
 int header_use(void);
 int header_use(void)
@@ -349,9 +356,9 @@ ld_path=$lib
 # the header's version.
 run_prog() {
     if [ -n "${3:-}" ]; then
-        out=$(LD_LIBRARY_PATH=$3 "$2" 2>"$log") || { fail "$1"; return 0; }
+        out=$(LD_LIBRARY_PATH=$3 timeout -k 5 60 "$2" 2>"$log") || { fail "$1"; return 0; }
     else
-        out=$(env -u LD_LIBRARY_PATH "$2" 2>"$log") || { fail "$1"; return 0; }
+        out=$(env -u LD_LIBRARY_PATH timeout -k 5 60 "$2" 2>"$log") || { fail "$1"; return 0; }
     fi
     if [ "$out" = "$version" ]; then
         ok "$1"
@@ -524,13 +531,179 @@ if $CC "$root/examples/quickstart.c" $(pkg-config --cflags --libs streambuffer) 
     -o "$scratch/quickstart" >"$log" 2>&1; then
     ok "cc examples/quickstart.c \$(pkg-config --cflags --libs streambuffer)"
     out=$(printf 'hello, installed library' |
-        LD_LIBRARY_PATH=$lib "$scratch/quickstart" 2>"$log") || true
+        LD_LIBRARY_PATH=$lib timeout -k 5 60 "$scratch/quickstart" 2>"$log") || true
     case $out in
     *"24 bytes in all"*) ok "the README's example runs against the installed library" ;;
     *) echo "$out" >>"$log"; fail "the README's example runs against the installed library" ;;
     esac
 else
     fail "cc examples/quickstart.c \$(pkg-config --cflags --libs streambuffer)"
+fi
+
+# ---- libstreambuffer_http (where libcurl's development files are) -----------------
+
+# Installed with the core by the same `make install`: its header, both
+# libraries with the core's soname policy, its .pc, exactly the functions
+# its header declares under its own version node, and a program built with
+# nothing but `pkg-config streambuffer-http`.  libcurl's .pc is the
+# system's: its directories come after the install's.
+syspc=$(env -u PKG_CONFIG_SYSROOT_DIR -u PKG_CONFIG_LIBDIR \
+    pkg-config --variable pc_path pkg-config 2>/dev/null || true)
+hpc() { PKG_CONFIG_LIBDIR=$lib/pkgconfig:$syspc pkg-config "$@"; }
+if hpc --exists libcurl 2>/dev/null; then
+    hhdr=$root/include/streambuffer_http.h
+    hreal=libstreambuffer_http.so.$version
+    hsoname=libstreambuffer_http.so.$sover
+    hmap=$root/src/http/streambuffer_http.map
+    check "streambuffer_http.h installed, identical to include/streambuffer_http.h" \
+        cmp "$hhdr" "$inc/streambuffer_http.h"
+    check "libstreambuffer_http.a installed" test -f "$lib/libstreambuffer_http.a"
+    check "$hsoname -> $hreal, libstreambuffer_http.so -> ... -> $hreal" \
+        sh -c "test -f '$lib/$hreal' && ! test -L '$lib/$hreal' &&
+               test \"\$(readlink '$lib/$hsoname')\" = '$hreal' &&
+               test \"\$(readlink -f '$lib/libstreambuffer_http.so')\" = \"\$(readlink -f '$lib/$hreal')\""
+    check "streambuffer-http.pc installed in lib/pkgconfig" \
+        test -f "$lib/pkgconfig/streambuffer-http.pc"
+    readelf -d "$lib/$hreal" >"$scratch/hdyn" 2>&1 || true
+    cp "$scratch/hdyn" "$log"
+    if grep -q "(SONAME).*\[$hsoname\]" "$scratch/hdyn"; then
+        ok "libstreambuffer_http's SONAME is $hsoname"
+    else
+        fail "libstreambuffer_http's SONAME is $hsoname"
+    fi
+    if grep -q "(NEEDED).*\[$soname\]" "$scratch/hdyn" &&
+        grep -q "(NEEDED).*\[libcurl" "$scratch/hdyn"; then
+        ok "libstreambuffer_http NEEDs $soname and libcurl"
+    else
+        fail "libstreambuffer_http NEEDs $soname and libcurl"
+    fi
+    # The core keeps no dependency on libcurl.
+    readelf -d "$lib/$real" >"$log" 2>&1 || true
+    if grep -q 'libcurl' "$log"; then
+        fail "libstreambuffer does not NEED libcurl"
+    else
+        ok "libstreambuffer does not NEED libcurl"
+    fi
+    sed -n 's/^[A-Za-z_][A-Za-z0-9_ ]*[ *]\(sb_[a-z0-9_]*\)(.*/\1/p' "$hhdr" |
+        sort -u >"$scratch/hapi"
+    nm -D --defined-only "$lib/$hreal" | awk 'NF >= 3 && $2 != "A" { print $3 }' |
+        sed 's/@.*//' | sort -u >"$scratch/hexported"
+    if [ -s "$scratch/hapi" ] && diff "$scratch/hapi" "$scratch/hexported" >"$log" 2>&1; then
+        ok "libstreambuffer_http exports exactly the $(wc -l <"$scratch/hapi" | tr -d ' ') functions its header declares"
+    else
+        fail "libstreambuffer_http exports exactly the functions its header declares (< header, > library)"
+    fi
+    sed -n 's/^ *\(sb_[a-z0-9_]*\);$/\1/p' "$hmap" | sort -u >"$scratch/hmapped"
+    if diff "$scratch/hapi" "$scratch/hmapped" >"$log" 2>&1; then
+        ok "its map lists exactly the functions its header declares"
+    else
+        fail "its map lists exactly the functions its header declares (< header, > map)"
+    fi
+    # Its node is the core's with HTTP_: STREAMBUFFER_HTTP_0.MINOR while 0.x.
+    hnode=$(sed -n 's/^\(STREAMBUFFER_HTTP_[0-9.]*\) {.*/\1/p' "$hmap" | tail -n 1)
+    want_hnode=STREAMBUFFER_HTTP_${want_node#STREAMBUFFER_}
+    objdump -T "$lib/$hreal" |
+        awk -v n="$want_hnode" '$NF ~ /^sb_/ && $0 !~ /UND/ && $(NF-1) != n { print }' >"$log"
+    echo "map node: $hnode, expected: $want_hnode" >>"$log"
+    if [ "$hnode" = "$want_hnode" ] && ! grep -q 'sb_' "$log" &&
+        objdump -T "$lib/$hreal" | grep -q "$want_hnode.*sb_open_url\$"; then
+        ok "every function it exports carries the version $want_hnode"
+    else
+        fail "every function it exports carries the version $want_hnode"
+    fi
+    nm -g --defined-only "$lib/libstreambuffer_http.a" | awk 'NF == 3 { print $3 }' |
+        grep -v '^sb_' >"$log" || true
+    if [ -s "$log" ]; then
+        fail "libstreambuffer_http.a defines only sb_-prefixed globals"
+    else
+        ok "libstreambuffer_http.a defines only sb_-prefixed globals"
+    fi
+
+    hver=$(hpc --modversion streambuffer-http 2>"$log" || true)
+    if [ "$hver" = "$version" ]; then
+        ok "pkg-config --modversion streambuffer-http is $version"
+    else
+        echo "got '$hver'" >>"$log"
+        fail "pkg-config --modversion streambuffer-http is $version"
+    fi
+    hflags="$(hpc --cflags streambuffer-http 2>"$log") $(hpc --libs streambuffer-http 2>>"$log")"
+    echo "flags: $hflags" >>"$log"
+    case " $hflags " in
+    *" -lstreambuffer_http -lstreambuffer "*)
+        ok "pkg-config --libs streambuffer-http gives -lstreambuffer_http -lstreambuffer" ;;
+    *) fail "pkg-config --libs streambuffer-http gives -lstreambuffer_http -lstreambuffer" ;;
+    esac
+    : >"$log"
+    if grep -q '^Requires.private:.*libcurl' "$lib/pkgconfig/streambuffer-http.pc" &&
+        grep -q '^Requires: *streambuffer$' "$lib/pkgconfig/streambuffer-http.pc"; then
+        ok "streambuffer-http.pc: Requires streambuffer, Requires.private libcurl"
+    else
+        cp "$lib/pkgconfig/streambuffer-http.pc" "$log"
+        fail "streambuffer-http.pc: Requires streambuffer, Requires.private libcurl"
+    fi
+
+    # No server: a bad URL and a refused connection are enough to prove
+    # that the library is there and works.  Prints sb_version().
+    cat >"$src/use_http.c" <<'EOF'
+#include <streambuffer_http.h>
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+int main(void)
+{
+    int bad = 0;
+    errno = 0;
+    bad |= (sb_open_url("not a url", NULL, NULL) != NULL || errno != EINVAL);
+    sb_source src;
+    bad |= (sb_http_source("http://127.0.0.1/x", NULL, &src) != 0 ||
+            src.open_at == NULL || src.read != NULL) << 1;
+    if (!(bad & 2))
+        src.close(src.ctx);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &l) != 0)
+        return 3;
+    close(fd); /* nothing listens there now */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/x", ntohs(a.sin_port));
+    errno = 0;
+    bad |= (sb_open_url(url, NULL, NULL) != NULL || errno != ECONNREFUSED) << 2;
+    printf("%s\n", sb_version());
+    if (bad)
+        fprintf(stderr, "use_http: failed checks, mask %#x\n", (unsigned)bad);
+    return bad != 0;
+}
+EOF
+    # shellcheck disable=SC2046
+    if $CC -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -Wpedantic -Werror "$src/use_http.c" \
+        -o "$scratch/use_http" $(hpc --cflags --libs streambuffer-http) >"$log" 2>&1; then
+        ok "cc use_http.c \$(pkg-config --cflags --libs streambuffer-http)"
+        needed "$scratch/use_http" >"$log"
+        if grep -q "\[$hsoname\]" "$log" && grep -q "\[$soname\]" "$log"; then
+            ok "that binary NEEDs $hsoname and $soname"
+        else
+            fail "that binary NEEDs $hsoname and $soname"
+        fi
+        run_prog "it runs against the installed libraries" "$scratch/use_http" "$ld_path"
+    else
+        fail "cc use_http.c \$(pkg-config --cflags --libs streambuffer-http)"
+    fi
+else
+    : >"$log"
+    echo "install: libcurl's development files are missing: libstreambuffer_http not checked"
+    if [ "${SB_NO_SKIPS:-0}" = 1 ]; then
+        fail "libcurl's development files are there (SB_NO_SKIPS=1 allows no skip)"
+    fi
 fi
 
 # ---- make uninstall --------------------------------------------------------------

@@ -12,7 +12,9 @@ mkdir -p "$base" || exit 1
 base=$(cd "$base" && pwd) # pan runs in its own directory: no relative paths
 # A directory of its own: two runs at once must not share pan's files.
 out=$(mktemp -d "$base/model.XXXXXX") || exit 1
-trap 'rm -rf "$out"' EXIT
+# shellcheck source=tests/reap.sh
+. "$root/tests/reap.sh"
+sb_on_exit 'rm -rf "$out"'
 # -w26: a hash table of 2^26 slots for the 38 million states of the larger
 # configuration (the default 2^24 makes its chains long: 80 s, not 60).
 # Two readers over two bytes covers every interleaving of two waiters with
@@ -21,9 +23,11 @@ for cfg in "NR=2 F=2" "NR=3 F=1"; do
     flags=$(for d in $cfg; do printf ' -D%s' "$d"; done)
     log=$out/pan.log
     # shellcheck disable=SC2086 # flag list
-    if (cd "$out" && spin $flags -a "$root/model/wait.pml" >"$log" 2>&1 &&
-        $CC -O2 -DSAFETY -DCOLLAPSE -o pan pan.c >>"$log" 2>&1 &&
-        ./pan -m1000000 -w26 >>"$log" 2>&1) &&
+    # In the background, waited for: a signal ends the test at once.
+    (cd "$out" && timeout -k 10 300 spin $flags -a "$root/model/wait.pml" >"$log" 2>&1 &&
+        timeout -k 10 300 $CC -O2 -DSAFETY -DCOLLAPSE -o pan pan.c >>"$log" 2>&1 &&
+        timeout -k 10 600 ./pan -m1000000 -w26 >>"$log" 2>&1) &
+    if wait $! &&
         grep -q 'errors: 0' "$log" && ! grep -q 'search not completed\|max search depth too small' "$log"; then
         passed=$((passed + 1))
         states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$log")

@@ -12,7 +12,9 @@ passed=0 failed=0
 ok() { passed=$((passed + 1)); echo "quickstart: ok   - $1"; }
 fail() { failed=$((failed + 1)); echo "quickstart: FAIL - $1"; }
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbquick.XXXXXX") || exit 1
-trap 'rm -rf "$scratch"' EXIT
+# shellcheck source=tests/reap.sh
+. "$root/tests/reap.sh"
+sb_on_exit 'rm -rf "$scratch"'
 
 yes abcdefghijklmnopqrstuvwxyz0123456789 | tr -d '\n' | head -c 3000000 >"$scratch/in"
 {
@@ -20,7 +22,7 @@ yes abcdefghijklmnopqrstuvwxyz0123456789 | tr -d '\n' | head -c 3000000 >"$scrat
     printf 'at 0: %s\n' "$(head -c 16 "$scratch/in")"
     echo "3000000 bytes in all"
 } | sort >"$scratch/want"
-if cat "$scratch/in" | timeout 60 "$bin" | sort >"$scratch/got" 2>&1 &&
+if cat "$scratch/in" | timeout -k 5 60 "$bin" | sort >"$scratch/got" 2>&1 &&
     cmp -s "$scratch/want" "$scratch/got"; then
     ok "quickstart < 3 MB pipe prints the bytes at 0, at 1 MiB, and the length"
 else
@@ -31,7 +33,7 @@ fi
 # A short stream: the far read gets nothing, the rest still works.
 printf 'hello, streambuffer' >"$scratch/short"
 printf 'at 0: hello, streambuf\nat 1 MiB: \n19 bytes in all\n' | sort >"$scratch/want"
-if timeout 60 "$bin" <"$scratch/short" | sort >"$scratch/got" &&
+if timeout -k 5 60 "$bin" <"$scratch/short" | sort >"$scratch/got" &&
     cmp -s "$scratch/want" "$scratch/got"; then
     ok "quickstart < 19-byte file: short reads, length 19"
 else

@@ -13,9 +13,12 @@
 # Then HEAD, 416, 400/431/505, 405, 404, keep-alive, pipelining, HTTP/1.0,
 # clients that vanish mid-body, SIGTERM; a second server exits after -n
 # clients; a third serves 1,000 concurrent clients a live stream.
-# Every command runs under timeout(1); the sleeps are the 50 ms steps of
-# waiting for a file to appear, and one pause of the third server's feeder,
-# on which no check depends.
+# Every command runs under timeout -k (killed if a TERM does not end it:
+# an ASan server can hang in LeakSanitizer's exit-time check), and on any
+# way out, a signal included, every process the test started is ended
+# (tests/reap.sh); the sleeps are the 50 ms steps of waiting for a file or
+# a log line to appear, and one pause of the third server's feeder, on
+# which no check depends.
 #
 # usage: tests/test_serve.sh PATH/TO/serve      (needs curl and python3;
 #        $PYTHON, if set, is the python3 to use; $SB_PART, the name its
@@ -42,16 +45,10 @@ check() {
 }
 command -v curl >/dev/null 2>&1 || { fail "curl is not installed (apt-get install curl)"; finish; }
 command -v "$py" >/dev/null 2>&1 || { fail "$py is not installed"; finish; }
+# shellcheck source=tests/reap.sh
+. "$here/reap.sh"
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbserve.XXXXXX") || exit 1
-pids=
-# shellcheck disable=SC2317 # called by the trap
-cleanup() {
-    for p in $pids; do kill "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
-    rm -rf "$scratch"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+sb_on_exit 'rm -rf "$scratch"'
 export TMPDIR=$scratch # the servers' spill files
 
 # wait_for FILE: until FILE exists (at most 20 s).
@@ -63,16 +60,12 @@ wait_for() {
         sleep 0.05
     done
 }
-# port_of LOG: the port the server's "listening" line names (at most 20 s).
+# port_of LOG PID: the port the server's "listening" line names, once it is
+# there (at most 20 s, and not after the server PID has exited).  The log
+# is made empty before the server starts, so it is there to read.
 port_of() {
-    i=0
-    while :; do
-        p=$(sed -n 's/^serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$1")
-        if [ -n "$p" ]; then echo "$p"; return 0; fi
-        i=$((i + 1))
-        [ "$i" -gt 400 ] && return 1
-        sleep 0.05
-    done
+    sb_wait_for_line "$1" '^serve: listening on 127\.0\.0\.1:[0-9]+$' 20 "$2" &&
+        sed -n 's/^serve: listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$1"
 }
 # hdr FILE NAME: the value of header NAME in the curl -D file FILE.
 hdr() { tr -d '\r' <"$1" | sed -n "s/^$2: *//Ip" | tail -n 1; }
@@ -84,7 +77,7 @@ slice() { tail -c +$(($1 + 1)) "$in" | head -c "$2"; }
 get() {
     n=$1
     shift
-    timeout 20 curl -s -D "$scratch/$n.h" -o "$scratch/$n.b" "$@" "$url"
+    sb_run timeout -k 5 20 curl -s -D "$scratch/$n.h" -o "$scratch/$n.b" "$@" "$url"
 }
 # range_ok NAME STATUS CONTENT-RANGE FROM COUNT: the response NAME is
 # STATUS with that Content-Range, and its body is those bytes of the input.
@@ -93,7 +86,7 @@ range_ok() {
         [ "$(hdr "$scratch/$1.h" Content-Range)" = "$3" ] &&
         slice "$4" "$5" | cmp -s - "$scratch/$1.b"
 }
-pyc() { timeout 60 "$py" "$client" "$@"; }
+pyc() { sb_run timeout -k 5 60 "$py" "$client" "$@"; }
 
 # ---- the first server: a live stream that the test feeds -----------------
 in=$scratch/in
@@ -108,12 +101,11 @@ mkfifo "$scratch/feed"
     wait_for "$scratch/go2" && slice 1000000 1000000
     wait_for "$scratch/go3" && slice 2000000 1000000
 ) >"$scratch/feed" &
-pids="$pids $!"
 # -m 1000000: the first MB in memory, the rest spilled to the file.
-timeout 120 "$bin" -m 1000000 <"$scratch/feed" 2>"$scratch/log" &
+: >"$scratch/log"
+timeout -k 10 120 "$bin" -m 1000000 <"$scratch/feed" 2>"$scratch/log" &
 server=$!
-pids="$pids $server"
-if ! port=$(port_of "$scratch/log"); then
+if ! port=$(port_of "$scratch/log" "$server"); then
     fail "serve prints the port it listens on"
     cat "$scratch/log"
     finish
@@ -136,9 +128,8 @@ check "live: bytes=1000- is 206 with what has arrived, bytes 1000-$last/* (RFC 8
     eval '[ -n "$last" ] && [ "$last" -ge 999999 ] && [ "$last" -lt 2000000 ] &&
         range_ok live_from 206 "$cr" 1000 $((last - 999))'
 # The whole stream while live: chunked.  It finishes once the stream ends.
-timeout 60 curl -s -D "$scratch/whole_live.h" -o "$scratch/whole_live.b" "$url" &
+timeout -k 5 60 curl -s -D "$scratch/whole_live.h" -o "$scratch/whole_live.b" "$url" &
 whole=$!
-pids="$pids $whole"
 check "live: HEAD / is 200 chunked, no body (a GET follows on the connection)" \
     pyc head "$port" "$in" live
 check "live: a client that vanishes mid-body, one that vanishes while waiting" \
@@ -194,11 +185,11 @@ check "HTTP/1.0: closes after the response, or persists with keep-alive" \
     pyc http10 "$port" "$in"
 check "malformed requests: 400 (431 for a big head, 505), and the connection closed" \
     pyc bad "$port" "$in"
-timeout 20 curl -s -D "$scratch/post.h" -o /dev/null -X POST -d x "$url"
+sb_run timeout -k 5 20 curl -s -D "$scratch/post.h" -o /dev/null -X POST -d x "$url"
 check "POST is 405 with Allow: GET, HEAD" \
     eval '[ "$(code "$scratch/post.h")" = 405 ] &&
         [ "$(hdr "$scratch/post.h" Allow)" = "GET, HEAD" ]'
-timeout 20 curl -s -D "$scratch/404.h" -o /dev/null "${url}other"
+sb_run timeout -k 5 20 curl -s -D "$scratch/404.h" -o /dev/null "${url}other"
 check "a path other than / is 404" eval '[ "$(code "$scratch/404.h")" = 404 ]'
 kill -TERM "$server"
 wait "$server"
@@ -209,10 +200,10 @@ check "the server logged nothing but its port" \
 
 # ---- the second server: -n 3 ----------------------------------------------
 head -c 100000 "$in" >"$scratch/small"
-timeout 30 "$bin" -n 3 <"$scratch/small" 2>"$scratch/log2" &
+: >"$scratch/log2"
+timeout -k 10 30 "$bin" -n 3 <"$scratch/small" 2>"$scratch/log2" &
 server=$!
-pids="$pids $server"
-if port=$(port_of "$scratch/log2"); then
+if port=$(port_of "$scratch/log2" "$server"); then
     url=http://127.0.0.1:$port/
     good=0
     for k in 1 2 3; do
@@ -229,6 +220,7 @@ fi
 
 # ---- the third server: 1,000 clients at once on a live stream -------------
 head -c 3000000 /dev/urandom >"$scratch/in3"
+: >"$scratch/log3" # before the server's redirect, so that port_of can read it
 # The first MB now; the rest only once all the clients have sent their
 # requests (the client makes go_many), so that many responses start while
 # the stream is live and many wait for bytes; a pause before the last MB
@@ -239,10 +231,9 @@ head -c 3000000 /dev/urandom >"$scratch/in3"
     wait_for "$scratch/go_many" && tail -c +1000001 "$scratch/in3" | head -c 1000000
     sleep 0.3
     tail -c +2000001 "$scratch/in3"
-) | timeout 120 "$bin" -m 2000000 2>"$scratch/log3" &
+) | timeout -k 10 120 "$bin" -m 2000000 2>"$scratch/log3" &
 server=$!
-pids="$pids $server"
-if port=$(port_of "$scratch/log3"); then
+if port=$(port_of "$scratch/log3" "$server"); then
     check "1000 concurrent clients (ranges, suffixes, whole streams, some vanish) all succeed" \
         pyc many "$port" "$scratch/in3" 1000 "$scratch/go_many"
     url=http://127.0.0.1:$port/
@@ -257,5 +248,4 @@ if port=$(port_of "$scratch/log3"); then
 else
     fail "1000 clients: the server prints its port"
 fi
-pids=
 finish

@@ -18,7 +18,8 @@ import sys
 import streambuffer
 
 
-async def serve(buf, reader, writer):
+async def serve(buf: streambuffer.StreamBuffer, reader: asyncio.StreamReader,
+                writer: asyncio.StreamWriter) -> None:
     try:
         line = await reader.readline()
         off, size = (int(x) for x in line.split())
@@ -39,8 +40,8 @@ async def serve(buf, reader, writer):
         writer.close()
 
 
-async def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     with streambuffer.StreamBuffer(sys.stdin.buffer) as buf:

@@ -71,10 +71,10 @@ static PyObject *Buffer_cancel(BufferObject *self, PyObject *unused)
 
 /* An aread waits on the poll descriptor, which a close leaves quiet (its
    readers leave the ready list with it): the close wakes them itself.
-   Only once _streambuffer_aio is loaded, that is, once some aread ran. */
+   Only once streambuffer._aio is loaded, that is, once some aread ran. */
 static int wake_areads(BufferObject *self)
 {
-    PyObject *name = PyUnicode_FromString("_streambuffer_aio");
+    PyObject *name = PyUnicode_FromString("streambuffer._aio");
     if (name == NULL)
         return -1;
     PyObject *aio = PyImport_GetModule(name);
@@ -119,12 +119,29 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
     if (c == NULL)
         return NULL;
     sb_stats st;
-    PyObject *res = NULL;
-    if (sb_get_stats(c->b, &st) < 0)
+    PyObject *res = NULL, *error = NULL, *demand = NULL, *length = NULL;
+    if (sb_get_stats(c->b, &st) < 0) {
         sb__py_os_error(errno);
+        goto out;
+    }
+    /* No sentinel integers: error is None unless the stream failed, and
+       demand None while nothing was asked for, infinite once a read asked
+       for the whole stream (the library's UINT64_MAX; no offset passes
+       2^63).  length likewise None while it is not known: the library's 0
+       is a length only once the stream has ended. */
+    error = st.state == SB_FAILED ? PyLong_FromLong(st.error) : Py_NewRef(Py_None);
+    length = st.length == 0 && st.state != SB_ENDED
+                 ? Py_NewRef(Py_None)
+                 : PyLong_FromUnsignedLongLong(st.length);
+    if (st.demand == 0)
+        demand = Py_NewRef(Py_None);
+    else if (st.demand > (uint64_t)INT64_MAX)
+        demand = PyFloat_FromDouble(Py_HUGE_VAL);
     else
+        demand = PyLong_FromUnsignedLongLong(st.demand);
+    if (error != NULL && demand != NULL && length != NULL)
         res = Py_BuildValue(
-            "{sKsKsKsKsKsKsssisKsKsKsKsKsKsKsO}",
+            "{sKsKsKsKsKsKsssOsKsOsKsKsKsKsKsOsKsKsKsKsKsOsKsKsK}",
             "filled", (unsigned long long)st.filled,
             "in_memory", (unsigned long long)st.in_memory,
             "spilled", (unsigned long long)st.spilled,
@@ -132,15 +149,28 @@ static PyObject *Buffer_stats(BufferObject *self, PyObject *unused)
             "waiting", (unsigned long long)st.waiting,
             "wakeups", (unsigned long long)st.wakeups,
             "state", st.state >= 0 && st.state <= 2 ? states[st.state] : "?",
-            "error", st.error,
+            "error", error,
             "floor", (unsigned long long)st.floor,
-            "demand", (unsigned long long)st.demand,
+            "demand", demand,
             "released", (unsigned long long)st.released,
             "pauses", (unsigned long long)st.pauses,
             "paused_ns", (unsigned long long)st.paused_ns,
             "readers", (unsigned long long)st.readers,
             "huge_pages", (unsigned long long)st.huge_pages,
-            "paused", st.paused ? Py_True : Py_False);
+            "paused", st.paused ? Py_True : Py_False,
+            "parts_opened", (unsigned long long)st.parts_opened,
+            "parts_active", (unsigned long long)st.parts_active,
+            "fetched", (unsigned long long)st.fetched,
+            "refetched", (unsigned long long)st.refetched,
+            "extents", (unsigned long long)st.extents,
+            "length", length,
+            "seek_gap", (unsigned long long)st.seek_gap,
+            "parts_moved", (unsigned long long)st.parts_moved,
+            "part_retries", (unsigned long long)st.part_retries);
+out:
+    Py_XDECREF(error);
+    Py_XDECREF(demand);
+    Py_XDECREF(length);
     sb__py_leave(self, c);
     return res;
 }
@@ -149,7 +179,7 @@ static PyObject *Buffer_open(BufferObject *self, PyObject *args, PyObject *kw)
 {
     if (self->core == NULL || self->core->closed)
         return sb__py_closed_error();
-    return sb__py_call_py("_streambuffer_io", "open_buffer", (PyObject *)self, args, kw);
+    return sb__py_call_py("streambuffer._io", "open_buffer", (PyObject *)self, args, kw);
 }
 
 static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
@@ -161,7 +191,7 @@ static PyObject *Buffer_reader(BufferObject *self, PyObject *args, PyObject *kw)
     return sb__py_reader_new(self, flo, 0);
 }
 
-/* ---- asyncio's primitives (the rest is in _streambuffer_aio.py) ---- */
+/* ---- asyncio's primitives (the rest is in streambuffer/_aio.py) ---- */
 
 static PyObject *Buffer_nb_reader(BufferObject *self, PyObject *flo)
 {
@@ -379,15 +409,15 @@ static void free_unopened(struct core *c)
 
 static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = { "stream", "size", "max_size", "limit", "tmp_dir",
-                             "chunk_size", "read_ahead", "max_retained", "release",
-                             "mmap_reads", NULL };
-    PyObject *stream, *size = Py_None, *maxo = NULL, *limito = NULL, *tmpo = NULL;
-    PyObject *chunko = NULL, *aheado = NULL, *retainedo = NULL;
+    static char *names[] = { "stream", "size", "max_size", "mem_limit", "limit",
+                             "tmp_dir", "chunk_size", "read_ahead", "max_retained",
+                             "release", "mmap_reads", NULL };
+    PyObject *stream, *size = Py_None, *maxo = NULL, *memo = NULL, *limito = NULL;
+    PyObject *tmpo = NULL, *chunko = NULL, *aheado = NULL, *retainedo = NULL;
     int release = 0, mmap_reads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$OOOOOpp:StreamBuffer", names,
-                                     &stream, &size, &maxo, &limito, &tmpo, &chunko,
-                                     &aheado, &retainedo, &release, &mmap_reads))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$OOOOOOpp:StreamBuffer", names,
+                                     &stream, &size, &maxo, &memo, &limito, &tmpo,
+                                     &chunko, &aheado, &retainedo, &release, &mmap_reads))
         return -1;
     if (self->core != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "StreamBuffer is already initialized");
@@ -396,14 +426,34 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
 
     sb_options o;
     memset(&o, 0, sizeof o);
-    uint64_t max_size = (uint64_t)DEFAULT_MAX_SIZE;
+    /* max_size is the seed's name for the bytes kept in memory, mem_limit
+       the library's: one option under two names, which must agree. */
+    uint64_t max_size = (uint64_t)DEFAULT_MAX_SIZE, mem_limit;
+    const char *mem_name = "max_size";
+    if (memo != NULL && memo != Py_None) {
+        if (sb__py_u63(memo, "mem_limit", &mem_limit) < 0)
+            return -1;
+        if (maxo != NULL && maxo != Py_None) {
+            if (sb__py_u63(maxo, "max_size", &max_size) < 0)
+                return -1;
+            if (max_size != mem_limit) {
+                PyErr_SetString(PyExc_TypeError,
+                                "max_size and mem_limit are one option (the bytes "
+                                "kept in memory): give one of them");
+                return -1;
+            }
+        }
+        maxo = memo;
+        mem_name = "mem_limit";
+    }
     if (maxo != NULL && maxo != Py_None) {
-        if (sb__py_u63(maxo, "max_size", &max_size) < 0)
+        if (sb__py_u63(maxo, mem_name, &max_size) < 0)
             return -1;
         if (max_size == 0 || max_size > PY_SSIZE_T_MAX) {
-            PyErr_SetString(PyExc_ValueError,
-                            "max_size (the bytes kept in memory) must be positive: "
-                            "the memory part is reserved when the buffer opens");
+            PyErr_Format(PyExc_ValueError,
+                         "%s (the bytes kept in memory) must be positive: "
+                         "the memory part is reserved when the buffer opens",
+                         mem_name);
             return -1;
         }
     }
@@ -581,26 +631,41 @@ static PyObject *Buffer_repr(BufferObject *self)
 }
 
 
+/* The docstrings open with a text signature ("name($self, /, ...)" and
+   "--"), which inspect.signature and help() read. */
 PyDoc_STRVAR(wait_end_doc,
-"wait_end() -> int\n\nWait for the end of the stream; its length.  Raises "
-"the stream's error if it failed.");
+"wait_end($self, /)\n--\n\nWait for the end of the stream; its length (an "
+"int).  Raises the stream's error if it failed.");
 PyDoc_STRVAR(is_exhausted_doc,
-"is_exhausted() -> bool\n\nTrue once no more bytes will arrive: the stream "
-"ended (or failed, or was cancelled).  Never waits, consumes nothing.");
+"is_exhausted($self, /)\n--\n\nTrue once no more bytes will arrive: the "
+"stream ended (or failed, or was cancelled).  Never waits, consumes nothing.");
 PyDoc_STRVAR(cancel_doc,
-"cancel()\n\nStop the stream now: bytes that arrived stay readable, reads of "
-"the others raise OSError(ECANCELED).");
+"cancel($self, /)\n--\n\nStop the stream now: bytes that arrived stay "
+"readable, reads of the others raise OSError(ECANCELED).");
 PyDoc_STRVAR(close_doc,
-"close()\n\nCancel the stream and free the buffer; later calls raise "
-"ValueError.  Does not wait for the iterator.");
+"close($self, /)\n--\n\nCancel the stream and free the buffer; later calls "
+"raise ValueError.  Does not wait for the iterator.");
 PyDoc_STRVAR(open_doc,
-"open(buffering=io.DEFAULT_BUFFER_SIZE) -> io.BufferedReader\n\n"
-"A seekable binary file over the stream with its own position.  With\n"
-"release=True it reads forward through a Reader and releases as it goes.");
+"open($self, /, buffering=-1)\n--\n\n"
+"A seekable binary file over the stream with its own position: an\n"
+"io.BufferedReader of buffering bytes (negative: io.DEFAULT_BUFFER_SIZE),\n"
+"or the raw file for buffering=0.  With release=True it reads forward\n"
+"through a Reader and releases as it goes.");
 PyDoc_STRVAR(reader_doc,
-"reader(floor=None) -> Reader\n\nA registered reader whose floor is floor "
-"(default: the buffer's floor).");
-PyDoc_STRVAR(stats_doc, "stats() -> dict\n\nA snapshot of the library's counters.");
+"reader($self, /, floor=None)\n--\n\nA registered Reader whose floor is "
+"floor (None: the buffer's floor).");
+PyDoc_STRVAR(stats_doc,
+"stats($self, /)\n--\n\n"
+"A snapshot of the library's counters (sb_get_stats), as a dict:\n"
+"filled, in_memory, spilled (bytes arrived, and where they are held),\n"
+"publishes, waiting, wakeups, floor, released, pauses, paused_ns,\n"
+"readers, huge_pages: ints;  state: 'running', 'ended' or 'failed';\n"
+"error: the errno that failed the stream, None unless state is 'failed';\n"
+"demand: the furthest byte a read asked for, None while none has, and\n"
+"math.inf once one asked for the whole stream (wait_end, a read to the\n"
+"end);  paused: whether the producer is paused now.");
+PyDoc_STRVAR(enter_doc, "__enter__($self, /)\n--\n\n");
+PyDoc_STRVAR(exit_doc, "__exit__($self, /, *exc_info)\n--\n\nclose()");
 
 static PyMethodDef Buffer_methods[] = {
     SB__PY_READ_METHODS,
@@ -614,16 +679,17 @@ static PyMethodDef Buffer_methods[] = {
     { "_nb_reader", (PyCFunction)Buffer_nb_reader, METH_O, NULL },
     { "_poll_fd", (PyCFunction)Buffer_poll_fd, METH_NOARGS, NULL },
     { "_poll_ready", (PyCFunction)Buffer_poll_ready, METH_O, NULL },
-    { "__enter__", (PyCFunction)Buffer_enter, METH_NOARGS, NULL },
-    { "__exit__", (PyCFunction)Buffer_exit, METH_VARARGS, NULL },
+    { "__enter__", (PyCFunction)Buffer_enter, METH_NOARGS, enter_doc },
+    { "__exit__", (PyCFunction)Buffer_exit, METH_VARARGS, exit_doc },
     { NULL, NULL, 0, NULL },
 };
 
 static PyMemberDef Buffer_members[] = {
     { "stream", T_OBJECT, offsetof(BufferObject, stream), READONLY, "the source, as given" },
     { "size", T_OBJECT, offsetof(BufferObject, size), READONLY, "the expected length, as given (a hint)" },
-    { "max_size", T_PYSSIZET, offsetof(BufferObject, max_size), READONLY, "bytes kept in memory before the rest spills to a file" },
-    { "limit", T_ULONGLONG, offsetof(BufferObject, limit), READONLY, "hard cap on the length (0: none)" },
+    { "max_size", T_PYSSIZET, offsetof(BufferObject, max_size), READONLY, "bytes kept in memory before the rest spills to a file (the seed's name; mem_limit is the same)" },
+    { "mem_limit", T_PYSSIZET, offsetof(BufferObject, max_size), READONLY, "bytes kept in memory before the rest spills to a file (max_size is the same)" },
+    { "limit", T_ULONGLONG, offsetof(BufferObject, limit), READONLY, "hard cap on the stream's length, past it OSError(EFBIG) (0: none)" },
     { "chunk_size", T_ULONGLONG, offsetof(BufferObject, chunk_size), READONLY, "most bytes asked of a file at once (0: 64 KiB)" },
     { "read_ahead", T_ULONGLONG, offsetof(BufferObject, read_ahead), READONLY, "lazy pull: bytes pulled past the furthest read (0: eager)" },
     { "max_retained", T_ULONGLONG, offsetof(BufferObject, max_retained), READONLY, "backpressure: bytes held above the floor (0: no bound)" },
@@ -644,14 +710,27 @@ static PyMappingMethods Buffer_mapping = {
     .mp_subscript = (binaryfunc)Buffer_subscript,
 };
 
+/* The signature line is what inspect.signature(StreamBuffer) reads. */
 PyDoc_STRVAR(Buffer_doc,
-"StreamBuffer(stream, size=None, max_size=5 MiB, *, limit=None, tmp_dir=None,\n"
-"             chunk_size=None, read_ahead=None, max_retained=None,\n"
-"             release=False, mmap_reads=True)\n\n"
+"StreamBuffer(stream, size=None, max_size=None, *, mem_limit=None, "
+"limit=None, tmp_dir=None, chunk_size=None, read_ahead=None, "
+"max_retained=None, release=False, mmap_reads=True)\n--\n\n"
 "Random access to a one-pass stream, shared by any number of threads.  A\n"
 "background thread drains stream (bytes, an iterable of bytes-like chunks,\n"
 "or a binary file) into memory, the first max_size bytes, and a temporary\n"
-"file beyond.  size is the expected length, a hint only.\n\n"
+"file beyond.\n\n"
+"size: the expected length, a hint only (the stream ends where it ends).\n"
+"max_size: the bytes kept in memory (None: DEFAULT_MAX_SIZE, 5 MiB), the\n"
+"seed's name; mem_limit is the same option under the library's name\n"
+"(give one, or both equal).\n"
+"limit: a hard cap on the stream's length; past it the stream fails with\n"
+"OSError(EFBIG) (None: no cap).\n"
+"tmp_dir: where the spill file goes (None: $TMPDIR, else /tmp).\n"
+"chunk_size: the most bytes asked of a file at once (None: 64 KiB).\n"
+"read_ahead: lazy pull, bytes pulled past the furthest read (None: eager).\n"
+"max_retained: backpressure, bytes held above the readers' floor (None:\n"
+"no bound; needs release=True).\n"
+"release: bytes below every Reader's floor are given back.\n"
 "mmap_reads: small reads (up to 16 KiB) of spilled bytes copy from a\n"
 "read-only mapping of the temporary file, without a system call, as\n"
 "SB_MMAP_READS does (larger ones pread(2)).  The price: if the\n"

@@ -4,7 +4,8 @@
  * buffer (struct core), the objects, and the calls between files.
  *
  * The files, from the top down; each calls only those below it:
- *   module.c  PyInit_streambuffer, the types readied, the exit hook
+ *   module.c  PyInit__streambuffer (streambuffer._streambuffer, the private
+ *             module under the package), the types readied, the exit hook
  *   buffer.c  the StreamBuffer type: options, the source's kind, close
  *   reader.c  the Reader type
  *   view.c    memoryviews of the bytes in place, and who holds them
@@ -118,7 +119,7 @@
     } while (0)
 
 /* Internal names are sb__py_*; with -fvisibility=hidden none leaves the
-   module, which exports PyInit_streambuffer only. */
+   module, which exports PyInit__streambuffer only. */
 
 /* ---- errors.c ---- */
 int sb__py_finalizing(void);
@@ -195,7 +196,7 @@ struct ReaderObject {
     sb_reader *r; /* NULL once closed */
     uint64_t floor;
     bool busy;
-    bool nb; /* SB_NONBLOCK: aread's probe (see _streambuffer_aio.py) */
+    bool nb; /* SB_NONBLOCK: aread's probe (see streambuffer/_aio.py) */
     ReaderObject *prev, *next; /* in the core's list */
     PyObject *weakrefs;
 };

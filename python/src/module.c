@@ -21,7 +21,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "streambuffer",
+    .m_name = "streambuffer._streambuffer",
     .m_doc = "Many threads, one byte stream, random access: the C library "
              "streambuffer for Python.",
     .m_size = -1,
@@ -41,9 +41,9 @@ static int register_at_exit(PyObject *m)
     return r == NULL ? -1 : 0;
 }
 
-PyMODINIT_FUNC PyInit_streambuffer(void);
+PyMODINIT_FUNC PyInit__streambuffer(void);
 
-PyMODINIT_FUNC PyInit_streambuffer(void)
+PyMODINIT_FUNC PyInit__streambuffer(void)
 {
     if (PyType_Ready(&sb__py_buffer_type) < 0 || PyType_Ready(&sb__py_reader_type) < 0
         || PyType_Ready(&sb__py_view_type) < 0)

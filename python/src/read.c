@@ -252,25 +252,25 @@ static PyObject *read_common(struct via v, PyObject *offo, PyObject *sizeo)
 
 
 const char sb__py_read_doc[] = PyDoc_STR(
-"read(offset, size=-1) -> bytes\n\n"
+"read($self, /, offset, size=-1)\n--\n\n"
 "The bytes [offset, offset + size) of the stream, waiting until they have\n"
 "arrived.  Short at the end of the stream, b'' past it; a negative size\n"
 "reads to the end.  If the stream failed or was cancelled before the\n"
 "bytes arrived, raises the iterator's exception or OSError.");
 const char sb__py_readinto_doc[] = PyDoc_STR(
-"readinto(offset, buffer) -> int\n\n"
-"Fill buffer with the bytes at offset, waiting for all of them (fewer at\n"
-"the end of the stream).  Returns the count.");
+"readinto($self, /, offset, buffer)\n--\n\n"
+"Fill buffer (writable bytes-like) with the bytes at offset, waiting for\n"
+"all of them (fewer at the end of the stream).  Returns the count.");
 const char sb__py_readinto1_doc[] = PyDoc_STR(
-"readinto1(offset, buffer) -> int\n\n"
+"readinto1($self, /, offset, buffer)\n--\n\n"
 "Like readinto, but waits only for the first byte and copies what has\n"
 "arrived, like a read(2) on a pipe.  0 at the end of the stream.");
 const char sb__py_aread_doc[] = PyDoc_STR(
-"aread(offset, size=-1) -> coroutine\n\n"
-"read for asyncio: await it for the same bytes (or the same exception)\n"
-"without blocking the event loop or holding a thread.  The running loop\n"
-"watches the buffer's poll descriptor while an aread waits; cancelling\n"
-"the awaiting task drops the wait.");
+"aread($self, /, offset, size=-1)\n--\n\n"
+"read for asyncio, a coroutine: await it for the same bytes (or the same\n"
+"exception) without blocking the event loop or holding a thread.  The\n"
+"running loop watches the buffer's poll descriptor while an aread waits;\n"
+"cancelling the awaiting task drops the wait.");
 
 /* module.fn(self, *args, **kw): the methods written in Python. */
 PyObject *sb__py_call_py(const char *module, const char *fn, PyObject *self,
@@ -377,7 +377,7 @@ PyObject *sb__py_readinto1(PyObject *self, PyObject *const *args, Py_ssize_t nar
     return readinto(self, args, nargs, kwnames, true);
 }
 
-/* aread(...) is _streambuffer_aio.aread(self, ...): a coroutine.  It is
+/* aread(...) is streambuffer._aio.aread(self, ...): a coroutine.  It is
    refused at once on a closed buffer or Reader. */
 PyObject *sb__py_aread(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -385,5 +385,5 @@ PyObject *sb__py_aread(PyObject *self, PyObject *args, PyObject *kw)
     if (sb__py_begin(self, &v) < 0)
         return NULL;
     sb__py_end(self, v);
-    return sb__py_call_py("_streambuffer_aio", "aread", self, args, kw);
+    return sb__py_call_py("streambuffer._aio", "aread", self, args, kw);
 }

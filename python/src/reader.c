@@ -182,11 +182,14 @@ static void Reader_dealloc(ReaderObject *self)
 static PyMethodDef Reader_methods[] = {
     SB__PY_READ_METHODS,
     { "release", (PyCFunction)Reader_release, METH_O,
-      "release(floor)\n\nRaise the reader's floor: it will read only [floor, ...)." },
-    { "close", (PyCFunction)Reader_close, METH_NOARGS, "close()\n\nUnregister the reader." },
+      "release($self, floor, /)\n--\n\n"
+      "Raise the reader's floor: it will read only [floor, ...)." },
+    { "close", (PyCFunction)Reader_close, METH_NOARGS,
+      "close($self, /)\n--\n\nUnregister the reader." },
     { "_arm", (PyCFunction)(void (*)(void))Reader_arm, METH_FASTCALL | METH_KEYWORDS, NULL },
-    { "__enter__", (PyCFunction)Reader_enter, METH_NOARGS, NULL },
-    { "__exit__", (PyCFunction)Reader_exit, METH_VARARGS, NULL },
+    { "__enter__", (PyCFunction)Reader_enter, METH_NOARGS, "__enter__($self, /)\n--\n\n" },
+    { "__exit__", (PyCFunction)Reader_exit, METH_VARARGS,
+      "__exit__($self, /, *exc_info)\n--\n\nclose()" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -203,7 +206,9 @@ PyTypeObject sb__py_reader_type = {
     .tp_basicsize = sizeof(ReaderObject),
     .tp_dealloc = (destructor)Reader_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "A reader with a floor, from StreamBuffer.reader(): one thread at a time.",
+    .tp_doc = "A reader with a floor, from StreamBuffer.reader(): one thread at a time.\n\n"
+              "Reads below its floor raise OSError(ESPIPE); with release=True the\n"
+              "buffer gives back the bytes below every reader's floor.",
     .tp_traverse = (traverseproc)Reader_traverse,
     .tp_weaklistoffset = offsetof(ReaderObject, weakrefs),
     .tp_methods = Reader_methods,

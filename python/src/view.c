@@ -125,11 +125,12 @@ PyObject *sb__py_view(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 const char sb__py_view_doc[] = PyDoc_STR(
-"view(offset, size=-1) -> memoryview\n\n"
-"The bytes at offset in place, read-only, without a copy: waits as read\n"
-"does, then lends at most size bytes (a negative size: to the end), fewer\n"
-"where they cross from memory to the spill file or from one 8 MiB window\n"
-"of it to the next (ask again at offset + len(view)); empty past the end.\n"
+"view($self, /, offset, size=-1)\n--\n\n"
+"A memoryview of the bytes at offset in place, read-only, without a copy:\n"
+"waits as read does, then lends at most size bytes (a negative size: to\n"
+"the end), fewer where they cross from memory to the spill file or from\n"
+"one 8 MiB window of it to the next (ask again at offset + len(view));\n"
+"empty past the end.\n"
 "The bytes stay valid while the view lives: until then close() of what\n"
 "lent it raises BufferError, and so does a Reader's release past the\n"
 "view's first byte on a buffer with release=True (whose views come from\n"

@@ -3,6 +3,7 @@
 import array
 import errno
 import io
+import math
 import os
 
 import pytest
@@ -233,6 +234,23 @@ def test_bad_options(kw):
         StreamBuffer([b"x"], **kw)
 
 
+def test_mem_limit_is_max_size():
+    """mem_limit, the library's name, is the seed's max_size: either sets
+    the bytes kept in memory, and both must agree."""
+    with StreamBuffer(chunks(DATA, 4096), mem_limit=8192) as b:
+        assert b.max_size == b.mem_limit == 8192
+        assert b[:] == DATA
+        assert b.stats()["spilled"] == len(DATA) - 8192
+    with StreamBuffer([b"x"], None, 8192, mem_limit=8192) as b:
+        assert b.max_size == b.mem_limit == 8192
+    with StreamBuffer([b"x"], max_size=4096, mem_limit=None) as b:
+        assert b.mem_limit == 4096
+    with pytest.raises(TypeError, match="one option"):
+        StreamBuffer([b"x"], max_size=4096, mem_limit=8192)
+    with pytest.raises(ValueError, match="mem_limit"):
+        StreamBuffer([b"x"], mem_limit=0)
+
+
 def test_size_is_only_a_hint():
     with StreamBuffer([b"abc"], 1000) as b:
         assert b.wait_end() == 3
@@ -420,5 +438,41 @@ def test_stats_and_version():
     with StreamBuffer(DATA) as b:
         st = b.stats()
         assert st["state"] == "ended" and st["filled"] == len(DATA)
-        assert set(st) >= {"in_memory", "spilled", "waiting", "floor", "demand", "huge_pages"}
+        assert set(st) == {
+            "filled", "in_memory", "spilled", "publishes", "waiting", "wakeups",
+            "state", "error", "floor", "demand", "released", "pauses",
+            "paused_ns", "readers", "huge_pages", "paused", "parts_opened",
+            "parts_active", "fetched", "refetched", "extents", "length",
+            "seek_gap", "parts_moved", "part_retries",
+        }
+        assert st["length"] == st["fetched"] == len(DATA) and st["extents"] == 1
     assert streambuffer.__version__ == streambuffer.library_version
+
+
+def test_stats_has_no_sentinels(gate):
+    """Every field is a plain count, a state, a bool, or None where the
+    library's number would mean "none" (error 0, demand 0, length 0 before
+    the end) and math.inf where it would mean "everything" (demand
+    2**64 - 1)."""
+    g = gate([b"abc", b"def"])
+    with StreamBuffer(g, read_ahead=1) as b:
+        st = b.stats()
+        assert st["state"] == "running"
+        assert st["error"] is None and st["demand"] is None
+        assert st["length"] is None
+        assert isinstance(st["paused"], bool)
+        for k, v in st.items():
+            if k not in ("state", "error", "demand", "paused", "length"):
+                assert type(v) is int and 0 <= v < 1 << 63, (k, v)
+        g.allow_all()
+        assert b.wait_end() == 6
+        st = b.stats()
+        assert st["demand"] == math.inf and st["error"] is None
+        assert st["state"] == "ended" and st["length"] == 6
+        for k, v in st.items():
+            if k not in ("state", "error", "demand", "paused"):
+                assert type(v) is int and 0 <= v < 1 << 63, (k, v)
+    with StreamBuffer(gate([b"abc"])) as b:
+        b.cancel()
+        wait_until(lambda: b.stats()["state"] == "failed", what="the cancel")
+        assert b.stats()["error"] == errno.ECANCELED

@@ -10,11 +10,19 @@ bin=$1 seconds=$2
 shift 2
 name=$(basename "$bin")
 log=$(mktemp) || exit 1
-trap 'rm -f "$log"' EXIT
-"$bin" -max_total_time="$seconds" -print_final_stats=1 "$@" >"$log" 2>&1
+# shellcheck source=tests/reap.sh
+. "$(dirname "$0")/../reap.sh"
+sb_on_exit 'rm -f "$log"'
+# libFuzzer stops itself after SECONDS; a target that hangs (a deadlock in
+# the library under a producer thread) is stopped 60 s later, and killed if
+# it does not go.
+timeout -k 10 $((seconds + 60)) "$bin" -max_total_time="$seconds" \
+    -print_final_stats=1 "$@" >"$log" 2>&1 &
+wait $!
 rc=$?
 if [ "$rc" -ne 0 ]; then
     cat "$log"
+    [ "$rc" -eq 124 ] && echo "fuzz: $name: still running $((seconds + 60)) s after it began"
     echo "fuzz: $name: FAILED (exit $rc)"
     exit 1
 fi
@@ -24,4 +32,4 @@ rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
 cov=$(echo "$last" | sed -n 's/.* cov: \([0-9]*\).*/\1/p')
 ft=$(echo "$last" | sed -n 's/.* ft: \([0-9]*\).*/\1/p')
 corp=$(echo "$last" | sed -n 's/.* corp: \([^ ]*\).*/\1/p')
-echo "fuzz: $name: ${seconds}s, $execs executions ($rate/s), cov $cov edges, ft $ft features, corpus $corp, no crash"
+echo "fuzz: $name: ${seconds}s, $execs executions ($rate/s), cov $cov edges, ft $ft features, corpus $corp, no crash or failed check"

@@ -1,9 +1,9 @@
 # SPDX-License-Identifier: MIT
 """The file view of a StreamBuffer: what StreamBuffer.open() returns.
 
-Private to the streambuffer module, which imports it on the first open().
-In Python because a RawIOBase subclass is clearer here than in C; every
-read still goes to the C module, which waits without the GIL.
+Private to the streambuffer package: the C extension imports it on the
+first open().  In Python because a RawIOBase subclass is clearer here than
+in C; every read still goes to the C module, which waits without the GIL.
 """
 import io
 
@@ -93,8 +93,9 @@ class StreamRaw(io.RawIOBase):
         super().close()
 
 
-def open_buffer(buf, buffering=io.DEFAULT_BUFFER_SIZE):
-    """StreamBuffer.open(): a BufferedReader, or the raw file for buffering=0."""
+def open_buffer(buf, buffering=-1):
+    """StreamBuffer.open(): a BufferedReader (buffering negative:
+    io.DEFAULT_BUFFER_SIZE), or the raw file for buffering=0."""
     reader = buf.reader() if buf.release else None
     raw = StreamRaw(buf, reader)
     if buffering == 0:

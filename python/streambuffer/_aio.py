@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """aread: StreamBuffer.read and Reader.read for asyncio.
 
-Private to the streambuffer module, which imports it on the first aread().
+Private to the streambuffer package: the C extension imports it on the
+first aread().
 
 An aread that cannot be answered now parks on a non-blocking reader of the
 library, armed for its range, and awaits a future; nothing holds a thread.
@@ -23,7 +24,7 @@ __all__ = ["aread"]
 # How many ready readers one call takes off the list.
 _BATCH = 256
 
-_hubs = weakref.WeakKeyDictionary()  # buffer -> _Hub
+_hubs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # buffer -> _Hub
 _hubs_lock = threading.Lock()
 
 
@@ -144,7 +145,7 @@ def _hub(buf):
         return h
 
 
-async def aread(src, offset=0, size=-1):
+async def aread(src, offset, size=-1):
     """src.read(offset, size) without blocking the loop: src is a
     StreamBuffer or a Reader."""
     is_reader = type(src).__name__ == "Reader"

@@ -1,0 +1,69 @@
+/*
+ * SPDX-License-Identifier: MIT
+ *
+ * xfer.h - one HTTP request driven without blocking beyond a cancel.
+ *
+ * A transfer is a libcurl easy handle on a multi handle of its own, pumped
+ * by whichever thread calls sb__xfer_wait_headers or sb__xfer_read (one at
+ * a time).  Its body goes through a small staging buffer; while that is
+ * full the transfer is paused, so a slow reader holds the connection back
+ * instead of growing memory.  It knows HTTP only as far as parsing the
+ * headers that the source (source.c) decides on.  Internal.
+ */
+#ifndef SB_HTTP_XFER_H
+#define SB_HTTP_XFER_H
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* What the final response's headers said. */
+struct sb__http_hdrs {
+    long status;            /* 0 until the final headers are in */
+    int64_t content_length; /* -1: none */
+    bool has_range;         /* a Content-Range was parsed */
+    bool range_unsatisfied; /* it was "bytes STAR/total" (a 416's) */
+    uint64_t range_first, range_last;
+    uint64_t range_total;   /* UINT64_MAX: "/STAR", unknown */
+    bool accept_none;       /* Accept-Ranges: none */
+    bool has_location;      /* a Location header (a redirect) */
+    char etag[256];         /* as sent (W/ and quotes kept); "" none */
+    char last_modified[64]; /* as sent; "" none */
+};
+
+struct sb__xfer_req {
+    const char *url;
+    const char *range;         /* "a-" or "a-b"; NULL: no Range */
+    const char *if_range;      /* an ETag or a date; NULL: no If-Range */
+    CURLSH *share;             /* NULL: none */
+    void (*setup)(void *curl, void *arg);
+    void *setup_arg;
+    const atomic_bool *stop;   /* the source's cancel flag; NULL: none */
+};
+
+struct sb__xfer;
+
+/* Makes the handles, starts nothing.  0 or -ENOMEM/-EINVAL. */
+int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out);
+/* Pumps until the final response's headers are in: 0, or the transfer's
+   -errno (-ECANCELED after a cancel). */
+int sb__xfer_wait_headers(struct sb__xfer *x);
+const struct sb__http_hdrs *sb__xfer_headers(const struct sb__xfer *x);
+/* The URL the final response came from (after redirects); NULL unknown.
+   Valid until sb__xfer_free. */
+const char *sb__xfer_url(struct sb__xfer *x);
+/* Up to cap body bytes: >0, 0 at the end, or -errno. */
+ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
+/* Any thread, at any time before sb__xfer_free: a pump in progress and
+   every later one return -ECANCELED. */
+void sb__xfer_cancel(struct sb__xfer *x);
+void sb__xfer_free(struct sb__xfer *x);
+
+/* The errno for a transfer's CURLcode. */
+int sb__curl_errno(CURLcode c);
+/* Once, thread-safely: curl_global_init.  0 or -ENOMEM. */
+int sb__curl_init(void);
+
+#endif /* SB_HTTP_XFER_H */

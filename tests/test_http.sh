@@ -1,0 +1,176 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# test_http.sh - libstreambuffer_http against real servers on 127.0.0.1.
+#
+# Starts nginx (its own config, pid, logs and temp paths in a scratch
+# directory, master_process off, on a free port) serving generated files
+# with Range and ETag, and a location that limits the rate; and for each
+# test binary a fresh tests/http/faultserver.py (Python's http.server,
+# misbehaving on request).  Then runs each binary through tests/run.sh
+# with SB_HTTP_NGINX, SB_HTTP_FAULT (base URLs) and SB_HTTP_DIR (the files)
+# in its environment.  Every process runs under timeout -k and is killed
+# on exit; every wait is a bounded loop.
+#
+# usage: tests/test_http.sh VARIANT=BINARY...
+#   VARIANT: plain, address,undefined or thread (the sanitizer); the counts
+#   are tallied as http, http-asan and http-tsan.
+# Without libcurl (the binaries are not built), nginx or python3 it skips,
+# exit 0 (1 with SB_NO_SKIPS=1).
+set -u
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/sbhttptest.XXXXXX") || exit 1
+nginx_pid=
+fault_pid=
+# shellcheck disable=SC2317 # called by the traps
+cleanup() {
+    for p in $nginx_pid $fault_pid; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+skip() {
+    echo "http: skipped: $1"
+    if [ -n "${SB_TALLY:-}" ]; then echo "http 0 0 1" >>"$SB_TALLY"; fi
+    if [ "${SB_NO_SKIPS:-0}" = 1 ]; then exit 1; fi
+    exit 0
+}
+
+nginx=$(command -v nginx 2>/dev/null || true)
+[ -n "$nginx" ] || { [ -x /usr/sbin/nginx ] && nginx=/usr/sbin/nginx; }
+[ -n "$nginx" ] || skip "nginx is missing (apt-get install nginx-light)"
+command -v python3 >/dev/null 2>&1 || skip "python3 is missing"
+pkg-config --exists libcurl 2>/dev/null ||
+    skip "libcurl's development files are missing (apt-get install libcurl4-openssl-dev)"
+
+www=$scratch/www
+mkdir -p "$www" "$scratch/nginx/tmp"
+# Deterministic bytes: the same files on every run.
+python3 - "$www" <<'EOF' || exit 1
+import random, sys
+d = sys.argv[1]
+for name, size, seed in (("big.bin", 3 * 1024 * 1024 + 12345, 1),
+                         ("small.bin", 1000, 2), ("empty.bin", 0, 3)):
+    with open("%s/%s" % (d, name), "wb") as f:
+        f.write(random.Random(seed).randbytes(size))
+EOF
+
+# ---- nginx -------------------------------------------------------------------
+
+# A free port: the kernel's pick, let go of just before nginx takes it (a
+# race another process could win: then the next try).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Temp paths of the modules this nginx has, so none points outside.
+temps="client_body_temp_path $scratch/nginx/tmp/body;"
+for m in proxy fastcgi uwsgi scgi; do
+    if ! "$nginx" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
+        temps="$temps ${m}_temp_path $scratch/nginx/tmp/$m;"
+    fi
+done
+port=
+tries=0
+while [ $tries -lt 5 ] && [ -z "$port" ]; do
+    tries=$((tries + 1))
+    p=$(free_port) || break
+    d=$scratch/nginx
+    cat >"$d/nginx.conf" <<EOF
+master_process off;
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    default_type application/octet-stream;
+    $temps
+    server {
+        listen 127.0.0.1:$p;
+        root $www;
+        location /slow/ { alias $www/; limit_rate 256k; }
+    }
+}
+EOF
+    timeout -k 5 600 "$nginx" -p "$d" -c "$d/nginx.conf" -e "$d/error.log" \
+        -g 'daemon off;' >"$d/out.log" 2>&1 &
+    nginx_pid=$!
+    i=0
+    while [ $i -lt 100 ]; do
+        if curl -sf -o /dev/null "http://127.0.0.1:$p/small.bin" 2>/dev/null; then
+            port=$p
+            break
+        fi
+        kill -0 "$nginx_pid" 2>/dev/null || break
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if [ -z "$port" ]; then
+        kill "$nginx_pid" 2>/dev/null || true
+        wait "$nginx_pid" 2>/dev/null || true
+        nginx_pid=
+    fi
+done
+if [ -z "$port" ]; then
+    echo "http: FAIL - nginx did not start"
+    cat "$scratch/nginx/out.log" "$scratch/nginx/error.log" 2>/dev/null | sed 's/^/    /'
+    if [ -n "${SB_TALLY:-}" ]; then echo "http 0 1 0" >>"$SB_TALLY"; fi
+    exit 1
+fi
+
+# ---- each binary, with its own fault server -------------------------------------
+
+start_fault() {
+    rm -f "$scratch/fault.port"
+    timeout -k 5 600 python3 "$root/tests/http/faultserver.py" "$www" \
+        "$scratch/fault.port" >"$scratch/fault.log" 2>&1 &
+    fault_pid=$!
+    i=0
+    while [ $i -lt 100 ] && [ ! -s "$scratch/fault.port" ]; do
+        kill -0 "$fault_pid" 2>/dev/null || break
+        sleep 0.05
+        i=$((i + 1))
+    done
+    [ -s "$scratch/fault.port" ]
+}
+
+stop_fault() {
+    kill "$fault_pid" 2>/dev/null || true
+    wait "$fault_pid" 2>/dev/null || true
+    fault_pid=
+}
+
+rc=0
+for arg in "$@"; do
+    variant=${arg%%=*}
+    bin=${arg#*=}
+    case $variant in
+    plain) name=http ;;
+    thread) name=http-tsan ;;
+    *) name=http-asan ;;
+    esac
+    if [ ! -x "$bin" ]; then
+        echo "$name: FAIL - $bin is not built"
+        if [ -n "${SB_TALLY:-}" ]; then echo "$name 0 1 0" >>"$SB_TALLY"; fi
+        rc=1
+        continue
+    fi
+    if ! start_fault; then
+        echo "$name: FAIL - tests/http/faultserver.py did not start"
+        sed 's/^/    /' "$scratch/fault.log"
+        if [ -n "${SB_TALLY:-}" ]; then echo "$name 0 1 0" >>"$SB_TALLY"; fi
+        rc=1
+        stop_fault
+        continue
+    fi
+    SB_HTTP_NGINX=http://127.0.0.1:$port \
+    SB_HTTP_FAULT=http://127.0.0.1:$(cat "$scratch/fault.port") \
+    SB_HTTP_DIR=$www \
+        sh "$root/tests/run.sh" "$name" "$bin" || rc=1
+    stop_fault
+done
+exit $rc
