@@ -563,7 +563,12 @@ static void test_many_threads_random_reads(void **state)
     sb_stats st = stats(b);
     assert_true(st.parts_opened >= 2);
     assert_true(st.parts_active <= 8);
-    assert_int_equal(st.fetched, atomic_load(&s->delivered));
+    /* The fetchers still run (read_ahead): what the source handed over
+       and the buffer has not counted yet is at most a read in flight per
+       fetcher. */
+    uint64_t delivered = atomic_load(&s->delivered);
+    assert_true(st.fetched <= delivered);
+    assert_true(delivered - st.fetched <= 8 * (uint64_t)(64 * KB));
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
 }
