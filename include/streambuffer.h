@@ -310,8 +310,9 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * Failures.  A part that fails (its read or next returns -E, open_at
  * returns -E, or it ends before the known length: EIO) is reopened at the
  * byte it reached, up to opts->retries times in a row (a part that
- * delivered bytes before it failed starts the count again), after a pause
- * of about 50 ms that doubles each time (sb_cancel ends it).  Past that the
+ * delivered bytes before it failed starts the count again, and reopens at
+ * once); failures in a row without progress pause about 50 ms, doubling
+ * each time (sb_cancel ends the pause).  Past that the
  * stream fails with E.  -ESPIPE or -ESTALE from open_at turns parts off
  * for good: the first stream, if it still runs, goes on as a plain one;
  * if bytes that must still come can come from no stream, the stream fails

@@ -328,8 +328,11 @@ static struct sb__fetcher *victim(struct sb__parts *p)
         struct sb__fetcher *f = &p->f[i];
         /* The source's own stream cannot be reopened where it was: it is
            never moved. */
+        /* Nor one that compares a seam: runs join only through it, and a
+           repair would only send another there. */
         if (f->st != SB__F_RUNNING || f->stop || f->first
-            || f->moved_for != SB__UNKNOWN || needed_soon(p, f))
+            || f->moved_for != SB__UNKNOWN || f->at < f->cmp_end || f->meet
+            || needed_soon(p, f))
             continue;
         if (best == NULL || f->at < best->at)
             best = f;
@@ -494,7 +497,9 @@ static void schedule_locked(struct sb__parts *p)
         if ((p->b->flags & SB_RELEASE) && m < floor)
             continue;
         struct sb__fetcher *r = reaching(p, m);
-        if (r != NULL && m - r->at <= gap_of(p, r)) {
+        /* A fetcher whose own bytes start at m (after the seam it compares
+           first) is the part for m, however far its compare starts. */
+        if (r != NULL && (m - r->at <= gap_of(p, r) || r->reach_lo == m)) {
             /* It will be there soon: it serves this read (read_ahead
                holds it past the read's end, not past the rest). */
             if (w->need > r->demand) {
@@ -603,7 +608,12 @@ bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
     if (!f->retry)
         return running(p);
     f->retry = false;
-    unsigned shift = f->fails > 1 ? f->fails - 1 : 0;
+    /* A part that stored bytes before it failed (a dropped connection)
+       reopens at once; failures in a row without progress wait 50 ms,
+       then twice as long each time. */
+    if (f->fails <= 1 && f->progressed)
+        return running(p);
+    unsigned shift = f->fails > 1 ? f->fails - 2 : 0;
     uint64_t ms = 50u << (shift < 10 ? shift : 10);
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -642,6 +652,7 @@ static void nobody_locked(struct sb__parts *p, struct sb__fetcher *f, int err)
 static void failed_locked(struct sb__fetcher *f, int err)
 {
     struct sb__parts *p = f->parts;
+    f->progressed = f->delivered;
     if (f->delivered)
         f->fails = 0;
     f->delivered = false;
@@ -669,9 +680,11 @@ static void failed_locked(struct sb__fetcher *f, int err)
     f->st = SB__F_IDLE;
     if (!seam && m >= lim)
         return; /* nothing left in its reach (a seam there is repaired) */
+    bool progressed = f->progressed;
     if (assign_locked(p, f, m, demand, NULL, seam)) {
         f->fails = fails;
         f->retry = true;
+        f->progressed = progressed;
     }
 }
 

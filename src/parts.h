@@ -69,6 +69,7 @@ struct sb__fetcher {
     unsigned fails;         /* failures in a row */
     bool retry;             /* pause before the next open (a failure) */
     bool probed;            /* read once past the length (and got 0) */
+    bool progressed;        /* it stored bytes before its last failure */
     bool paused;            /* waits for flow control now */
     uint64_t paused_at;     /* since when (CLOCK_MONOTONIC, ns) */
     bool delivered;         /* its stream gave bytes since it opened */

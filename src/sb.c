@@ -163,10 +163,17 @@ static sb_buffer *alloc_spooled(const struct config *c)
     return b;
 }
 
-/* The wait's view of the runs held past filled (wait.h). */
+/* The wait's view of the runs held past filled (wait.h).  A range that
+   reaches the end is answerable once what lies before the end is held:
+   a length learnt while a read waits past it ends that wait. */
 static uint64_t held_run(void *arg, uint64_t off)
 {
-    return sb__parts_run(arg, off);
+    sb_buffer *b = arg;
+    uint64_t run = sb__parts_run(b, off);
+    uint64_t len = sb__parts_length(b->parts);
+    if (len != SB__UNKNOWN && (off >= len || run >= len))
+        return UINT64_MAX;
+    return run;
 }
 
 /* Open over a checked source.  On failure returns NULL with errno set and

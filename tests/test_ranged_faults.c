@@ -275,7 +275,10 @@ static void test_dropped_parts_complete_the_stream(void **state)
     assert_true((uint64_t)seek_opens_ok(s) >= streams - 1);
     assert_int_equal(st.fetched, atomic_load(&s->delivered));
     assert_int_equal(st.fetched - st.refetched, len);
-    assert_true(st.refetched <= (uint64_t)seek_opens_ok(s) * SEAM);
+    /* Not stored: the seams, and (an iterator) the rest of the chunk in
+       hand where a fetcher stopped, at most 64 KiB from this source. */
+    uint64_t per = SEAM + (row->iter ? 64 * (uint64_t)KB : 0);
+    assert_true(st.refetched <= (uint64_t)seek_opens_ok(s) * per);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
 }

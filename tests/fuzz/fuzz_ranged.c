@@ -181,7 +181,9 @@ static int src_open_at(void *ctx, uint64_t off, uint64_t end,
     s->opens++;
     CHECK(s->src_closes == 0, "open_at after the source's close");
     int version = s->change_after >= 0 && s->opens_ok >= s->change_after;
-    fpart *p = off <= s->len ? new_part(s, off, end, version, false) : NULL;
+    /* Past the end a part is empty (as an HTTP source answers a 416): the
+       buffer learns that the stream ends at or before off. */
+    fpart *p = new_part(s, off, end, version, false);
     int rc = -EIO;
     if (p != NULL) {
         s->opens_ok++;
