@@ -153,12 +153,14 @@ static void wake_all(struct sb__parts *p)
         wake(&p->f[i]);
 }
 
-/* Whether a running fetcher extends the run that ends at end. */
+/* Whether a running fetcher extends the run that ends at end now (one
+   paused by flow control may never: the compare then takes what is
+   there, as the header allows). */
 static bool growing(const struct sb__parts *p, uint64_t end)
 {
     for (unsigned i = 0; i < p->nthreads; i++) {
         const struct sb__fetcher *g = &p->f[i];
-        if (g->st == SB__F_RUNNING && !g->stop && g->at == end
+        if (g->st == SB__F_RUNNING && !g->stop && !g->paused && g->at == end
             && g->ext_lo != SB__UNKNOWN)
             return true;
     }
@@ -923,6 +925,8 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
                 f->paused_at = mono_ns();
                 p->pauses++;
                 p->npaused++;
+                if (p->seam_waiters > 0)
+                    wake_all(p); /* its run stops growing for now */
             }
             sb__cond_wait(&f->cv, &p->mu);
             continue;

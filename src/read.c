@@ -40,7 +40,12 @@ static ssize_t await_parts(sb_buffer *b, const sb_reader *r, size_t n,
                            uint64_t off, size_t least, int timeout_ms)
 {
     struct sb__parts *p = b->parts;
-    uint64_t len = sb__parts_length(p);
+    uint64_t len, run;
+    int err;
+again:
+    /* The length may be learnt while the read waits: clip again each
+       time round. */
+    len = sb__parts_length(p);
     if (len != SB__UNKNOWN) {
         if (off >= len)
             return 0;
@@ -49,11 +54,9 @@ static ssize_t await_parts(sb_buffer *b, const sb_reader *r, size_t n,
         if (least > n)
             least = n;
     }
-    uint64_t run = sb__parts_run(b, off);
+    run = sb__parts_run(b, off);
     if (run >= off + n)
         return (ssize_t)n;
-    int err;
-again:
     if (run < off + least && sb__wait_state(&b->wait, &err) == SB_RUNNING) {
         uint64_t cap = b->wait.max_retained;
         if (r != NULL && cap != 0 && off + least - sb__reader_floor(r) > cap)
