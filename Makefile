@@ -327,22 +327,24 @@ $(BUILD)/tests/http/%: tests/http/%.c $(HTTP_STATIC) $(STATIC)
 http-check: $(if $(CURL_LIBS),$(HTTP_TEST))
 	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh "$(if $(SAN),$(SAN),plain)=$(HTTP_TEST)"
 
+# test_http (the source alone, sb_open_url on one stream) and
+# test_http_parts (sb_open_url with the core's parts: far reads, drops
+# resumed, fallback, seams, close in flight), each in the three variants.
+HTTP_BINS = tests/http/test_http tests/http/test_http_parts
 http-test:
 	@if [ -n "$(CURL_LIBS)" ]; then \
-		$(MAKE) --no-print-directory $(HTTP_TEST) && \
+		$(MAKE) --no-print-directory $(addprefix $(BUILD)/,$(HTTP_BINS)) && \
 		$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined \
-			build/asan/tests/http/test_http && \
+			$(addprefix build/asan/,$(HTTP_BINS)) && \
 		$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread \
-			build/tsan/tests/http/test_http; \
+			$(addprefix build/tsan/,$(HTTP_BINS)); \
 	fi
-	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh plain=$(HTTP_TEST) \
-		address,undefined=build/asan/tests/http/test_http \
-		thread=build/tsan/tests/http/test_http
+	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh \
+		plain=$(BUILD)/tests/http/test_http,$(BUILD)/tests/http/test_http_parts \
+		address,undefined=build/asan/tests/http/test_http,build/asan/tests/http/test_http_parts \
+		thread=build/tsan/tests/http/test_http,build/tsan/tests/http/test_http_parts
 
-# sb_open_url with the core's parts (far reads, drops resumed, seams):
-# not in http-test yet, as the core's fetchers still abort now and then in
-# sb__extents_remove_locked on such runs; see tests/http/test_http_parts.c.
-# Once they do not, http-parts joins http-test.
+# The parts tests alone, in this build variant.
 http-parts: $(BUILD)/tests/http/test_http_parts
 	@TIMEOUT=$(TIMEOUT) sh ./tests/test_http.sh "$(if $(SAN),$(SAN),plain)=$<"
 

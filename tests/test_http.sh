@@ -153,8 +153,12 @@ for arg in "$@"; do
     thread) name=http-tsan ;;
     *) name=http-asan ;;
     esac
-    if [ ! -x "$bin" ]; then
-        echo "$name: FAIL - $bin is not built"
+    # bin may be a comma-separated list: one server set for them all.
+    bins=$(printf '%s' "$bin" | tr ',' ' ')
+    missing=""
+    for b in $bins; do [ -x "$b" ] || missing="$missing $b"; done
+    if [ -n "$missing" ]; then
+        echo "$name: FAIL -$missing not built"
         if [ -n "${SB_TALLY:-}" ]; then echo "$name 0 1 0" >>"$SB_TALLY"; fi
         rc=1
         continue
@@ -170,7 +174,7 @@ for arg in "$@"; do
     SB_HTTP_NGINX=http://127.0.0.1:$port \
     SB_HTTP_FAULT=http://127.0.0.1:$(cat "$scratch/fault.port") \
     SB_HTTP_DIR=$www \
-        sh "$root/tests/run.sh" "$name" "$bin" || rc=1
+        sh "$root/tests/run.sh" "$name" $bins || rc=1
     stop_fault
 done
 exit $rc

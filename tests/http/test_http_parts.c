@@ -2,14 +2,8 @@
 /*
  * test_http_parts.c - sb_open_url with the core's parts (ranged sources).
  *
- * NOT RUN BY `make test` YET: these tests need the core's fetchers (main's
- * implementation of "Ranged sources": open_at, parts, extents, seams),
- * which have landed but still abort now and then (an assertion in
- * sb__extents_remove_locked, from join_locked after a seam compared equal,
- * in about one run in five of this file; a far read on a fast server
- * triggers it more often).  They pass otherwise, plain and under both
- * sanitizers.  Run them with `make http-parts`; once the core is fixed,
- * add http-parts to http-test.
+ * Part of `make http-test` (so of `make test`), plain and under both
+ * sanitizers; `make http-parts` runs them alone.
  *
  * Same environment as test_http.c (tests/test_http.sh): SB_HTTP_NGINX,
  * SB_HTTP_FAULT, SB_HTTP_DIR.  Every byte read is compared with the file.
