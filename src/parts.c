@@ -510,20 +510,26 @@ static void schedule_locked(struct sb__parts *p)
             }
             continue;
         }
-        if (p->off || moving_to(p, m))
+        if (!p->off && moving_to(p, m))
             continue;
-        struct sb__fetcher *f = free_fetcher(p);
-        if (f != NULL) {
-            assign_locked(p, f, m, w->need, r, false);
+        struct sb__fetcher *f = p->off ? NULL : free_fetcher(p);
+        if (f != NULL && assign_locked(p, f, m, w->need, r, false))
             continue;
-        }
-        struct sb__fetcher *v = p->max_parts > 1 ? victim(p) : NULL;
+        struct sb__fetcher *v = !p->off && f == NULL && p->max_parts > 1
+                                    ? victim(p) : NULL;
         if (v != NULL) {
             v->stop = true;
             v->moved_for = m;
             p->parts_moved++;
             cancel_part_locked(v);
             wake(v);
+            continue;
+        }
+        /* No part can open for it (parts off, no thread to be had, every
+           fetcher needed): the fetcher that reaches m goes on to it. */
+        if (r != NULL && w->need > r->demand) {
+            r->demand = w->need;
+            wake(r);
         }
     }
     if (!p->off)
@@ -1016,6 +1022,13 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
         wake_all(p); /* what it claimed in flight is free now */
     if (n == 0)
         return;
+    if (!running(p)) {
+        /* A read that lands after the end, a failure or a cancel: its
+           bytes were delivered, and are not stored. */
+        p->fetched += n;
+        p->refetched += n;
+        return;
+    }
     uint64_t lo = f->at, hi = lo + n;
     p->fetched += n;
     f->delivered = true;
