@@ -31,7 +31,8 @@ comma-separated list of:
     needhdr      403 unless the request has "X-Sb-Test: yes"
 
 GET /release/KEY releases every stall on KEY, now and later; GET /stats
-answers the number of requests seen so far.  Loopback only; daemon threads, so the
+answers the number of requests seen so far; GET /stalled/KEY the number of
+requests waiting on KEY now (what a test waits for, not a sleep).  Loopback only; daemon threads, so the
 process ends with its main thread (the tests kill it, under timeout -k).
 """
 import email.utils
@@ -50,8 +51,20 @@ def release_event(key):
     with LOCK:
         return RELEASES.setdefault(key, threading.Event())
 
+
+def stall(key):
+    """Wait for GET /release/KEY (at most 30 s), counted in /stalled/KEY."""
+    with LOCK:
+        STALLED[key] = STALLED.get(key, 0) + 1
+    try:
+        release_event(key).wait(30)
+    finally:
+        with LOCK:
+            STALLED[key] -= 1
+
 LOCK = threading.Lock()
 VERSIONS = {}  # path -> requests so far
+STALLED = {}  # key -> requests waiting on it now
 REQUESTS = [0]
 MTIME = email.utils.formatdate(1_600_000_000, usegmt=True)
 
@@ -86,6 +99,10 @@ class Handler(BaseHTTPRequestHandler):
             return self.small(200, b"released\n")
         if self.path == "/stats":
             return self.small(200, b"%d\n" % REQUESTS[0])
+        if self.path.startswith("/stalled/"):
+            with LOCK:
+                n = STALLED.get(self.path[len("/stalled/"):], 0)
+            return self.small(200, b"%d\n" % n)
         m = re.fullmatch(r"/([^/]+)/([A-Za-z0-9_.]+)", self.path)
         if not m:
             return self.small(404, b"no\n")
@@ -109,7 +126,7 @@ class Handler(BaseHTTPRequestHandler):
         if "status" in opts:
             return self.small(int(opts["status"]), b"status\n")
         if "stall" in opts:
-            release_event(opts["stall"]).wait(30)
+            stall(opts["stall"])
         path = os.path.join(ROOT, name)
         try:
             with open(path, "rb") as f:
@@ -166,7 +183,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if "stallbody" in opts:
             self.wfile.flush()
-            release_event(opts["stallbody"]).wait(30)
+            stall(opts["stallbody"])
         drop = int(opts["drop"]) * 1024 if "drop" in opts else None
         rate = int(opts["slow"]) * 1024 if "slow" in opts else None
         pos = 0

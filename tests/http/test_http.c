@@ -123,6 +123,47 @@ static void release(const char *key)
     fclose(sink);
 }
 
+/* How many requests wait on the fault server's stall key now. */
+static int stalled(const char *key)
+{
+    char path[128], body[32] = {0};
+    snprintf(path, sizeof path, "/stalled/%s", key);
+    CURL *c = curl_easy_init();
+    assert_non_null(c);
+    FILE *mem = fmemopen(body, sizeof body - 1, "w");
+    assert_non_null(mem);
+    curl_easy_setopt(c, CURLOPT_URL, url(fault_base, path));
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    assert_int_equal(curl_easy_perform(c), CURLE_OK);
+    curl_easy_cleanup(c);
+    fclose(mem);
+    return atoi(body);
+}
+
+/* Events, not time: wait (bounded) until n requests wait on key, or until
+   b counts n readers waiting. */
+static int wait_stalled(const char *key, int n)
+{
+    for (int k = 0; k < 2000; k++) {
+        if (stalled(key) >= n)
+            return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
+static int wait_waiting(sb_buffer *b, uint64_t n)
+{
+    sb_stats st;
+    for (int k = 0; k < 2000; k++) {
+        if (sb_get_stats(b, &st) == 0 && st.waiting >= n)
+            return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
 /* ---- the source alone ------------------------------------------------------- */
 
 /* Reads a part to its end (or error) into buf at its offset; returns the
@@ -564,7 +605,8 @@ static void test_cancel_opens_in_flight(void **state)
         atomic_init(&o[i].rc, 1);
         assert_int_equal(pthread_create(&o[i].t, NULL, opener_main, &o[i]), 0);
     }
-    sleep_ms(300); /* all four requests sent and waiting */
+    /* All four requests are at the server, waiting for their headers. */
+    assert_true(wait_stalled("opens", N));
     for (int i = 0; i < N; i++)
         assert_int_equal(atomic_load(&o[i].rc), 1);
     double t0 = now_ms();
@@ -845,7 +887,7 @@ static void test_open_url_cancel_close_prompt(void **state)
     assert_true(now_ms() - t0 < 5000);
     struct waiter w = {.b = b, .off = 10};
     assert_int_equal(pthread_create(&w.t, NULL, waiter_main, &w), 0);
-    sleep_ms(200);
+    assert_true(wait_waiting(b, 1)); /* the reader waits for the body */
     assert_int_equal(sb_available(b), 0);
     t0 = now_ms();
     sb_cancel(b);
@@ -864,7 +906,7 @@ static void test_open_url_cancel_close_prompt(void **state)
     assert_memory_equal(buf, big.data + 1000, sizeof buf);
     struct waiter far = {.b = b, .off = big.len - 64};
     assert_int_equal(pthread_create(&far.t, NULL, waiter_main, &far), 0);
-    sleep_ms(100);
+    assert_true(wait_waiting(b, 1)); /* it waits far ahead, mid-transfer */
     t0 = now_ms();
     sb_cancel(b);
     assert_int_equal(pthread_join(far.t, NULL), 0);
