@@ -359,6 +359,20 @@ static bool draining(const struct sb__parts *p)
 
 static uint64_t window_end(struct sb__parts *p);
 
+/* The size of the gap from c that nobody holds or reaches, within end;
+   0 if c is held, reached, or past end (or max_size). */
+static uint64_t gap_at(struct sb__parts *p, uint64_t c, uint64_t end)
+{
+    if (c >= end || reaching(p, c) != NULL || sb__parts_run(p->b, c) > c)
+        return 0;
+    if (p->max_size != 0 && c >= p->max_size)
+        return 0;
+    uint64_t lim = limit_above(p, c, NULL);
+    if (lim > end)
+        lim = end;
+    return lim > c ? lim - c : 0;
+}
+
 /* A free fetcher with no want: take the largest gap nobody reaches, else
    split the largest reach (the length known).  Returns false if there is
    nothing worth taking. */
@@ -369,38 +383,23 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
     if (end > window_end(p))
         end = window_end(p);
     uint64_t best = 0, best_at = 0;
-    /* Candidate gap starts: the watermark and each extent's end. */
+    /* Candidate gap starts: the watermark, each extent's end, and where
+       a fetcher's reach was cut and it stops short. */
     size_t n = sb__extents_count_locked(&p->ext);
-    for (size_t i = 0; i <= n; i++) {
+    for (size_t i = 0; i <= n + p->nthreads; i++) {
         uint64_t c = filled_of(p);
-        if (i > 0) {
+        if (i > n) {
+            const struct sb__fetcher *g = &p->f[i - n - 1];
+            if (!active(g))
+                continue;
+            c = g->limit;
+        } else if (i > 0) {
             uint64_t lo;
             sb__extents_get_locked(&p->ext, i - 1, &lo, &c);
         }
-        if (c >= end || reaching(p, c) != NULL || sb__parts_run(p->b, c) > c)
-            continue;
-        if (p->max_size != 0 && c >= p->max_size)
-            continue;
-        uint64_t lim = limit_above(p, c, NULL);
-        if (lim > end)
-            lim = end;
-        if (lim > c && lim - c > best) {
-            best = lim - c;
-            best_at = c;
-        }
-    }
-    /* Also where a fetcher's reach was cut and it stopped short. */
-    for (unsigned i = 0; i < p->nthreads; i++) {
-        const struct sb__fetcher *g = &p->f[i];
-        uint64_t c = g->limit;
-        if (!active(g) || c >= end || reaching(p, c) != NULL
-            || sb__parts_run(p->b, c) > c)
-            continue;
-        uint64_t lim = limit_above(p, c, NULL);
-        if (lim > end)
-            lim = end;
-        if (lim > c && lim - c > best) {
-            best = lim - c;
+        uint64_t size = gap_at(p, c, end);
+        if (size > best) {
+            best = size;
             best_at = c;
         }
     }
@@ -541,19 +540,26 @@ static void schedule_locked(struct sb__parts *p)
         ;
 }
 
+static void unwant_locked(struct sb__parts *p, struct sb__want *w)
+{
+    sb__assert_held(&p->mu);
+    if (!w->linked)
+        return;
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        p->wants = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->linked = false;
+}
+
 void sb__parts_want(sb_buffer *b, struct sb__want *w, uint64_t off,
                     uint64_t need)
 {
     struct sb__parts *p = parts_of(b);
     sb__mutex_lock(&p->mu);
-    if (w->linked) {
-        if (w->prev != NULL)
-            w->prev->next = w->next;
-        else
-            p->wants = w->next;
-        if (w->next != NULL)
-            w->next->prev = w->prev;
-    }
+    unwant_locked(p, w);
     w->off = off;
     w->need = need;
     w->prev = NULL;
@@ -570,15 +576,7 @@ void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
 {
     struct sb__parts *p = parts_of(b);
     sb__mutex_lock(&p->mu);
-    if (w->linked) {
-        if (w->prev != NULL)
-            w->prev->next = w->next;
-        else
-            p->wants = w->next;
-        if (w->next != NULL)
-            w->next->prev = w->prev;
-        w->linked = false;
-    }
+    unwant_locked(p, w);
     sb__mutex_unlock(&p->mu);
 }
 

@@ -193,6 +193,21 @@ static void disarm_locked(struct sb__wait *w, struct sb__armed *a)
     }
 }
 
+/* Put a (off the heap or the far list) at the ready list's tail. */
+static void list_locked(struct sb__wait *w, struct sb__armed *a)
+{
+    sb__wait_assert_locked(w);
+    struct sb__ready *rd = &w->ready;
+    a->next = NULL;
+    a->prev = rd->tail;
+    if (rd->tail != NULL)
+        rd->tail->next = a;
+    else
+        rd->head = a;
+    rd->tail = a;
+    a->listed = true;
+}
+
 bool sb__ready_make_locked(struct sb__wait *w, uint64_t limit)
 {
     sb__wait_assert_locked(w);
@@ -202,14 +217,7 @@ bool sb__ready_make_locked(struct sb__wait *w, uint64_t limit)
     while (rd->nheap > 0 && rd->heap[0]->need <= limit) {
         struct sb__armed *a = rd->heap[0];
         heap_remove_locked(w, a, false);
-        a->next = NULL;
-        a->prev = rd->tail;
-        if (rd->tail != NULL)
-            rd->tail->next = a;
-        else
-            rd->head = a;
-        rd->tail = a;
-        a->listed = true;
+        list_locked(w, a);
         moved = true;
     }
     return was_empty && moved;
@@ -226,14 +234,7 @@ bool sb__ready_make_far_locked(struct sb__wait *w, bool all)
         struct sb__armed *next = a->next;
         if (all || sb__wait_held_locked(w, a->off, a->need)) {
             far_unarm_locked(w, a, false);
-            a->next = NULL;
-            a->prev = rd->tail;
-            if (rd->tail != NULL)
-                rd->tail->next = a;
-            else
-                rd->head = a;
-            rd->tail = a;
-            a->listed = true;
+            list_locked(w, a);
             moved = true;
         }
         a = next;

@@ -332,21 +332,33 @@ unsigned char *sb__spool_reserve_at(struct sb__spool *s, uint64_t off,
     return s->mem + off;
 }
 
+/* Copy what of [off, off + len) lies in the memory region, faulted in
+   first (from what the one writer populated, or by itself for a sparse
+   writer); returns how many bytes that was. */
+static size_t store_head(struct sb__spool *s, uint64_t off, const void *data,
+                         size_t len, bool sparse)
+{
+    if (off >= s->mem_cap)
+        return 0;
+    size_t head = s->mem_cap - (size_t)off;
+    if (head > len)
+        head = len;
+    if (sparse)
+        prefault_range(s, off, head);
+    else
+        sb__spool_prefault(s, off, head);
+    memcpy(s->mem + off, data, head);
+    return head;
+}
+
 int sb__spool_write_at(struct sb__spool *s, uint64_t off, const void *data,
                        size_t len)
 {
-    const unsigned char *p = data;
     size_t stored = 0;
-    if (off < s->mem_cap) {
-        size_t head = s->mem_cap - (size_t)off;
-        if (head > len)
-            head = len;
-        prefault_range(s, off, head);
-        memcpy(s->mem + off, p, head);
-        p += head;
-        off += head;
-        len -= head;
-    }
+    size_t head = store_head(s, off, data, len, true);
+    const unsigned char *p = (const unsigned char *)data + head;
+    off += head;
+    len -= head;
     if (len == 0)
         return 0;
     if (s->fd < 0)
@@ -357,20 +369,11 @@ int sb__spool_write_at(struct sb__spool *s, uint64_t off, const void *data,
 int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
                     size_t len, size_t *stored)
 {
-    const unsigned char *p = data;
-
-    *stored = 0;
-    if (off < s->mem_cap) {
-        size_t head = s->mem_cap - (size_t)off;
-        if (head > len)
-            head = len;
-        sb__spool_prefault(s, off, head);
-        memcpy(s->mem + off, p, head);
-        p += head;
-        off += head;
-        len -= head;
-        *stored = head;
-    }
+    size_t head = store_head(s, off, data, len, false);
+    const unsigned char *p = (const unsigned char *)data + head;
+    off += head;
+    len -= head;
+    *stored = head;
     if (len == 0)
         return 0;
     if (s->fd < 0) {
