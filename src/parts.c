@@ -808,8 +808,12 @@ static uint64_t retained_locked(struct sb__parts *p)
 static bool must_pause_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
     if (p->read_ahead != 0 && !draining(p)) {
+        /* A reader's demand in its reach carries it on, but only within
+           its seek gap: a read farther on has a part of its own opening
+           (schedule_locked), which this one must not race to. */
         uint64_t d = atomic_load_explicit(&p->b->wait.demand, memory_order_relaxed);
-        if (d >= f->reach_lo && d <= f->limit && d > f->demand)
+        if (d >= f->reach_lo && d <= f->limit && d > f->demand
+            && (d <= f->at || d - f->at <= gap_of(p, f)))
             f->demand = d;
         uint64_t until = f->demand > UINT64_MAX - p->read_ahead
                              ? UINT64_MAX
