@@ -221,6 +221,16 @@ typedef struct sb_options {
  * flag keeps the whole region in small pages, for programs that must.
  */
 #define SB_NO_HUGEPAGES 0x4u
+/*
+ * opts->length_hint is the stream's length, not a hint: as if open_at had
+ * reported it before the first byte (see "The length" under "Ranged
+ * sources"), so that reads past it answer at once and sb_stats' length
+ * is known from the start.  For a source with open_at whose length is
+ * known before it opens (an HTTP response's Content-Length: sb_open_url
+ * sets it); sb_open fails with EINVAL without open_at or with
+ * length_hint 0, and every other open with EINVAL.
+ */
+#define SB_LENGTH_KNOWN 0x8u
 
 /*
  * sb_open - start buffering a stream from a source.
@@ -239,7 +249,8 @@ typedef struct sb_options {
  *           SSIZE_MAX; opts->tmp_dir is an empty string;
  *           opts->length_hint greater than a non-zero opts->max_size; an
  *           unknown bit in opts->flags; opts->max_retained without
- *           SB_RELEASE; opts->max_parts above 64.
+ *           SB_RELEASE; opts->max_parts above 64; SB_LENGTH_KNOWN without
+ *           src->open_at or with opts->length_hint 0.
  *   ENOMEM  out of memory or address space for the memory region.
  *   EAGAIN  the producer thread could not be created.
  * On failure nothing is left behind and src->close is not called.
@@ -298,8 +309,9 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * The compared bytes count in refetched; a stream drained over several
  * parts delivers its length plus 4 KiB a seam.
  *
- * The length.  A length reported by open_at is the stream's length
- * (opts->length_hint stays a hint): no part opens at or past it, a read
+ * The length.  A length reported by open_at (or given with
+ * SB_LENGTH_KNOWN) is the stream's length (opts->length_hint alone stays
+ * a hint): no part opens at or past it, a read
  * wholly past it returns 0 at once, a read that straddles it waits only
  * for the bytes before it (a short count), and a stream whose parts end
  * elsewhere or deliver past it fails with EIO; bytes that arrived stay
@@ -322,7 +334,8 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  *
  * Flow control.  read_ahead holds each fetcher read_ahead past the
  * furthest byte demanded within the extent it extends (a read that had to
- * wait for bytes that fetcher will reach, a reader's floor there).
+ * wait for bytes that fetcher will reach, a reader's floor there), within
+ * its seek gap: a read farther on has a part opened for it instead.
  * sb_wait_end demands everything: every fetcher drains.  With SB_RELEASE
  * no part opens below the floor, and max_retained bounds the bytes held at
  * or above the floor in all extents together: every fetcher pauses while

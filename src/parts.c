@@ -1195,7 +1195,7 @@ int sb__parts_spill_locked(struct sb__fetcher *f)
 /* ---- lifecycle ----------------------------------------------------------- */
 
 int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
-                   uint64_t seek_gap, void *(*thread_main)(void *))
+                   uint64_t seek_gap, uint64_t length, void *(*thread_main)(void *))
 {
     struct sb__parts *p = sb__calloc(1, sizeof *p);
     if (p == NULL)
@@ -1239,7 +1239,8 @@ int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
         free(p);
         return -ENOMEM;
     }
-    atomic_init(&p->length, SB__UNKNOWN);
+    /* SB_LENGTH_KNOWN: as if the first open_at had reported it. */
+    atomic_init(&p->length, length);
     atomic_init(&p->end_max, SB__UNKNOWN);
     atomic_init(&p->stale, false);
     p->b = b;

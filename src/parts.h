@@ -131,7 +131,7 @@ struct sb_buffer;
    wake every fetcher and cancel every part (sb_cancel), join the fetchers
    and close their parts (sb_close, before the source's close), free. */
 int sb__parts_init(struct sb_buffer *b, uint32_t max_parts, uint32_t retries,
-                   uint64_t seek_gap, void *(*thread_main)(void *));
+                   uint64_t seek_gap, uint64_t length, void *(*thread_main)(void *));
 int sb__parts_start(struct sb_buffer *b);
 void sb__parts_cancel(struct sb_buffer *b);
 void sb__parts_join(struct sb_buffer *b);

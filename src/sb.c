@@ -57,14 +57,17 @@ static bool all_zero(const void *p, size_t n)
     return true;
 }
 
-static int resolve_options(const sb_options *o, struct config *c)
+/* ranged: the source has open_at, the one kind SB_LENGTH_KNOWN is for. */
+static int resolve_options(const sb_options *o, struct config *c, bool ranged)
 {
     static const sb_options defaults;
     if (o == NULL)
         o = &defaults;
     if (!all_zero(o->reserved, sizeof o->reserved) || o->reserved32 != 0)
         return -EINVAL;
-    if ((o->flags & ~(SB_RELEASE | SB_MMAP_READS | SB_NO_HUGEPAGES)) != 0)
+    if ((o->flags & ~(SB_RELEASE | SB_MMAP_READS | SB_NO_HUGEPAGES | SB_LENGTH_KNOWN)) != 0)
+        return -EINVAL;
+    if ((o->flags & SB_LENGTH_KNOWN) && (!ranged || o->length_hint == 0))
         return -EINVAL;
     if (o->max_retained != 0 && !(o->flags & SB_RELEASE))
         return -EINVAL; /* nothing would ever lower what is retained */
@@ -188,6 +191,7 @@ static sb_buffer *open_source(const sb_source *src, const struct config *c)
     if (src->open_at != NULL) {
         /* Fetchers instead of the producer (fetch.c, parts.c). */
         rc = sb__parts_init(b, c->max_parts, c->retries, c->seek_gap,
+                            (c->flags & SB_LENGTH_KNOWN) ? c->length_hint : SB__UNKNOWN,
                             sb__fetcher_main);
         if (rc == 0) {
             b->wait.held_run = held_run;
@@ -214,7 +218,7 @@ SB_API sb_buffer *sb_open(const sb_source *src, const sb_options *opts)
         errno = EINVAL;
         return NULL;
     }
-    int rc = resolve_options(opts, &c);
+    int rc = resolve_options(opts, &c, src->open_at != NULL);
     if (rc < 0) {
         errno = -rc;
         return NULL;
@@ -227,7 +231,7 @@ SB_API sb_buffer *sb_open_fd(int fd, const sb_options *opts)
     struct config c;
     sb_source src;
 
-    int rc = fd < 0 ? -EINVAL : resolve_options(opts, &c);
+    int rc = fd < 0 ? -EINVAL : resolve_options(opts, &c, false);
     if (rc == 0)
         rc = sb__fd_source(fd, &src);
     if (rc < 0) {
@@ -246,7 +250,7 @@ SB_API sb_buffer *sb_open_fd(int fd, const sb_options *opts)
 SB_API sb_buffer *sb_open_mem(const void *data, size_t len, const sb_options *opts)
 {
     struct config c;
-    int rc = data == NULL && len > 0 ? -EINVAL : resolve_options(opts, &c);
+    int rc = data == NULL && len > 0 ? -EINVAL : resolve_options(opts, &c, false);
     if (rc < 0) {
         errno = -rc;
         return NULL;
@@ -267,7 +271,7 @@ SB_API sb_buffer *sb_open_mem(const void *data, size_t len, const sb_options *op
 SB_API sb_buffer *sb_open_writer(const sb_options *opts)
 {
     struct config c;
-    int rc = resolve_options(opts, &c);
+    int rc = resolve_options(opts, &c, false);
     if (rc < 0) {
         errno = -rc;
         return NULL;

@@ -271,6 +271,71 @@ static void test_options_einval(void **state)
     assert_int_equal(s->first_closed, 0);
 }
 
+/*
+ * SB_LENGTH_KNOWN: length_hint is the length from the start, before any
+ * part reports one (this source reports none): sb_stats shows it while
+ * the first stream is held at its gate, a read past it returns 0 at once
+ * and opens nothing, one that straddles it is short, and the stream ends
+ * at it.  A stream longer than the length fails with EIO.  EINVAL without
+ * open_at, with length_hint 0, and from the opens that have no open_at.
+ */
+static void test_length_known_from_the_start(void **state)
+{
+    (void)state;
+    const uint64_t len = 1 * MB;
+    seek_src *s = fx_seek(len);
+    s->report_len = 0;
+    s->first = SEEK_FIRST_READ;
+    s->gated = 1;
+    s->gate_first_only = 1;
+    s->gate_lo[0] = 64 * KB;
+    s->ngates = 1;
+    sb_options o = {.length_hint = len, .flags = SB_LENGTH_KNOWN,
+                    .seek_gap = 64 * KB, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    sb_stats st = stats(b);
+    assert_int_equal(st.length, len);
+    unsigned char buf[16];
+    assert_int_equal(sb_pread(b, buf, sizeof buf, len), 0);
+    assert_int_equal(sb_pread(b, buf, sizeof buf, len + 100), 0);
+    assert_int_equal(seek_opens(s), 0);
+    assert_int_equal(pat_read(b, len - 8, 16, 8), 0); /* short at the end */
+    seek_release(s);
+    uint64_t got = 0;
+    assert_int_equal(sb_wait_end(b, &got), 0);
+    assert_int_equal(got, len);
+    assert_int_equal(pat_read(b, 0, (size_t)len, (ssize_t)len), 0);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+
+    /* The object is longer than the length given: EIO, and the bytes
+       before the length stay readable. */
+    seek_src *t = fx_seek(len);
+    t->report_len = 0;
+    t->first = SEEK_FIRST_READ;
+    t->data_len = len + 10;
+    sb_options o2 = {.length_hint = len, .flags = SB_LENGTH_KNOWN,
+                     .tmp_dir = fx_scratch()};
+    b = open_seek(t, &o2);
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, &got), -1);
+    assert_int_equal(errno, EIO);
+    assert_int_equal(pat_read(b, 0, 4 * KB, 4 * KB), 0);
+    fx_close(b);
+
+    sb_options bad = {.flags = SB_LENGTH_KNOWN};
+    sb_source src = seek_source(s);
+    assert_null_with(sb_open(&src, &bad), EINVAL); /* length_hint 0 */
+    bad.length_hint = 10;
+    sb_source plain = count_source(fx_count(1, 0));
+    assert_null_with(sb_open(&plain, &bad), EINVAL); /* no open_at */
+    assert_null_with(sb_open_mem("0123456789", 10, &bad), EINVAL);
+    assert_null_with(sb_open_writer(&bad), EINVAL);
+    assert_null_with(sb_open_fd(0, &bad), EINVAL);
+}
+
 /* 64 is the most, and open_at alone is a source: it drains, each byte
    right, the source closed once. */
 static void test_max_parts_64_open_at_alone(void **state)
@@ -666,6 +731,7 @@ int main(void)
         FX_TEST(test_idle_fetchers_split_largest_gap),
         FX_TEST(test_drain_without_length),
         FX_TEST(test_options_einval),
+        FX_TEST(test_length_known_from_the_start),
         FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_read_ahead_bounds_each_fetcher),

@@ -548,6 +548,10 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
     if (o.length_hint == 0 && length != UINT64_MAX &&
         (o.max_size == 0 || length <= o.max_size))
         o.length_hint = length;
+    /* The response's length is the object's: the core knows it from the
+       start (reads past it answer at once, sb_stats shows it), as if a
+       part had reported it. */
+    bool exact = length != UINT64_MAX && length != 0 && o.length_hint == length;
     /* The transfer under way is the first stream (read), open_at the
        rest: a core without parts reads it as a plain stream. */
     sb_source src;
@@ -556,8 +560,11 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
     /* No parts possible (Accept-Ranges: none, a weak ETag alone...): a
        plain source, and the buffer starts no fetchers for nothing. */
     lock(&s->mu);
-    if (s->no_parts == 0)
+    if (s->no_parts == 0) {
         src.open_at = src_open_at;
+        if (exact)
+            o.flags |= SB_LENGTH_KNOWN;
+    }
     unlock(&s->mu);
     src.cancel = src_cancel;
     src.close = src_close;
