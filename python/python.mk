@@ -32,12 +32,18 @@ python: $(PY_EXT)
 
 PY_SRC := $(wildcard python/src/*.c)
 
-$(PY_EXT): $(PY_SRC) python/src/common.h include/streambuffer.h $(STATIC) python/python.mk
+# With libcurl's development files, from_url comes in: libstreambuffer_http
+# linked in like the core (SB_PY_HTTP); without them it raises ENOSYS.
+PY_HTTP_A := $(if $(CURL_LIBS),$(HTTP_STATIC))
+PY_HTTP_F := $(if $(CURL_LIBS),-DSB_PY_HTTP $(CURL_CFLAGS))
+
+$(PY_EXT): $(PY_SRC) python/src/common.h include/streambuffer.h include/streambuffer_http.h \
+		$(STATIC) $(PY_HTTP_A) python/python.mk
 	@test -n "$(PY_SUFFIX)" && test -f "$(PY_INCLUDE)/Python.h" || \
 		{ echo "python: $(PYTHON) has no Python.h (on Debian: apt-get install python3-dev," \
 			"or PYTHON=/usr/bin/python3)" >&2; exit 1; }
-	$(CC) $(PY_CFLAGS) $(LDFLAGS) -shared -o $@ $(PY_SRC) $(STATIC) \
-		-Wl,--exclude-libs,ALL -lpthread
+	$(CC) $(PY_CFLAGS) $(PY_HTTP_F) $(LDFLAGS) -shared -o $@ $(PY_SRC) $(PY_HTTP_A) $(STATIC) \
+		-Wl,--exclude-libs,ALL $(CURL_LIBS) -lpthread
 
 # Counts go to $(SB_TALLY) as "python P F S", as the other parts of
 # `make test` do; a crash or a timeout counts as a failure.

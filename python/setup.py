@@ -18,6 +18,7 @@ import glob
 import os
 import re
 import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 from setuptools import Extension, setup
@@ -45,6 +46,26 @@ LIB_SOURCES = here(os.path.join(LIB, "src", "*.c"))
 LIB_HEADERS = here(os.path.join(LIB, "src", "*.h")) + [HEADER]
 MODULE_SOURCES = here(os.path.join("src", "*.c"))
 MODULE_HEADERS = here(os.path.join("src", "*.h"))
+# The HTTP source (StreamBuffer.from_url): always in the sdist, compiled
+# where libcurl's development files are (pkg-config libcurl; Debian:
+# libcurl4-openssl-dev); without them from_url raises OSError(ENOSYS).
+HTTP_SOURCES = here(os.path.join(LIB, "src", "http", "*.c"))
+HTTP_HEADERS = here(os.path.join(LIB, "src", "http", "*.h")) + \
+    [os.path.join(LIB, "include", "streambuffer_http.h")]
+
+
+def libcurl():
+    """libcurl's compile and link flags, or None."""
+    try:
+        out = [subprocess.run(["pkg-config", arg, "libcurl"], capture_output=True,
+                              text=True, check=True).stdout.split()
+               for arg in ("--cflags", "--libs")]
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out
+
+
+CURL = libcurl()
 
 # The flags of the Makefile's build: C11 with the GNU extensions the
 # library uses (O_TMPFILE, MADV_*), nothing visible outside the module.
@@ -64,9 +85,15 @@ class BuildExt(build_ext):
                                   *self.compiler.include_dirs]]
         jobs = [(src, os.path.join(out, "lib_" + os.path.basename(src)[:-2] + ".o"), LIB_FLAGS)
                 for src in LIB_SOURCES]
-        jobs += [(src, os.path.join(out, os.path.basename(src)[:-2] + ".o"), MODULE_FLAGS)
+        module_flags = MODULE_FLAGS
+        if CURL is not None:
+            cflags = CURL[0]
+            jobs += [(src, os.path.join(out, "http_" + os.path.basename(src)[:-2] + ".o"),
+                      LIB_FLAGS + cflags) for src in HTTP_SOURCES]
+            module_flags = MODULE_FLAGS + ["-DSB_PY_HTTP"] + cflags
+        jobs += [(src, os.path.join(out, os.path.basename(src)[:-2] + ".o"), module_flags)
                  for src in MODULE_SOURCES]
-        headers = LIB_HEADERS + MODULE_HEADERS
+        headers = LIB_HEADERS + MODULE_HEADERS + HTTP_HEADERS
         newest = max(os.path.getmtime(h) for h in headers)
 
         def compile_one(job):
@@ -87,7 +114,8 @@ class BuildExt(build_ext):
             f.write("{ global: PyInit__streambuffer; local: *; };\n")
         # setuptools links them; its own compile step has nothing left to do.
         ext.sources, ext.extra_objects = [], objects
-        ext.extra_link_args = [f"-Wl,--version-script={script}"]
+        ext.extra_link_args = [f"-Wl,--version-script={script}"] + \
+            (CURL[1] if CURL is not None else [])
         super().build_extension(ext)
 
 
@@ -99,7 +127,7 @@ class SdistWithLibrary(sdist):
         super().make_release_tree(base_dir, files)
         if LIB == "lib":
             return  # an sdist of an sdist: MANIFEST.in took lib/ along
-        for rel in LIB_SOURCES + LIB_HEADERS:
+        for rel in LIB_SOURCES + LIB_HEADERS + HTTP_SOURCES + HTTP_HEADERS:
             dst = os.path.join(base_dir, "lib", os.path.relpath(rel, LIB))
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copy2(os.path.join(HERE, rel), dst)
@@ -113,7 +141,7 @@ setup(
         "streambuffer._streambuffer",
         sources=MODULE_SOURCES,
         libraries=["pthread"],
-        depends=LIB_SOURCES + LIB_HEADERS + MODULE_HEADERS,
+        depends=LIB_SOURCES + LIB_HEADERS + MODULE_HEADERS + HTTP_SOURCES + HTTP_HEADERS,
     )],
     cmdclass={"build_ext": BuildExt, "sdist": SdistWithLibrary},
 )

@@ -335,7 +335,6 @@ static PyObject *Buffer_get_exception(BufferObject *self, void *unused)
 /* Classify the source and set up c for it.  Returns 0 or -1. */
 static int take_source(struct core *c, PyObject *stream)
 {
-    static const char *const readers[] = { "readinto1", "readinto", "read1", "read" };
     if (PyBytes_Check(stream)) {
         c->kind = KIND_MEM;
         c->mem = Py_NewRef(stream);
@@ -370,55 +369,28 @@ static int take_source(struct core *c, PyObject *stream)
                         "stream is a text file: give its binary buffer (sys.stdin.buffer)");
         return -1;
     }
-    for (size_t i = 0; i < sizeof readers / sizeof *readers; i++) {
-        PyObject *fn = PyObject_GetAttrString(stream, readers[i]);
-        if (fn == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-                return -1;
-            PyErr_Clear();
-            continue;
-        }
-        if (!PyCallable_Check(fn)) {
-            Py_DECREF(fn);
-            continue;
-        }
-        c->kind = i < 2 ? KIND_READINTO : KIND_READ;
-        c->src = fn;
-        return 0;
-    }
-    c->kind = KIND_ITER;
-    c->src = PyObject_GetIter(stream);
-    if (c->src == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Clear();
-            PyErr_Format(PyExc_TypeError,
-                         "stream must be bytes, an iterable of bytes-like chunks "
-                         "or a binary file, not %.100s", Py_TYPE(stream)->tp_name);
-        }
-        return -1;
-    }
-    return 0;
+    return sb__py_feed_take(&c->in, stream, false);
 }
 
 static void free_unopened(struct core *c)
 {
-    Py_CLEAR(c->src);
+    Py_CLEAR(c->in.src);
     Py_CLEAR(c->mem);
+    Py_CLEAR(c->open_at);
     free(c);
 }
 
-static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
+/* The constructor's options, as given. */
+struct args {
+    PyObject *stream, *size, *maxo, *memo, *limito, *tmpo, *chunko, *aheado;
+    PyObject *retainedo, *open_at, *partso, *gapo, *retrieso;
+    int release, mmap_reads;
+};
+
+/* Open the buffer for self: over a->stream (with a->open_at, if any), or
+   over url with from_url.  0, or -1 with an exception. */
+static int open_buffer(BufferObject *self, struct args *a, PyObject *url, PyObject *headers)
 {
-    static char *names[] = { "stream", "size", "max_size", "mem_limit", "limit",
-                             "tmp_dir", "chunk_size", "read_ahead", "max_retained",
-                             "release", "mmap_reads", NULL };
-    PyObject *stream, *size = Py_None, *maxo = NULL, *memo = NULL, *limito = NULL;
-    PyObject *tmpo = NULL, *chunko = NULL, *aheado = NULL, *retainedo = NULL;
-    int release = 0, mmap_reads = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$OOOOOOpp:StreamBuffer", names,
-                                     &stream, &size, &maxo, &memo, &limito, &tmpo,
-                                     &chunko, &aheado, &retainedo, &release, &mmap_reads))
-        return -1;
     if (self->core != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "StreamBuffer is already initialized");
         return -1;
@@ -430,8 +402,9 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
        the library's: one option under two names, which must agree. */
     uint64_t max_size = (uint64_t)DEFAULT_MAX_SIZE, mem_limit;
     const char *mem_name = "max_size";
-    if (memo != NULL && memo != Py_None) {
-        if (sb__py_u63(memo, "mem_limit", &mem_limit) < 0)
+    PyObject *maxo = a->maxo;
+    if (a->memo != NULL && a->memo != Py_None) {
+        if (sb__py_u63(a->memo, "mem_limit", &mem_limit) < 0)
             return -1;
         if (maxo != NULL && maxo != Py_None) {
             if (sb__py_u63(maxo, "max_size", &max_size) < 0)
@@ -443,7 +416,7 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
                 return -1;
             }
         }
-        maxo = memo;
+        maxo = a->memo;
         mem_name = "mem_limit";
     }
     if (maxo != NULL && maxo != Py_None) {
@@ -458,29 +431,55 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
         }
     }
     o.mem_limit = (size_t)max_size;
-    uint64_t chunk;
-    if (sb__py_opt_u63(size, "size", &o.length_hint) < 0 || sb__py_opt_u63(limito, "limit", &o.max_size) < 0
-        || sb__py_opt_u63(chunko, "chunk_size", &chunk) < 0
-        || sb__py_opt_u63(aheado, "read_ahead", &o.read_ahead) < 0
-        || sb__py_opt_u63(retainedo, "max_retained", &o.max_retained) < 0)
+    uint64_t chunk, parts, retries;
+    if (sb__py_opt_u63(a->size, "size", &o.length_hint) < 0
+        || sb__py_opt_u63(a->limito, "limit", &o.max_size) < 0
+        || sb__py_opt_u63(a->chunko, "chunk_size", &chunk) < 0
+        || sb__py_opt_u63(a->aheado, "read_ahead", &o.read_ahead) < 0
+        || sb__py_opt_u63(a->retainedo, "max_retained", &o.max_retained) < 0
+        || sb__py_opt_u63(a->partso, "max_parts", &parts) < 0
+        || sb__py_opt_u63(a->gapo, "seek_gap", &o.seek_gap) < 0
+        || sb__py_opt_u63(a->retrieso, "retries", &retries) < 0)
         return -1;
     if (chunk > PY_SSIZE_T_MAX) {
         PyErr_SetString(PyExc_ValueError, "chunk_size is too large");
         return -1;
     }
     o.chunk_size = (size_t)chunk;
+    if (parts > 64) {
+        PyErr_SetString(PyExc_ValueError, "max_parts must be at most 64");
+        return -1;
+    }
+    o.max_parts = (uint32_t)parts;
+    if (retries > UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "retries is too large");
+        return -1;
+    }
+    o.retries = (uint32_t)retries;
     if (o.max_size != 0 && o.length_hint > o.max_size) {
         PyErr_SetString(PyExc_ValueError, "size is larger than limit");
         return -1;
     }
-    if (o.max_retained != 0 && !release) {
+    if (o.max_retained != 0 && !a->release) {
         PyErr_SetString(PyExc_ValueError, "max_retained needs release=True");
         return -1;
     }
-    o.flags = release ? SB_RELEASE : 0;
+    PyObject *open_at = a->open_at == Py_None ? NULL : a->open_at;
+    if (open_at != NULL && !PyCallable_Check(open_at)) {
+        PyErr_Format(PyExc_TypeError, "open_at must be callable, not %.100s",
+                     Py_TYPE(open_at)->tp_name);
+        return -1;
+    }
+    if (a->stream == Py_None && open_at == NULL && url == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "stream must be bytes, an iterable of bytes-like chunks "
+                        "or a binary file (None only with open_at)");
+        return -1;
+    }
+    o.flags = a->release ? SB_RELEASE : 0;
     PyObject *tmp = NULL;
-    if (tmpo != NULL && tmpo != Py_None) {
-        if (!PyUnicode_FSConverter(tmpo, &tmp))
+    if (a->tmpo != NULL && a->tmpo != Py_None) {
+        if (!PyUnicode_FSConverter(a->tmpo, &tmp))
             return -1;
         if (PyBytes_GET_SIZE(tmp) == 0) {
             Py_DECREF(tmp);
@@ -497,25 +496,53 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
         return -1;
     }
     atomic_init(&c->stop, false);
+    atomic_init(&c->part_calls, 0);
     c->mem_limit = o.mem_limit;
-    c->release = release != 0;
-    c->mmap_reads = mmap_reads != 0;
-    if (take_source(c, stream) < 0) {
+    c->release = a->release != 0;
+    c->mmap_reads = a->mmap_reads != 0;
+    c->kind = KIND_ITER;
+    if (url == NULL && a->stream != Py_None && take_source(c, a->stream) < 0) {
         Py_XDECREF(tmp);
         free_unopened(c);
         return -1;
     }
-    if (c->kind == KIND_MEM) {
+    c->ranged = url != NULL || open_at != NULL;
+    if (url != NULL) {
+        c->b = sb__py_open_url(c, url, headers, &o);
+    } else if (c->kind == KIND_MEM && open_at == NULL) {
         c->mem_limit = SIZE_MAX;
         c->b = sb_open_mem(PyBytes_AS_STRING(c->mem), (size_t)PyBytes_GET_SIZE(c->mem), &o);
     } else {
         sb_source src;
         memset(&src, 0, sizeof src);
-        if (c->kind == KIND_ITER)
+        if (c->kind == KIND_MEM) {
+            /* bytes with open_at: the first stream reads them in place. */
+            Py_SETREF(c->mem, NULL);
+            if (sb__py_feed_take(&c->in, a->stream, true) < 0) {
+                Py_XDECREF(tmp);
+                free_unopened(c);
+                return -1;
+            }
+            c->kind = KIND_ITER;
+        }
+        if (a->stream == Py_None)
+            ; /* the first stream is open_at(0, ...) on a fetcher */
+        else if (c->in.kind == KIND_ITER)
             src.next = sb__py_src_next;
         else
             src.read = sb__py_src_read;
-        src.cancel = sb__py_src_cancel;
+        if (a->stream != Py_None)
+            src.cancel = sb__py_src_cancel;
+        if (open_at != NULL) {
+            c->open_at = Py_NewRef(open_at);
+            c->has_length = a->size != NULL && a->size != Py_None;
+            c->length = o.length_hint;
+            src.open_at = sb__py_part_open;
+            /* size is the length: known from the start (0 ends at once
+               as a part that reports it would). */
+            if (c->has_length && o.length_hint != 0)
+                o.flags |= SB_LENGTH_KNOWN;
+        }
         src.ctx = c;
         /* The producer starts now and waits for the GIL in its first
            callback: c is complete before it can look. */
@@ -525,21 +552,84 @@ static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
     Py_XDECREF(tmp);
     if (c->b == NULL) {
         free_unopened(c);
-        sb__py_os_error(err);
+        if (url == NULL)
+            sb__py_os_error(err);
         return -1;
     }
     sb__py_link_live(c);
     self->core = c;
-    Py_XSETREF(self->stream, Py_NewRef(stream));
-    Py_XSETREF(self->size, Py_NewRef(size));
+    Py_XSETREF(self->stream, Py_NewRef(url != NULL ? url : a->stream));
+    PyObject *size = Py_NewRef(a->size != NULL ? a->size : Py_None);
+    sb_stats st;
+    if (url != NULL && sb_get_stats(c->b, &st) == 0 && st.length != 0) {
+        /* from_url: the object's length, once the response gave it. */
+        PyObject *n = PyLong_FromUnsignedLongLong(st.length);
+        if (n != NULL)
+            Py_SETREF(size, n);
+        else
+            PyErr_Clear();
+    }
+    Py_XSETREF(self->size, size);
     self->max_size = (Py_ssize_t)max_size;
     self->limit = o.max_size;
     self->chunk_size = o.chunk_size;
     self->read_ahead = o.read_ahead;
     self->max_retained = o.max_retained;
-    self->release = release != 0;
-    self->mmap_reads = mmap_reads != 0;
+    self->max_parts = o.max_parts;
+    self->seek_gap = o.seek_gap;
+    self->retries = o.retries;
+    self->release = a->release != 0;
+    self->mmap_reads = a->mmap_reads != 0;
     return 0;
+}
+
+static int Buffer_init(BufferObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = { "stream", "size", "max_size", "mem_limit", "limit",
+                             "tmp_dir", "chunk_size", "read_ahead", "max_retained",
+                             "release", "mmap_reads", "open_at", "max_parts",
+                             "seek_gap", "retries", NULL };
+    struct args a = { .size = Py_None, .release = 0, .mmap_reads = 1 };
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OO$OOOOOOppOOOO:StreamBuffer", names,
+                                     &a.stream, &a.size, &a.maxo, &a.memo, &a.limito,
+                                     &a.tmpo, &a.chunko, &a.aheado, &a.retainedo,
+                                     &a.release, &a.mmap_reads, &a.open_at, &a.partso,
+                                     &a.gapo, &a.retrieso))
+        return -1;
+    return open_buffer(self, &a, NULL, NULL);
+}
+
+static PyObject *Buffer_from_url(PyObject *cls, PyObject *args, PyObject *kw)
+{
+    static char *names[] = { "url", "headers", "max_size", "mem_limit", "limit",
+                             "tmp_dir", "chunk_size", "read_ahead", "max_retained",
+                             "release", "mmap_reads", "max_parts", "seek_gap",
+                             "retries", NULL };
+    struct args a = { .stream = Py_None, .size = Py_None, .mmap_reads = 1 };
+    PyObject *url, *headers = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|O$OOOOOOOppOOO:from_url", names,
+                                     &url, &headers, &a.maxo, &a.memo, &a.limito,
+                                     &a.tmpo, &a.chunko, &a.aheado, &a.retainedo,
+                                     &a.release, &a.mmap_reads, &a.partso, &a.gapo,
+                                     &a.retrieso))
+        return NULL;
+    if (!PyUnicode_Check(url)) {
+        PyErr_Format(PyExc_TypeError, "url must be a str, not %.100s", Py_TYPE(url)->tp_name);
+        return NULL;
+    }
+    PyTypeObject *t = (PyTypeObject *)cls;
+    PyObject *self = t->tp_alloc(t, 0);
+    if (self == NULL)
+        return NULL;
+    BufferObject *bo = (BufferObject *)self;
+    bo->stream = Py_NewRef(Py_None);
+    bo->size = Py_NewRef(Py_None);
+    bo->max_size = DEFAULT_MAX_SIZE;
+    if (open_buffer(bo, &a, url, headers) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
 }
 
 static PyObject *Buffer_new(PyTypeObject *type, PyObject *args, PyObject *kw)
@@ -562,8 +652,9 @@ static int Buffer_traverse(BufferObject *self, visitproc visit, void *arg)
     Py_VISIT(self->size);
     struct core *c = self->core;
     if (c != NULL) {
-        Py_VISIT(c->src);
-        Py_VISIT(c->chunk);
+        Py_VISIT(c->in.src);
+        Py_VISIT(c->in.chunk);
+        Py_VISIT(c->open_at);
         Py_VISIT(c->exc);
     }
     return 0;
@@ -664,6 +755,26 @@ PyDoc_STRVAR(stats_doc,
 "demand: the furthest byte a read asked for, None while none has, and\n"
 "math.inf once one asked for the whole stream (wait_end, a read to the\n"
 "end);  paused: whether the producer is paused now.");
+PyDoc_STRVAR(from_url_doc,
+"from_url($type, /, url, headers=None, *, max_size=None, mem_limit=None, "
+"limit=None, tmp_dir=None, chunk_size=None, read_ahead=None, "
+"max_retained=None, release=False, mmap_reads=True, max_parts=None, "
+"seek_gap=None, retries=None)\n--\n\n"
+"A StreamBuffer over an HTTP(S) URL, read with libcurl (the C library's\n"
+"sb_open_url).  Returns once the response's headers say the body can\n"
+"come (the GIL released while it waits); size is then the object's\n"
+"length when the server gave one.  A read far ahead of the download\n"
+"waits for one round trip and its own bytes: a ranged GET (with If-Range)\n"
+"opens there, on one of max_parts connections; a drain uses them all.\n"
+"Two versions of an object are never spliced: a changed object fails\n"
+"the reads that would mix them with OSError(errno.ESTALE).\n\n"
+"headers: sent with every request, a mapping of names to values or\n"
+"\"Name: value\" strings (None: none).  The other options are the\n"
+"constructor's.\n\n"
+"Raises an OSError subclass, with url as its filename:\n"
+"FileNotFoundError (404, 410), PermissionError (401, 403),\n"
+"ConnectionRefusedError, TimeoutError, OSError with errno EHOSTUNREACH,\n"
+"EPROTO (not HTTP), EIO (another status) or EINVAL (a bad URL).");
 PyDoc_STRVAR(enter_doc, "__enter__($self, /)\n--\n\n");
 PyDoc_STRVAR(exit_doc, "__exit__($self, /, *exc_info)\n--\n\nclose()");
 
@@ -676,6 +787,8 @@ static PyMethodDef Buffer_methods[] = {
     { "open", (PyCFunction)(void (*)(void))Buffer_open, METH_VARARGS | METH_KEYWORDS, open_doc },
     { "reader", (PyCFunction)(void (*)(void))Buffer_reader, METH_VARARGS | METH_KEYWORDS, reader_doc },
     { "stats", (PyCFunction)Buffer_stats, METH_NOARGS, stats_doc },
+    { "from_url", (PyCFunction)(void (*)(void))Buffer_from_url,
+      METH_VARARGS | METH_KEYWORDS | METH_CLASS, from_url_doc },
     { "_nb_reader", (PyCFunction)Buffer_nb_reader, METH_O, NULL },
     { "_poll_fd", (PyCFunction)Buffer_poll_fd, METH_NOARGS, NULL },
     { "_poll_ready", (PyCFunction)Buffer_poll_ready, METH_O, NULL },
@@ -694,6 +807,9 @@ static PyMemberDef Buffer_members[] = {
     { "read_ahead", T_ULONGLONG, offsetof(BufferObject, read_ahead), READONLY, "lazy pull: bytes pulled past the furthest read (0: eager)" },
     { "max_retained", T_ULONGLONG, offsetof(BufferObject, max_retained), READONLY, "backpressure: bytes held above the floor (0: no bound)" },
     { "release", T_BOOL, offsetof(BufferObject, release), READONLY, "bytes below the readers' floor are given back" },
+    { "max_parts", T_UINT, offsetof(BufferObject, max_parts), READONLY, "most streams read at once with open_at or from_url (0: 4)" },
+    { "seek_gap", T_ULONGLONG, offsetof(BufferObject, seek_gap), READONLY, "a read this far past every fetcher opens a part (0: measured)" },
+    { "retries", T_UINT, offsetof(BufferObject, retries), READONLY, "reopens of a failed part in a row (0: 3)" },
     { "mmap_reads", T_BOOL, offsetof(BufferObject, mmap_reads), READONLY, "small reads of spilled bytes copy from a mapping of the spill file" },
     { NULL, 0, 0, 0, NULL },
 };
@@ -714,12 +830,17 @@ static PyMappingMethods Buffer_mapping = {
 PyDoc_STRVAR(Buffer_doc,
 "StreamBuffer(stream, size=None, max_size=None, *, mem_limit=None, "
 "limit=None, tmp_dir=None, chunk_size=None, read_ahead=None, "
-"max_retained=None, release=False, mmap_reads=True)\n--\n\n"
+"max_retained=None, release=False, mmap_reads=True, open_at=None, "
+"max_parts=None, seek_gap=None, retries=None)\n--\n\n"
 "Random access to a one-pass stream, shared by any number of threads.  A\n"
 "background thread drains stream (bytes, an iterable of bytes-like chunks,\n"
 "or a binary file) into memory, the first max_size bytes, and a temporary\n"
-"file beyond.\n\n"
-"size: the expected length, a hint only (the stream ends where it ends).\n"
+"file beyond.  StreamBuffer.from_url(url) reads an HTTP(S) URL.\n\n"
+"A requests response: pass response.raw (a file), or\n"
+"response.iter_content(1 << 16); never iter_content() with its default\n"
+"chunk size, which yields one byte at a time (about 0.4 MB/s).\n\n"
+"size: the expected length, a hint only (the stream ends where it ends);\n"
+"with open_at, the stream's length, which every part reports.\n"
 "max_size: the bytes kept in memory (None: DEFAULT_MAX_SIZE, 5 MiB), the\n"
 "seed's name; mem_limit is the same option under the library's name\n"
 "(give one, or both equal).\n"
@@ -736,7 +857,25 @@ PyDoc_STRVAR(Buffer_doc,
 "SB_MMAP_READS does (larger ones pread(2)).  The price: if the\n"
 "disk fails while the kernel reads a page of it back, the process gets\n"
 "SIGBUS rather than an OSError(EIO).  Pass mmap_reads=False where that\n"
-"matters more than speed (the file is on a disk that may fail, not tmpfs).");
+"matters more than speed (the file is on a disk that may fail, not tmpfs).\n\n"
+"open_at: a callable open_at(offset, end) that starts the stream over at\n"
+"offset, for a source that can (an HTTP client with a Range header, a\n"
+"file): it returns a binary file or an iterable of bytes-like chunks from\n"
+"offset (a bytes object is one chunk), and end, where the buffer will stop\n"
+"reading (an int, or None for the end of the stream), is a hint: the part\n"
+"may go on past it.  Then a read far ahead of the stream does not wait for\n"
+"the bytes before it: a part opens at its offset, on one of max_parts\n"
+"threads.  It is called on those threads, several at once; an object it\n"
+"returned is closed (its close(), if any) when its part is done.  It may\n"
+"raise OSError(errno.ESPIPE) (cannot seek) or OSError(errno.ESTALE) (the\n"
+"object changed): then no part opens again.  stream may be None: the\n"
+"first stream is open_at(0, ...).\n"
+"max_parts: most streams read at once, the first one included (None: 4;\n"
+"1: no parts).  seek_gap: a read this far past every stream that will\n"
+"reach it opens a part (None: measured, what the stream delivers while a\n"
+"part opens).  retries: reopens of a failed part in a row before the\n"
+"stream fails (None: 3).");
+
 
 PyTypeObject sb__py_buffer_type = {
     PyVarObject_HEAD_INIT(NULL, 0)

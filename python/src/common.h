@@ -146,27 +146,47 @@ enum kind {
 typedef struct ReaderObject ReaderObject;
 typedef struct ViewObject ViewObject;
 
+/* One stream's Python side, with the GIL: the source's own stream
+   (core.in) or a part's (parts.c). */
+struct feed {
+    enum kind kind;  /* KIND_ITER, KIND_READINTO or KIND_READ */
+    PyObject *src;   /* the iterator, or the bound read method */
+    PyObject *chunk; /* the last chunk, which the library may still copy */
+    Py_buffer view;  /* on chunk, when has_view */
+    bool has_view;
+    bool in_call;    /* inside a Python call of the source */
+};
+
 struct core {
     sb_buffer *b;
     enum kind kind;
     size_t mem_limit; /* reads past it go to the spill file */
     bool release;     /* SB_RELEASE */
     bool mmap_reads;  /* small reads of spilled bytes copy from a view */
+    bool ranged;      /* parts (open_at, from_url): extents, not a prefix */
 
     /* The source (with the GIL). */
-    PyObject *src;   /* the iterator, or the bound read method */
-    PyObject *chunk; /* the last chunk, which the library may still copy */
-    Py_buffer view;  /* on chunk, when has_view */
-    bool has_view;
+    struct feed in;  /* the stream given to the constructor */
     PyObject *mem;   /* KIND_MEM: the bytes the library reads in place */
     PyObject *exc;   /* the exception that failed the stream */
     int exc_errno;   /* what the library was told about it */
+
+    /* Ranged: open_at(offset, end), called on the fetcher threads with
+       the GIL (parts.c); the length they report (size), if any. */
+    PyObject *open_at;
+    uint64_t length;
+    bool has_length;
+    /* Fetcher threads inside a part's callback (taking the GIL or in
+       Python): close() cannot wait for them, as for in.in_call. */
+    atomic_uint part_calls;
+    /* from_url: the request headers, which every curl handle is given
+       until sb_close (http.c); NULL otherwise. */
+    void *http;
 
     /* The producer's thread state, from its first callback to its last;
        written by the producer with the GIL held. */
     PyThreadState *tstate;
     PyGILState_STATE gstate;
-    bool in_call; /* the producer is inside a Python call */
 
     bool closed;    /* close() has begun: the producer drops its state */
     unsigned users; /* Python calls using b now */
@@ -185,7 +205,8 @@ typedef struct {
     PyObject *stream;  /* as given: the seed's attribute */
     PyObject *size;    /* as given: None or the length hint */
     Py_ssize_t max_size;
-    uint64_t limit, chunk_size, read_ahead, max_retained;
+    uint64_t limit, chunk_size, read_ahead, max_retained, seek_gap;
+    unsigned max_parts, retries;
     bool release, mmap_reads;
     PyObject *weakrefs;
 } BufferObject;
@@ -202,11 +223,46 @@ struct ReaderObject {
 };
 
 
+/* ---- http.c ---- */
+/* sb_open_url with the headers (None, a mapping, or "Name: value"
+   strings), the GIL released while it waits for the response: the buffer,
+   or NULL with an exception (OSError with url as its filename). */
+sb_buffer *sb__py_open_url(struct core *c, PyObject *url, PyObject *headers,
+                           const sb_options *o);
+/* After sb_close: what sb__py_open_url kept for curl.  No Python. */
+void sb__py_http_free(struct core *c);
+
+/* ---- parts.c ---- */
+/* The sb_source.open_at of a buffer with open_at: parts on the fetcher
+   threads, each taking the GIL for its calls. */
+int sb__py_part_open(void *ctx, uint64_t off, uint64_t end, sb_source *part,
+                     uint64_t *length);
+
 /* ---- source.c ---- */
 void sb__py_link_live(struct core *c);
 void sb__py_unlink_live(struct core *c);
 bool sb__py_on_producer(const struct core *c);
 void sb__py_drop_chunk(struct core *c);
+/* What a feed's source is: a file's readinto1/readinto/read1/read, else
+   an iterator over it (a bytes-like object is one chunk when one_chunk).
+   0, or -1 with TypeError. */
+int sb__py_feed_take(struct feed *f, PyObject *stream, bool one_chunk);
+void sb__py_feed_drop(struct feed *f);
+/* The next chunk into f (1), the end (0), or a negative errno; the GIL
+   held.  The library's errno for a Python exception is kept on c. */
+int sb__py_feed_next(struct core *c, struct feed *f, const atomic_bool *stop);
+/* Up to cap bytes: readinto fills buf, read leaves them in f->view for the
+   caller to copy once the GIL is gone.  The GIL held. */
+ssize_t sb__py_feed_read(struct core *c, struct feed *f, const atomic_bool *stop,
+                         void *buf, size_t cap);
+/* Keep the exception being raised on c as the stream's; returns the
+   library's negative errno for it (ESPIPE and ESTALE kept when ranged). */
+int sb__py_feed_failed(struct core *c, struct feed *f, bool ranged);
+/* Take the GIL on a fetcher thread, counted in c->part_calls; false
+   (without it) once stop is set, close() began or the interpreter is
+   going.  stop NULL: only the interpreter matters (a part's close). */
+bool sb__py_part_enter(struct core *c, const atomic_bool *stop, PyGILState_STATE *g);
+void sb__py_part_leave(struct core *c, PyGILState_STATE g);
 /* Whether the exit hook has run: no producer takes the GIL any more. */
 bool sb__py_exiting(void);
 /* The exit hook's work: stop every live stream (see module.c). */

@@ -12,6 +12,7 @@ static void *reaper_main(void *arg)
 {
     struct core *c = arg;
     sb_close(c->b);
+    sb__py_http_free(c);
     free(c);
     return NULL;
 }
@@ -91,13 +92,17 @@ void sb__py_teardown(struct core *c)
     atomic_store(&c->stop, true);
     sb_cancel(c->b);
     Py_CLEAR(c->exc);
-    if (c->in_call || sb__py_on_producer(c)) {
-        /* The producer is in the middle of a callback (or this is it, run
-           by the garbage collector from inside one): it holds its own
-           references and drops the rest when it sees c->closed.  The
-           library is not copying a chunk now, so the chunk can go. */
+    /* c->stop is set: a fetcher that enters a part's callback from now on
+       sees it (sb__py_part_enter), and one already in counts. */
+    if (c->in.in_call || sb__py_on_producer(c) || atomic_load(&c->part_calls) > 0) {
+        /* The producer (or a part) is in the middle of a callback (or
+           this is it, run by the garbage collector from inside one): it
+           holds its own references and drops the rest when it sees
+           c->closed.  The library is not copying the source's chunk now,
+           so that chunk can go; parts drop their own when closed. */
         sb__py_drop_chunk(c);
-        Py_CLEAR(c->src);
+        Py_CLEAR(c->in.src);
+        Py_CLEAR(c->open_at);
         if (start_reaper(c) == 0)
             return;
         if (sb__py_on_producer(c))
@@ -106,8 +111,10 @@ void sb__py_teardown(struct core *c)
     Py_BEGIN_ALLOW_THREADS
     sb_close(c->b);
     Py_END_ALLOW_THREADS
+    sb__py_http_free(c);
     sb__py_drop_chunk(c);
-    Py_CLEAR(c->src);
+    Py_CLEAR(c->in.src);
+    Py_CLEAR(c->open_at);
     Py_CLEAR(c->mem);
     /* A producer stopped between two callbacks left its thread state.
        While the interpreter is finalizing it clears them all itself. */

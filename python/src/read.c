@@ -29,15 +29,14 @@ static void park(void)
 }
 
 /*
- * Wait until byte `last` has arrived or the stream is over.  Returns 1 when
- * it has, 0 when the stream ended before it, -1 with an exception: the
- * stream's error when it failed or was cancelled first, KeyboardInterrupt
- * (or whatever a signal handler raised), ValueError when closed meanwhile.
- *
- * A one-byte read at `last` is the wait: it raises the demand to last + 1,
- * as a read of the whole range would, and copies nothing worth counting.
+ * One wait of the library: a read of [off, off + n) into dst, or with
+ * len set, the wait for the end.  Returns the count read (the length for
+ * the end), -1 with an exception: the stream's error when it failed or
+ * was cancelled first, KeyboardInterrupt (or whatever a signal handler
+ * raised), ValueError when closed meanwhile.  Runs without the GIL, on
+ * the main thread in slices (sb_*_timed) with PyErr_CheckSignals between.
  */
-static int wait_for(struct via v, uint64_t last)
+static ssize_t wait_call(struct via v, void *dst, size_t n, uint64_t off, uint64_t *len)
 {
     struct core *c = v.c;
     if (sb__py_on_producer(c)) {
@@ -47,19 +46,21 @@ static int wait_for(struct via v, uint64_t last)
     }
     bool main_thread = _PyOS_IsMainThread();
     int slice = main_thread ? SLICE_MS : -1;
-    unsigned char byte;
     for (;;) {
         ssize_t got;
         int err;
         Py_BEGIN_ALLOW_THREADS
-        got = v.r != NULL ? sb_reader_pread_timed(v.r, &byte, 1, last, slice)
-                          : sb_pread_timed(c->b, &byte, 1, last, slice);
+        if (len != NULL)
+            got = sb_wait_end_timed(c->b, len, slice);
+        else
+            got = v.r != NULL ? sb_reader_pread_timed(v.r, dst, n, off, slice)
+                              : sb_pread_timed(c->b, dst, n, off, slice);
         err = errno;
         if (got < 0 && err != ETIMEDOUT && !main_thread && sb__py_exiting())
             park();
         Py_END_ALLOW_THREADS
         if (got >= 0)
-            return got > 0;
+            return got;
         if (c->closed) {
             sb__py_closed_error();
             return -1;
@@ -71,6 +72,37 @@ static int wait_for(struct via v, uint64_t last)
         if (PyErr_CheckSignals() < 0)
             return -1;
     }
+}
+
+/*
+ * Wait until byte `last` has arrived or the stream is over.  Returns 1 when
+ * it has, 0 when the stream ended before it, -1 with an exception.
+ *
+ * A one-byte read at `last` is the wait: it raises the demand to last + 1,
+ * as a read of the whole range would, and copies nothing worth counting.
+ * Only where the bytes held are a prefix: a buffer with parts holds
+ * extents, and waits with the read itself (wait_range).
+ */
+static int wait_for(struct via v, uint64_t last)
+{
+    unsigned char byte;
+    ssize_t got = wait_call(v, &byte, 1, last, NULL);
+    return got < 0 ? -1 : got > 0;
+}
+
+/*
+ * A buffer with parts: the bytes of [off, off + n) may be held while
+ * those before them are not, and one read of the whole range is what
+ * opens one part for it.  So the wait is a read into dst (the caller's,
+ * or scratch for a view).  Stores the count, short only at the end.
+ */
+static int wait_range(struct via v, void *dst, uint64_t off, uint64_t n, uint64_t *count)
+{
+    ssize_t got = wait_call(v, dst, (size_t)n, off, NULL);
+    if (got < 0)
+        return -1;
+    *count = (uint64_t)got;
+    return 0;
 }
 
 /*
@@ -148,6 +180,19 @@ int sb__py_settle(struct via v, uint64_t off, uint64_t n, bool some, uint64_t *c
     *count = n;
     if (n == 0)
         return 0;
+    if (off + need > avail && v.c->ranged) {
+        /* Waited for by a read of the whole range, into scratch (views):
+           at most the view window at a time. */
+        uint64_t k = n < ((uint64_t)8 << 20) ? n : (uint64_t)8 << 20;
+        void *tmp = PyMem_RawMalloc((size_t)k);
+        if (tmp == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        int rc = wait_range(v, tmp, off, k, count);
+        PyMem_RawFree(tmp);
+        return rc;
+    }
     if (off + need > avail) {
         int rc = wait_for(v, off + need - 1);
         if (rc < 0)
@@ -160,9 +205,27 @@ int sb__py_settle(struct via v, uint64_t off, uint64_t n, bool some, uint64_t *c
     return 0;
 }
 
+/* Whether [off, off + n) must be waited for by reading it (wait_range). */
+static bool read_waits(struct via v, uint64_t off, uint64_t n)
+{
+    return v.c->ranged && n > 0 && off + n > sb_available(v.c->b);
+}
+
 PyObject *sb__py_read_bytes(struct via v, uint64_t off, uint64_t n)
 {
     uint64_t m;
+    if (read_waits(v, off, n)) {
+        if (n > PY_SSIZE_T_MAX)
+            return PyErr_NoMemory();
+        PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+        if (out == NULL || wait_range(v, PyBytes_AS_STRING(out), off, n, &m) < 0) {
+            Py_XDECREF(out);
+            return NULL;
+        }
+        if (m < n && _PyBytes_Resize(&out, (Py_ssize_t)m) < 0)
+            return NULL;
+        return out;
+    }
     if (sb__py_settle(v, off, n, false, &m) < 0)
         return NULL;
     if (m > PY_SSIZE_T_MAX)
@@ -190,9 +253,16 @@ static PyObject *readinto_impl(struct via v, uint64_t off, PyObject *target, boo
         return NULL;
     }
     uint64_t m = 0;
-    int rc = sb__py_settle(v, off, (uint64_t)view.len, some, &m);
-    if (rc == 0 && m > 0)
-        rc = copy_range(v, view.buf, (size_t)m, off);
+    int rc;
+    if (read_waits(v, off, (uint64_t)view.len)) {
+        /* readinto1 too waits for the whole range: with parts, what has
+           arrived at off is not known without reading. */
+        rc = wait_range(v, view.buf, off, (uint64_t)view.len, &m);
+    } else {
+        rc = sb__py_settle(v, off, (uint64_t)view.len, some, &m);
+        if (rc == 0 && m > 0)
+            rc = copy_range(v, view.buf, (size_t)m, off);
+    }
     PyBuffer_Release(&view);
     return rc < 0 ? NULL : PyLong_FromUnsignedLongLong(m);
 }
@@ -201,6 +271,10 @@ static PyObject *readinto_impl(struct via v, uint64_t off, PyObject *target, boo
 int sb__py_wait_end(struct core *c, uint64_t *length)
 {
     struct via v = { c, NULL };
+    if (c->ranged) {
+        /* A byte at the far end would open a part there. */
+        return wait_call(v, NULL, 0, 0, length) < 0 ? -1 : 0;
+    }
     int rc = wait_for(v, UINT64_MAX - 1);
     if (rc < 0)
         return -1;
@@ -235,7 +309,12 @@ int sb__py_range(struct via v, PyObject *offo, PyObject *sizeo, uint64_t *off,
         return -1;
     if (to_end) {
         uint64_t len;
-        if (sb__py_wait_end(v.c, &len) < 0)
+        sb_stats st;
+        /* A buffer with parts knows its length from the first part that
+           reported it, long before the end arrives. */
+        if (v.c->ranged && sb_get_stats(v.c->b, &st) == 0 && st.length != 0)
+            len = st.length;
+        else if (sb__py_wait_end(v.c, &len) < 0)
             return -1;
         *n = len > *off ? len - *off : 0;
     }

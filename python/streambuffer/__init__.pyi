@@ -2,7 +2,7 @@
 # The package's types, checked against the built extension by
 # `python3 -m mypy.stubtest streambuffer` (make python-test).
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from os import PathLike
 from types import TracebackType
 from typing import Literal, TypedDict, final, overload
@@ -19,6 +19,9 @@ __all__ = ["DEFAULT_MAX_SIZE", "Reader", "StreamBuffer", "library_version"]
 # What StreamBuffer drains: bytes (read in place), another bytes-like
 # object (copied once), a binary file, or an iterable of bytes-like chunks.
 _Source = ReadableBuffer | io.RawIOBase | io.BufferedIOBase | Iterable[ReadableBuffer]
+
+# What open_at(offset, end) returns: a part of the stream from offset.
+_Part = ReadableBuffer | io.RawIOBase | io.BufferedIOBase | Iterable[ReadableBuffer]
 
 class _Stats(TypedDict):
     filled: int
@@ -50,7 +53,7 @@ class _Stats(TypedDict):
 class StreamBuffer:
     def __init__(
         self,
-        stream: _Source,
+        stream: _Source | None,
         size: int | None = None,
         max_size: int | None = None,
         *,
@@ -62,7 +65,30 @@ class StreamBuffer:
         max_retained: int | None = None,
         release: bool = False,
         mmap_reads: bool = True,
+        open_at: Callable[[int, int | None], _Part] | None = None,
+        max_parts: int | None = None,
+        seek_gap: int | None = None,
+        retries: int | None = None,
     ) -> None: ...
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        headers: Mapping[str, str] | Iterable[str] | None = None,
+        *,
+        max_size: int | None = None,
+        mem_limit: int | None = None,
+        limit: int | None = None,
+        tmp_dir: str | bytes | PathLike[str] | PathLike[bytes] | None = None,
+        chunk_size: int | None = None,
+        read_ahead: int | None = None,
+        max_retained: int | None = None,
+        release: bool = False,
+        mmap_reads: bool = True,
+        max_parts: int | None = None,
+        seek_gap: int | None = None,
+        retries: int | None = None,
+    ) -> Self: ...
     @property
     def stream(self) -> object: ...
     @property
@@ -83,6 +109,12 @@ class StreamBuffer:
     def release(self) -> bool: ...
     @property
     def mmap_reads(self) -> bool: ...
+    @property
+    def max_parts(self) -> int: ...
+    @property
+    def seek_gap(self) -> int: ...
+    @property
+    def retries(self) -> int: ...
     @property
     def stream_index(self) -> int: ...
     @property

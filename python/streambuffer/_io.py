@@ -16,7 +16,7 @@ class StreamRaw(io.RawIOBase):
     Reads behave like read(2) on a pipe: they wait for the first byte and
     return what has arrived, so a line reader sees each line as it comes.
     Seeking never waits, except from the end (SEEK_END), which waits for
-    the whole stream.  With a Reader (release=True) it reads forward and
+    the whole stream, unless the length is known (open_at, from_url).  With a Reader (release=True) it reads forward and
     releases what it has read: a seek below the floor makes the next read
     raise OSError(ESPIPE).
     """
@@ -75,7 +75,10 @@ class StreamRaw(io.RawIOBase):
         elif whence == io.SEEK_CUR:
             pos = self._pos + offset
         elif whence == io.SEEK_END:
-            pos = self._buf.wait_end() + offset
+            # A ranged buffer (open_at, from_url) may know its length
+            # long before the end arrives.
+            length = self._buf.stats()["length"]
+            pos = (self._buf.wait_end() if length is None else length) + offset
         else:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if pos < 0:

@@ -51,7 +51,11 @@ def test_private_modules_live_in_the_package():
 
 
 CONSTRUCTOR = ["stream", "size", "max_size", "mem_limit", "limit", "tmp_dir",
-               "chunk_size", "read_ahead", "max_retained", "release", "mmap_reads"]
+               "chunk_size", "read_ahead", "max_retained", "release", "mmap_reads",
+               "open_at", "max_parts", "seek_gap", "retries"]
+FROM_URL = ["url", "headers", "max_size", "mem_limit", "limit", "tmp_dir", "chunk_size",
+            "read_ahead", "max_retained", "release", "mmap_reads", "max_parts",
+            "seek_gap", "retries"]
 
 
 def test_constructor_signature():
@@ -62,6 +66,23 @@ def test_constructor_signature():
     assert p["max_size"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
     assert all(p[n].kind is inspect.Parameter.KEYWORD_ONLY for n in CONSTRUCTOR[3:])
     assert p["release"].default is False and p["mmap_reads"].default is True
+    assert all(p[n].default is None for n in CONSTRUCTOR[11:])
+
+
+def test_from_url_signature():
+    """A classmethod: the options are the constructor's, keyword-only,
+    after url and headers."""
+    sig = inspect.signature(StreamBuffer.from_url)
+    assert list(sig.parameters) == FROM_URL
+    p = sig.parameters
+    assert p["url"].default is inspect.Parameter.empty
+    assert p["headers"].default is None
+    assert all(p[n].kind is inspect.Parameter.KEYWORD_ONLY for n in FROM_URL[2:])
+    # Bound to the class it is called on, as a classmethod is.
+    class Sub(StreamBuffer):
+        pass
+    assert StreamBuffer.from_url.__self__ is StreamBuffer
+    assert Sub.from_url.__self__ is Sub
 
 
 # Each public method's parameters after self, as inspect reports them.
@@ -77,7 +98,7 @@ SIGNATURES = {
 
 @pytest.mark.parametrize("cls", [StreamBuffer, Reader])
 def test_every_method_has_a_signature(cls):
-    methods = public_methods(cls)
+    methods = [n for n in public_methods(cls) if n != "from_url"]  # a classmethod
     assert "read" in methods and "close" in methods
     for name in methods:
         sig = inspect.signature(getattr(cls, name))
@@ -95,7 +116,9 @@ def test_help_shows_the_parameters():
     text = pydoc.render_doc(StreamBuffer, renderer=pydoc.plaintext)
     assert (" |  StreamBuffer(stream, size=None, max_size=None, *, mem_limit=None, "
             "limit=None, tmp_dir=None, chunk_size=None, read_ahead=None, "
-            "max_retained=None, release=False, mmap_reads=True)\n") in text
+            "max_retained=None, release=False, mmap_reads=True, open_at=None, "
+            "max_parts=None, seek_gap=None, retries=None)\n") in text
+    assert "from_url(url, headers=None, *, max_size=None" in text
     for line in ("read(self, /, offset, size=-1)", "readinto(self, /, offset, buffer)",
                  "open(self, /, buffering=-1)", "reader(self, /, floor=None)"):
         assert line in text, line
