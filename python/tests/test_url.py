@@ -172,3 +172,39 @@ def test_close_with_transfers_in_flight(web):
     assert not t.is_alive()
     # It got its bytes before the close, or the close's error: not a hang.
     assert got and (got[0] == BIG[-10:] or isinstance(got[0], (OSError, ValueError)))
+
+
+def readme_block(marker):
+    """The README's Python block that contains marker."""
+    import os
+    import re
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+    with open(readme) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    found = [b for b in blocks if marker in b]
+    assert len(found) == 1, marker
+    return found[0]
+
+
+def run_readme_block(marker, url):
+    code = readme_block(marker)
+    real = "https://releases.ubuntu.com/20.04.1/ubuntu-20.04.1-desktop-amd64.iso"
+    assert real in code
+    env = {}
+    exec(compile(code.replace(real, url), "README.md", "exec"), env)
+    return env
+
+
+def test_readme_from_url_example(web):
+    """The seed's example as the README gives it, against /slow/ (512 KiB/s
+    a connection): the read near the end is answered by its own part."""
+    env = run_readme_block("StreamBuffer.from_url(URL)", web.nginx + "/slow/big.bin")
+    assert env["first_kb"] == BIG[:1024]
+    assert env["last_kb"] == BIG[-1024:]
+    assert env["arbitrary_kb"] == BIG[20 * 1024:21 * 1024]
+
+
+def test_readme_open_at_example(web):
+    env = run_readme_block("open_at=open_at", web.nginx + "/slow/big.bin")
+    assert env["first_kb"] == BIG[:1024]
+    assert env["last_kb"] == BIG[-1024:]
