@@ -78,7 +78,40 @@ static PyObject *Reader_release(ReaderObject *self, PyObject *arg)
  * size None or negative is to the end of the stream.  The probe is a
  * one-byte read at the range's last byte: it arms for exactly the range's
  * need and demand, as the blocking read's wait does.
+ *
+ * A buffer with parts holds extents, not a prefix: the probe is then the
+ * read of the whole range (one byte at its end would open a part there),
+ * and what it read is returned (bytes) for aread to hand over.
  */
+static PyObject *arm_ranged(ReaderObject *self, uint64_t off, uint64_t n)
+{
+    if (n > PY_SSIZE_T_MAX)
+        return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (out == NULL)
+        return NULL;
+    struct core *c = sb__py_reader_enter(self);
+    if (c == NULL) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    ssize_t got;
+    int err;
+    Py_BEGIN_ALLOW_THREADS /* it never waits, but may copy megabytes */
+    got = sb_reader_pread(self->r, PyBytes_AS_STRING(out), (size_t)n, off);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    sb__py_reader_leave(self, c);
+    if (got < 0) {
+        Py_DECREF(out);
+        /* Armed; or an error, which the blocking read raises. */
+        return PyBool_FromLong(err != EAGAIN);
+    }
+    if ((uint64_t)got < n && _PyBytes_Resize(&out, got) < 0)
+        return NULL;
+    return out;
+}
+
 static PyObject *Reader_arm(ReaderObject *self, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -95,7 +128,15 @@ static PyObject *Reader_arm(ReaderObject *self, PyObject *const *args,
     }
     if (n == 0 && !to_end)
         Py_RETURN_TRUE;
-    struct core *c = sb__py_reader_enter(self);
+    struct core *c = self->buf->core;
+    sb_stats st;
+    if (c != NULL && !c->closed && c->ranged) {
+        if (!to_end)
+            return arm_ranged(self, off, n);
+        if (sb_get_stats(c->b, &st) == 0 && st.length != 0)
+            return arm_ranged(self, off, st.length > off ? st.length - off : 0);
+    }
+    c = sb__py_reader_enter(self);
     if (c == NULL)
         return NULL;
     /* Past any stream there can be: answered only by the end. */

@@ -161,7 +161,7 @@ async def aread(src, offset, size=-1):
     probe = buf._nb_reader(offset)
     hub = None
     try:
-        while not _answerable(probe, offset, size):
+        while (got := _answerable(probe, offset, size)) is False:
             if hub is None:
                 hub = _hub(buf)
             fut = hub.wait(probe, loop)
@@ -171,5 +171,7 @@ async def aread(src, offset, size=-1):
                 hub.forget(probe, loop)
     finally:
         probe.close()
+    if isinstance(got, bytes):
+        return got  # a buffer with parts: the probe was the read itself
     # Answerable now: the blocking read returns at once.
     return src.read(offset, -1 if size is None else size)

@@ -228,3 +228,22 @@ def test_close_while_open_at_blocks():
     assert not t.is_alive()
     assert len(got) == 1 and isinstance(got[0], (OSError, ValueError))
     release.set()
+
+
+def test_aread_far_opens_one_part():
+    """aread on a buffer with parts arms for the whole range: one part
+    opens at its first byte (not one at its last byte as well)."""
+    import asyncio
+    data = pattern(N, 9)
+    s = Source(data, "file")
+    with StreamBuffer(s.first(), N, open_at=s.open_at, read_ahead=1 << 20,
+                      seek_gap=65536) as b:
+        async def main():
+            far = N - 5000
+            got = await asyncio.wait_for(b.aread(far, 4096), 30)
+            assert got == data[far:far + 4096]
+            assert await asyncio.wait_for(b.aread(N + 10, 5), 30) == b""
+            assert await asyncio.wait_for(b.aread(N - 10), 30) == data[-10:]
+        asyncio.run(main())
+        assert [o for o, _ in s.opens] == [N - 5000]
+        s.gate.set()
