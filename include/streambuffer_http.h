@@ -42,12 +42,15 @@
  *   - Content-Encoding is never asked for (no Accept-Encoding), so offsets
  *     are the object's own bytes.  Proxies come from the environment, as
  *     for curl(1) (http_proxy, https_proxy, no_proxy).
- *   - Every part has its own connection and its own libcurl multi handle,
- *     driven by the thread that reads the part; DNS answers and TLS
- *     sessions are shared between the parts of one source (a curl share
- *     handle), connections are not: libcurl does not support one
- *     connection cache shared by concurrent threads.  So an HTTP/2 server
- *     gets one connection per part, not one connection with many streams.
+ *   - Every part has its own libcurl multi handle, driven by the thread
+ *     that reads the part.  DNS answers and TLS sessions are shared
+ *     between the parts of one source (a curl share handle).  A part whose
+ *     response ended, read to its end, hands its connection to the next
+ *     part that opens (keep-alive, up to 8 kept); a part stopped mid-body
+ *     closes its connection.  Parts that run at once have a connection
+ *     each: libcurl does not support one connection cache shared by
+ *     concurrent threads, so an HTTP/2 server gets one connection per
+ *     running part, not one connection with many streams.
  *   - A read never blocks in libcurl beyond a cancel: each part waits in
  *     curl_multi_poll, which its cancel (and the source's) wakes.
  *

@@ -16,9 +16,12 @@
  * the list of live parts, the cancel flag) is under src.mu or atomic.  A
  * part is its reader's alone, but for its cancel (xfer.c's, thread-safe).
  * DNS and TLS sessions are shared through a curl share handle with one
- * mutex per kind of data, as libcurl asks; connections are not shared:
- * libcurl does not support a connection cache used by concurrent threads
- * (CURLSHOPT_SHARE(3), CURL_LOCK_DATA_CONNECT).
+ * mutex per kind of data, as libcurl asks.  Connections are not shared
+ * between parts that run at once: libcurl does not support a connection
+ * cache used by concurrent threads (CURLSHOPT_SHARE(3),
+ * CURL_LOCK_DATA_CONNECT).  They pass from one part to the next instead:
+ * a part whose response ended leaves its multi handle, with the
+ * connection cached in it, in src.idle for the next part to take.
  */
 #include "streambuffer_http.h"
 #include "xfer.h"
@@ -36,6 +39,8 @@
 #ifndef SEAM_MARGIN
 #define SEAM_MARGIN ((uint64_t)4096)
 #endif
+
+#define IDLE_MAX 8
 
 struct part {
     struct part *prev, *next; /* src.live, under src.mu */
@@ -62,6 +67,13 @@ struct src {
     char *final_url;          /* after redirects; NULL: url */
 
     struct part *first;       /* sb_open_url's first stream */
+
+    /* Multi handles whose transfer ended cleanly, each with its
+       connection cached: the next part takes one and reuses that
+       connection (HTTP/1.1 keep-alive).  A part stopped mid-body closes
+       its connection instead; its multi handle goes. */
+    CURLM *idle[IDLE_MAX];
+    unsigned nidle;
 };
 
 /* ---- locks ------------------------------------------------------------------ */
@@ -124,7 +136,17 @@ static void free_part(struct part *p)
     if (p->next != NULL)
         p->next->prev = p->prev;
     unlock(&s->mu);
-    sb__xfer_free(p->x);
+    CURLM *m = sb__xfer_free_keep(p->x);
+    if (m != NULL) {
+        lock(&s->mu);
+        if (s->nidle < IDLE_MAX && !atomic_load(&s->stop)) {
+            s->idle[s->nidle++] = m;
+            m = NULL;
+        }
+        unlock(&s->mu);
+        if (m != NULL)
+            (void)curl_multi_cleanup(m);
+    }
     free(p);
 }
 
@@ -343,6 +365,10 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         .setup_arg = s->http.setup_arg,
         .stop = &s->stop,
     };
+    lock(&s->mu);
+    if (s->nidle > 0)
+        rq.multi = s->idle[--s->nidle];
+    unlock(&s->mu);
     rc = sb__xfer_new(&rq, &p->x);
     if (rc < 0)
         goto fail;
@@ -410,6 +436,9 @@ static void src_cancel(void *ctx)
 
 static void src_free(struct src *s)
 {
+    /* Their connections first: closing one may use the share. */
+    while (s->nidle > 0)
+        (void)curl_multi_cleanup(s->idle[--s->nidle]);
     if (s->share != NULL)
         (void)curl_share_cleanup(s->share);
     for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)

@@ -296,17 +296,18 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
 int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
 {
     int rc = sb__curl_init();
-    if (rc < 0)
-        return rc;
-    struct sb__xfer *x = calloc(1, sizeof *x);
-    if (x == NULL)
-        return -ENOMEM;
+    struct sb__xfer *x = rc < 0 ? NULL : calloc(1, sizeof *x);
+    if (x == NULL) {
+        if (rq->multi != NULL)
+            (void)curl_multi_cleanup(rq->multi); /* it was handed over */
+        return rc < 0 ? rc : -ENOMEM;
+    }
     atomic_init(&x->cancelled, false);
     x->stop = rq->stop;
     reset_hdrs(&x->cur);
     reset_hdrs(&x->final);
     x->easy = curl_easy_init();
-    x->multi = curl_multi_init();
+    x->multi = rq->multi != NULL ? rq->multi : curl_multi_init();
     if (x->easy == NULL || x->multi == NULL) {
         sb__xfer_free(x);
         return -ENOMEM;
@@ -486,11 +487,47 @@ void sb__xfer_cancel(struct sb__xfer *x)
     (void)curl_multi_wakeup(x->multi);
 }
 
+CURLM *sb__xfer_free_keep(struct sb__xfer *x)
+{
+    if (x == NULL)
+        return NULL;
+    bool clean = x->added && !stopped(x) && x->stage_len == x->stage_pos;
+    if (clean && !x->done) {
+        /* The last bytes read may have been the body's last: collect the
+           end if it is there, without waiting for it. */
+        int running = 0;
+        CURLMsg *m;
+        int left;
+        if (curl_multi_perform(x->multi, &running) != CURLM_OK)
+            clean = false;
+        while (clean && (m = curl_multi_info_read(x->multi, &left)) != NULL) {
+            if (m->msg == CURLMSG_DONE && m->easy_handle == x->easy) {
+                x->done = true;
+                x->result = m->data.result;
+            }
+        }
+    }
+    if (!clean || !x->done || x->err != 0 || x->result != CURLE_OK || x->paused
+        || x->stage_len != x->stage_pos) {
+        sb__xfer_free(x);
+        return NULL;
+    }
+    CURLM *multi = x->multi;
+    x->multi = NULL;
+    if (curl_multi_remove_handle(multi, x->easy) != CURLM_OK) {
+        (void)curl_multi_cleanup(multi);
+        multi = NULL;
+    }
+    x->added = false;
+    sb__xfer_free(x);
+    return multi;
+}
+
 void sb__xfer_free(struct sb__xfer *x)
 {
     if (x == NULL)
         return;
-    if (x->added)
+    if (x->added && x->multi != NULL)
         (void)curl_multi_remove_handle(x->multi, x->easy);
     if (x->easy != NULL)
         curl_easy_cleanup(x->easy);

@@ -5,7 +5,8 @@
  *
  * A transfer is a libcurl easy handle on a multi handle of its own, pumped
  * by whichever thread calls sb__xfer_wait_headers or sb__xfer_read (one at
- * a time).  Its body goes through a small staging buffer; while that is
+ * a time).  A multi handle whose transfer ended cleanly can be handed to
+ * the next transfer, which then reuses its connection (keep-alive).  Its body goes through a small staging buffer; while that is
  * full the transfer is paused, so a slow reader holds the connection back
  * instead of growing memory.  It knows HTTP only as far as parsing the
  * headers that the source (source.c) decides on.  Internal.
@@ -41,6 +42,8 @@ struct sb__xfer_req {
     void (*setup)(void *curl, void *arg);
     void *setup_arg;
     const atomic_bool *stop;   /* the source's cancel flag; NULL: none */
+    CURLM *multi;              /* an idle multi handle to take (its cached
+                                  connection is reused); NULL: a new one */
 };
 
 struct sb__xfer;
@@ -60,6 +63,11 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
    every later one return -ECANCELED. */
 void sb__xfer_cancel(struct sb__xfer *x);
 void sb__xfer_free(struct sb__xfer *x);
+/* sb__xfer_free, but when the response ended cleanly and every byte of it
+   was read (looked at once more, without waiting), returns the multi
+   handle with the connection cached in it, for the next transfer's
+   sb__xfer_req.multi; else NULL.  Never after a cancel. */
+CURLM *sb__xfer_free_keep(struct sb__xfer *x);
 
 /* The errno for a transfer's CURLcode. */
 int sb__curl_errno(CURLcode c);

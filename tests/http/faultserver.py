@@ -31,7 +31,8 @@ comma-separated list of:
     needhdr      403 unless the request has "X-Sb-Test: yes"
 
 GET /release/KEY releases every stall on KEY, now and later; GET /stats
-answers the number of requests seen so far; GET /stalled/KEY the number of
+answers the number of requests seen so far, GET /conns the number of
+connections accepted so far; GET /stalled/KEY the number of
 requests waiting on KEY now (what a test waits for, not a sleep).  Loopback only; daemon threads, so the
 process ends with its main thread (the tests kill it, under timeout -k).
 """
@@ -66,6 +67,7 @@ LOCK = threading.Lock()
 VERSIONS = {}  # path -> requests so far
 STALLED = {}  # key -> requests waiting on it now
 REQUESTS = [0]
+CONNS = [0]
 MTIME = email.utils.formatdate(1_600_000_000, usegmt=True)
 
 
@@ -83,6 +85,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet: the tests print what matters
         pass
 
+    def setup(self):  # once a connection
+        with LOCK:
+            CONNS[0] += 1
+        super().setup()
+
     def small(self, code, body=b"", extra=()):
         self.send_response(code)
         for k, v in extra:
@@ -99,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.small(200, b"released\n")
         if self.path == "/stats":
             return self.small(200, b"%d\n" % REQUESTS[0])
+        if self.path == "/conns":
+            return self.small(200, b"%d\n" % CONNS[0])
         if self.path.startswith("/stalled/"):
             with LOCK:
                 n = STALLED.get(self.path[len("/stalled/"):], 0)

@@ -123,11 +123,10 @@ static void release(const char *key)
     fclose(sink);
 }
 
-/* How many requests wait on the fault server's stall key now. */
-static int stalled(const char *key)
+/* A count the fault server answers at path (/stalled/KEY, /conns). */
+static int fault_count(const char *path)
 {
-    char path[128], body[32] = {0};
-    snprintf(path, sizeof path, "/stalled/%s", key);
+    char body[32] = {0};
     CURL *c = curl_easy_init();
     assert_non_null(c);
     FILE *mem = fmemopen(body, sizeof body - 1, "w");
@@ -139,6 +138,14 @@ static int stalled(const char *key)
     curl_easy_cleanup(c);
     fclose(mem);
     return atoi(body);
+}
+
+/* How many requests wait on the fault server's stall key now. */
+static int stalled(const char *key)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/stalled/%s", key);
+    return fault_count(path);
 }
 
 /* Events, not time: wait (bounded) until n requests wait on key, or until
@@ -289,6 +296,31 @@ static void test_nginx_first_and_parts(void **state)
     check_part(&src, big.len, UINT64_MAX, &big);             /* empty */
     check_part(&src, big.len + 5, UINT64_MAX, &big);         /* empty */
     src.close(src.ctx);
+}
+
+/* A part whose response ended, read to its end, hands its connection to
+   the next part (keep-alive): the first stream and two bounded parts
+   take one connection.  The fault server counts the connections it
+   accepted; each /conns query is one of them. */
+static void test_parts_reuse_connections(void **state)
+{
+    (void)state;
+    int before = fault_count("/conns");
+    sb_source src, first;
+    uint64_t len;
+    open_first(url(fault_base, "/-/big.bin"), &src, &first, &len);
+    unsigned char *buf = malloc(big.len);
+    assert_non_null(buf);
+    int err;
+    assert_int_equal(drain(&first, buf, 0, big.len, &err), big.len);
+    assert_int_equal(err, 0);
+    free(buf);
+    close_part(&first);
+    check_part(&src, 100000, 200000, &big);
+    check_part(&src, 1000000, 1100000, &big);
+    int after = fault_count("/conns");
+    src.close(src.ctx);
+    assert_int_equal(after - before, 2); /* the parts' one, and this query */
 }
 
 /* The first stream can be closed before its end, any part too. */
@@ -948,6 +980,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nginx_first_and_parts),
         cmocka_unit_test(test_nginx_close_early),
+        cmocka_unit_test(test_parts_reuse_connections),
         cmocka_unit_test(test_nginx_empty),
         cmocka_unit_test(test_fault_norange),
         cmocka_unit_test(test_fault_accept_ranges_none),
