@@ -61,6 +61,11 @@ SEED = textwrap.dedent('''
         assert first_again == first_kb == BODY[:KB]
         assert arbitrary_kb == BODY[20 * KB:21 * KB]
         buffer.close()
+    # from_url is built in (libcurl): the server is HTTP/1.0 without
+    # ranges, so the buffer reads it as one plain stream.
+    with StreamBuffer.from_url(BIG_FILE) as buffer:
+        assert buffer.read(60 * KB, size=KB) == BODY[60 * KB:61 * KB]
+        assert buffer.read(0) == BODY
     srv.shutdown()
     print(streambuffer.__version__)
 ''')
