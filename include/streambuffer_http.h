@@ -42,17 +42,20 @@
  *   - Content-Encoding is never asked for (no Accept-Encoding), so offsets
  *     are the object's own bytes.  Proxies come from the environment, as
  *     for curl(1) (http_proxy, https_proxy, no_proxy).
- *   - Every part has its own libcurl multi handle, driven by the thread
- *     that reads the part.  DNS answers and TLS sessions are shared
- *     between the parts of one source (a curl share handle).  A part whose
- *     response ended, read to its end, hands its connection to the next
- *     part that opens (keep-alive, up to 8 kept); a part stopped mid-body
- *     closes its connection.  Parts that run at once have a connection
- *     each: libcurl does not support one connection cache shared by
- *     concurrent threads, so an HTTP/2 server gets one connection per
- *     running part, not one connection with many streams.
- *   - A read never blocks in libcurl beyond a cancel: each part waits in
- *     curl_multi_poll, which its cancel (and the source's) wakes.
+ *   - Every transfer of a source is on one libcurl multi handle, which
+ *     keeps the connections: a part reuses a connection another part's
+ *     response left (keep-alive), and on an HTTP/2 server (over TLS, by
+ *     ALPN) the parts that run at once are streams of one connection.
+ *     The threads that read parts drive it in turn (one at a time, the
+ *     others wait for their bytes).  DNS answers and TLS sessions are
+ *     shared too (a curl share handle).  Cleartext HTTP/2 by prior
+ *     knowledge (set in setup) is the exception: libcurl 7.88 fails a
+ *     stream added to such a connection once it runs, so there each part
+ *     opens a connection of its own.
+ *   - A read never blocks in libcurl beyond a cancel: the thread that
+ *     drives waits in curl_multi_poll, which a part's cancel (and the
+ *     source's) wakes, and the others on a condition variable that the
+ *     cancel signals.
  *
  * Errors mid-stream are a part's negative errno (ECONNRESET for a dropped
  * connection, EIO for a body shorter than its Content-Length, ETIMEDOUT),

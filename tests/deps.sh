@@ -49,6 +49,7 @@ check_test() {
         pkg-config --exists libcurl 2>/dev/null; } || need libcurl4-openssl-dev libcurl
     command -v spin >/dev/null 2>&1 || need spin spin
     command -v curl >/dev/null 2>&1 || need curl curl
+    command -v openssl >/dev/null 2>&1 || need openssl openssl
     # The HTTP source's tests serve files with nginx (Debian keeps it in
     # /usr/sbin, which a user's PATH may lack).
     { command -v nginx || test -x /usr/sbin/nginx; } >/dev/null 2>&1 || need nginx-light nginx

@@ -4,10 +4,13 @@
 #
 # Starts nginx (its own config, pid, logs and temp paths in a scratch
 # directory, master_process off, on a free port) serving generated files
-# with Range and ETag, and a location that limits the rate; and for each
+# with Range and ETag, and a location that limits the rate (also over
+# HTTP/2 without TLS on a second port, logging connections); and for each
 # test binary a fresh tests/http/faultserver.py (Python's http.server,
 # misbehaving on request).  Then runs each binary through tests/run.sh
-# with SB_HTTP_NGINX, SB_HTTP_FAULT (base URLs) and SB_HTTP_DIR (the files)
+# with SB_HTTP_NGINX, SB_HTTP_FAULT, SB_HTTP_H2 (HTTPS), SB_HTTP_H2C (base
+# URLs), SB_HTTP_H2CERT (the certificate to trust), SB_HTTP_H2LOG (the
+# HTTP/2 server's log) and SB_HTTP_DIR (the files)
 # in its environment.  Every process runs under timeout -k and is killed
 # on exit; every wait is a bounded loop.
 #
@@ -61,6 +64,13 @@ EOF
 
 # ---- nginx -------------------------------------------------------------------
 
+# A certificate for 127.0.0.1, for the HTTP/2 server over TLS; the tests
+# trust it (CURLOPT_CAINFO), nothing else does.
+command -v openssl >/dev/null 2>&1 || skip "openssl is missing (apt-get install openssl)"
+timeout -k 5 60 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$scratch/key.pem" \
+    -out "$scratch/cert.pem" >/dev/null 2>&1 || { echo "http: openssl req failed"; exit 1; }
+
 # A free port: the kernel's pick, let go of just before nginx takes it (a
 # race another process could win: then the next try).
 free_port() {
@@ -78,6 +88,8 @@ tries=0
 while [ $tries -lt 5 ] && [ -z "$port" ]; do
     tries=$((tries + 1))
     p=$(free_port) || break
+    p2=$(free_port) || break
+    p3=$(free_port) || break
     d=$scratch/nginx
     cat >"$d/nginx.conf" <<EOF
 master_process off;
@@ -89,8 +101,25 @@ http {
     access_log off;
     default_type application/octet-stream;
     $temps
+    log_format conn '\$connection \$status \$request';
     server {
         listen 127.0.0.1:$p;
+        root $www;
+        location /slow/ { alias $www/; limit_rate 256k; }
+    }
+    # HTTP/2 over TLS (a certificate made here), every request logged
+    # with the number of the connection it came on; and HTTP/2 without TLS
+    # (prior knowledge).
+    server {
+        listen 127.0.0.1:$p2 ssl http2;
+        ssl_certificate $scratch/cert.pem;
+        ssl_certificate_key $scratch/key.pem;
+        root $www;
+        access_log $d/h2.log conn;
+        location /slow/ { alias $www/; limit_rate 256k; }
+    }
+    server {
+        listen 127.0.0.1:$p3 http2;
         root $www;
         location /slow/ { alias $www/; limit_rate 256k; }
     }
@@ -101,8 +130,14 @@ EOF
     nginx_pid=$!
     i=0
     while [ $i -lt 100 ]; do
-        if curl -sf -o /dev/null "http://127.0.0.1:$p/small.bin" 2>/dev/null; then
+        if curl -sf -o /dev/null "http://127.0.0.1:$p/small.bin" 2>/dev/null &&
+            curl -sf --cacert "$scratch/cert.pem" -o /dev/null \
+                "https://127.0.0.1:$p2/small.bin" 2>/dev/null &&
+            curl -sf --http2-prior-knowledge -o /dev/null "http://127.0.0.1:$p3/small.bin" \
+                2>/dev/null; then
             port=$p
+            port2=$p2
+            port3=$p3
             break
         fi
         kill -0 "$nginx_pid" 2>/dev/null || break
@@ -172,6 +207,10 @@ for arg in "$@"; do
         continue
     fi
     SB_HTTP_NGINX=http://127.0.0.1:$port \
+    SB_HTTP_H2=https://127.0.0.1:$port2 \
+    SB_HTTP_H2CERT=$scratch/cert.pem \
+    SB_HTTP_H2LOG=$scratch/nginx/h2.log \
+    SB_HTTP_H2C=http://127.0.0.1:$port3 \
     SB_HTTP_FAULT=http://127.0.0.1:$(cat "$scratch/fault.port") \
     SB_HTTP_DIR=$www \
         sh "$root/tests/run.sh" "$name" $bins || rc=1

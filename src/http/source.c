@@ -16,12 +16,11 @@
  * the list of live parts, the cancel flag) is under src.mu or atomic.  A
  * part is its reader's alone, but for its cancel (xfer.c's, thread-safe).
  * DNS and TLS sessions are shared through a curl share handle with one
- * mutex per kind of data, as libcurl asks.  Connections are not shared
- * between parts that run at once: libcurl does not support a connection
- * cache used by concurrent threads (CURLSHOPT_SHARE(3),
- * CURL_LOCK_DATA_CONNECT).  They pass from one part to the next instead:
- * a part whose response ended leaves its multi handle, with the
- * connection cached in it, in src.idle for the next part to take.
+ * mutex per kind of data, as libcurl asks.  Connections are shared by
+ * putting every transfer of the source on one multi handle, the hub
+ * (xfer.c), rather than through the share handle: libcurl does not
+ * support a connection cache used by concurrent threads
+ * (CURLSHOPT_SHARE(3), CURL_LOCK_DATA_CONNECT).
  */
 #include "streambuffer_http.h"
 #include "xfer.h"
@@ -39,8 +38,6 @@
 #ifndef SEAM_MARGIN
 #define SEAM_MARGIN ((uint64_t)4096)
 #endif
-
-#define IDLE_MAX 8
 
 struct part {
     struct part *prev, *next; /* src.live, under src.mu */
@@ -68,12 +65,11 @@ struct src {
 
     struct part *first;       /* sb_open_url's first stream */
 
-    /* Multi handles whose transfer ended cleanly, each with its
-       connection cached: the next part takes one and reuses that
-       connection (HTTP/1.1 keep-alive).  A part stopped mid-body closes
-       its connection instead; its multi handle goes. */
-    CURLM *idle[IDLE_MAX];
-    unsigned nidle;
+    struct sb__xfer_hub *hub; /* every transfer's multi handle (xfer.c) */
+    /* The first response was cleartext HTTP/2 (prior knowledge): libcurl
+       (7.88) fails a stream added to such a connection once it runs
+       (CURLE_HTTP2), so every part opens a connection of its own. */
+    bool h2c;
 };
 
 /* ---- locks ------------------------------------------------------------------ */
@@ -136,17 +132,7 @@ static void free_part(struct part *p)
     if (p->next != NULL)
         p->next->prev = p->prev;
     unlock(&s->mu);
-    CURLM *m = sb__xfer_free_keep(p->x);
-    if (m != NULL) {
-        lock(&s->mu);
-        if (s->nidle < IDLE_MAX && !atomic_load(&s->stop)) {
-            s->idle[s->nidle++] = m;
-            m = NULL;
-        }
-        unlock(&s->mu);
-        if (m != NULL)
-            (void)curl_multi_cleanup(m);
-    }
+    sb__xfer_free(p->x);
     free(p);
 }
 
@@ -331,6 +317,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
     bool at_end = s->learned && s->length_known && off >= s->length;
     uint64_t len = s->length;
     bool len_known = s->length_known;
+    bool h2c = s->h2c;
     /* The first request is a plain GET: it works on every server, and the
        response says whether ranges do. */
     ranged = s->learned || off > 0;
@@ -364,19 +351,21 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         .setup = s->http.setup,
         .setup_arg = s->http.setup_arg,
         .stop = &s->stop,
+        .hub = s->hub,
+        .fresh = h2c,
     };
-    lock(&s->mu);
-    if (s->nidle > 0)
-        rq.multi = s->idle[--s->nidle];
-    unlock(&s->mu);
     rc = sb__xfer_new(&rq, &p->x);
     if (rc < 0)
         goto fail;
     link_part(p); /* from here the source's cancel reaches it */
     rc = sb__xfer_wait_headers(p->x);
     if (rc == 0) {
+        const char *final_url = sb__xfer_url(p->x);
+        bool first_h2c = !s_learned && sb__xfer_h2c(p->x);
         lock(&s->mu);
-        rc = judge(s, sb__xfer_headers(p->x), off, ranged, sb__xfer_url(p->x));
+        if (first_h2c)
+            s->h2c = true;
+        rc = judge(s, sb__xfer_headers(p->x), off, ranged, final_url);
         len_known = s->length_known;
         len = s->length;
         unlock(&s->mu);
@@ -436,9 +425,8 @@ static void src_cancel(void *ctx)
 
 static void src_free(struct src *s)
 {
-    /* Their connections first: closing one may use the share. */
-    while (s->nidle > 0)
-        (void)curl_multi_cleanup(s->idle[--s->nidle]);
+    /* Its connections first: closing one may use the share. */
+    sb__xfer_hub_free(s->hub);
     if (s->share != NULL)
         (void)curl_share_cleanup(s->share);
     for (unsigned i = 0; i < CURL_LOCK_DATA_LAST; i++)
@@ -530,6 +518,11 @@ static int new_src(const char *url, const sb_http_options *http, struct src **ou
         free(s->url);
         free(s);
         return -ENOMEM;
+    }
+    rc = sb__xfer_hub_new(&s->hub);
+    if (rc < 0) {
+        src_free(s);
+        return rc;
     }
     *out = s;
     return 0;

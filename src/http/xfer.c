@@ -1,21 +1,36 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * xfer.c - one HTTP request, pumped by its reader, woken by a cancel.
+ * xfer.c - HTTP requests on one multi handle per source (a hub), pumped
+ * by the threads that read them, woken by a cancel.
  *
- * Why a multi handle per transfer: curl_easy_perform would block the
- * fetcher thread inside libcurl for as long as the server stays silent,
- * and nothing could wake it but a timeout.  curl_multi_poll waits on the
- * transfer's sockets and on the multi handle's own wake-up pipe, which
- * curl_multi_wakeup (safe from any thread) signals: so a cancel returns a
- * blocked read at once, whatever the server does.  The thread that reads
- * is the one that drives: no thread of our own, no hand-off between
- * threads for the bytes.
+ * Why a multi handle: curl_easy_perform would block the fetcher thread
+ * inside libcurl for as long as the server stays silent, and nothing could
+ * wake it but a timeout.  curl_multi_poll waits on the transfers' sockets
+ * and on the multi handle's own wake-up pipe, which curl_multi_wakeup
+ * (safe from any thread) signals: so a cancel returns a blocked read at
+ * once, whatever the server does.
+ *
+ * Why one per source: libcurl keeps connections in the multi handle, so
+ * the source's transfers share them: a part reuses a connection another
+ * left (keep-alive), and parts that run at once on an HTTP/2 server are
+ * streams of the connection the first response came on.  A multi handle
+ * is driven by one thread at a time: the token (hub.pumping).  A thread that needs
+ * bytes its transfer has not staged takes the token if it is free and
+ * pumps for every transfer (curl_multi_perform under hub.mu, so the
+ * callbacks stage each transfer's bytes under it; curl_multi_poll without
+ * it), else waits on hub.cv, which every pump round broadcasts.  Adding or
+ * removing a handle takes the token too, waking a poll in progress; the
+ * pumper lets the token go after each round, and does not take it again
+ * while a thread waits for it.  No thread of our own.
  *
  * Backpressure: the write callback stages the body; once more than
  * STAGE_MAX bytes wait there it answers CURL_WRITEFUNC_PAUSE, libcurl keeps
- * that piece and stops reading the socket (TCP holds the server back), and
- * the read that empties the stage resumes it.
+ * that piece and stops reading that transfer (TCP, or HTTP/2's window,
+ * holds the server back), and the read that empties the stage asks the
+ * pumper to resume it (curl_easy_pause belongs to the driving thread).
+ * A read copies out of the stage without the lock (x->reading): the
+ * callback then only appends in place, never moves the stage.
  */
 #include "xfer.h"
 
@@ -30,14 +45,29 @@
 #define POLL_MS     1000 /* a wait's slice; a cancel wakes it sooner */
 #define MAX_REDIRS  10L
 
-struct sb__xfer {
-    CURL *easy;
+struct sb__xfer_hub {
     CURLM *multi;
+    pthread_mutex_t mu;     /* the token, and every transfer's staged state */
+    pthread_cond_t cv;      /* a pump round ended, the token came free, a
+                               transfer was cancelled */
+    bool pumping;           /* a thread holds the token: it alone calls
+                               into multi (curl_multi_poll without mu) */
+    unsigned want_token;    /* threads waiting to add or remove a handle */
+    struct sb__xfer *xfers; /* on multi, for the pumper's resumes */
+    int broken;             /* a multi-level failure's errno, for all */
+};
+
+struct sb__xfer {
+    struct sb__xfer_hub *hub;
+    bool own_hub;               /* made for this transfer alone */
+    struct sb__xfer *prev, *next; /* hub.xfers */
+    CURL *easy;
     struct curl_slist *headers; /* If-Range */
     const atomic_bool *stop;    /* the source's cancel */
     atomic_bool cancelled;      /* this transfer's */
 
-    /* The rest is the pumping thread's alone (libcurl calls back on it). */
+    /* The rest is under hub.mu (libcurl calls back on the pumping thread,
+       which holds it then). */
     struct sb__http_hdrs cur;   /* the response being received */
     struct sb__http_hdrs final; /* the final response's, once final */
     bool final_in;
@@ -45,11 +75,38 @@ struct sb__xfer {
     bool done;
     CURLcode result;
     int err;                    /* a multi-level failure's errno */
-    bool paused;
+    bool paused;                /* the callback answered PAUSE */
+    bool resume;                /* the reader asks the pumper to resume */
+    bool reading;               /* a read copies out of the stage */
     char *stage;
     size_t stage_cap, stage_pos, stage_len;
     char errbuf[CURL_ERROR_SIZE];
 };
+
+/* A lock that cannot be taken is a broken program (as in source.c). */
+static void lock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_lock(m) != 0)
+        abort();
+}
+
+static void unlock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_unlock(m) != 0)
+        abort();
+}
+
+static void broadcast(pthread_cond_t *c)
+{
+    if (pthread_cond_broadcast(c) != 0)
+        abort();
+}
+
+static void cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+{
+    if (pthread_cond_wait(c, m) != 0)
+        abort();
+}
 
 /* ---- libcurl, once ----------------------------------------------------- */
 
@@ -267,9 +324,17 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         return CURL_WRITEFUNC_ERROR;
     take_final(x); /* a body: these headers were the last */
     size_t unread = x->stage_len - x->stage_pos;
-    if (unread > 0 && unread + n > STAGE_MAX) {
+    if ((unread > 0 && unread + n > STAGE_MAX)
+        || (x->reading && x->stage_len + n > x->stage_cap)) {
+        /* Full; or a read copies out of it and there is no room at its
+           tail, which is the only place the stage may change then. */
         x->paused = true; /* libcurl keeps this piece for the resume */
         return CURL_WRITEFUNC_PAUSE;
+    }
+    if (x->reading) {
+        memcpy(x->stage + x->stage_len, data, n);
+        x->stage_len += n;
+        return n;
     }
     if (x->stage_pos > 0) { /* compact: the stage stays one run */
         memmove(x->stage, x->stage + x->stage_pos, unread);
@@ -291,24 +356,91 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* ---- the hub ------------------------------------------------------------ */
+
+int sb__xfer_hub_new(struct sb__xfer_hub **out)
+{
+    int rc = sb__curl_init();
+    if (rc < 0)
+        return rc;
+    struct sb__xfer_hub *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return -ENOMEM;
+    h->multi = curl_multi_init();
+    if (h->multi == NULL || pthread_mutex_init(&h->mu, NULL) != 0) {
+        if (h->multi != NULL)
+            (void)curl_multi_cleanup(h->multi);
+        free(h);
+        return -ENOMEM;
+    }
+    if (pthread_cond_init(&h->cv, NULL) != 0) {
+        (void)pthread_mutex_destroy(&h->mu);
+        (void)curl_multi_cleanup(h->multi);
+        free(h);
+        return -ENOMEM;
+    }
+    /* HTTP/2: parts that run at once are streams of one connection. */
+    (void)curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    *out = h;
+    return 0;
+}
+
+void sb__xfer_hub_free(struct sb__xfer_hub *h)
+{
+    if (h == NULL)
+        return;
+    (void)curl_multi_cleanup(h->multi); /* every transfer was freed */
+    (void)pthread_cond_destroy(&h->cv);
+    (void)pthread_mutex_destroy(&h->mu);
+    free(h);
+}
+
+/* Take the token to add or remove a handle: a pump in progress is woken
+   and lets it go after its round.  hub.mu is held on return. */
+static void token_take(struct sb__xfer_hub *h)
+{
+    lock(&h->mu);
+    h->want_token++;
+    while (h->pumping) {
+        (void)curl_multi_wakeup(h->multi);
+        cond_wait(&h->cv, &h->mu);
+    }
+    h->want_token--;
+    h->pumping = true;
+}
+
+static void token_give(struct sb__xfer_hub *h)
+{
+    h->pumping = false;
+    broadcast(&h->cv);
+    unlock(&h->mu);
+}
+
 /* ---- the transfer -------------------------------------------------------- */
 
 int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
 {
     int rc = sb__curl_init();
-    struct sb__xfer *x = rc < 0 ? NULL : calloc(1, sizeof *x);
-    if (x == NULL) {
-        if (rq->multi != NULL)
-            (void)curl_multi_cleanup(rq->multi); /* it was handed over */
-        return rc < 0 ? rc : -ENOMEM;
-    }
+    if (rc < 0)
+        return rc;
+    struct sb__xfer *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return -ENOMEM;
     atomic_init(&x->cancelled, false);
     x->stop = rq->stop;
     reset_hdrs(&x->cur);
     reset_hdrs(&x->final);
+    x->hub = rq->hub;
+    if (x->hub == NULL) {
+        rc = sb__xfer_hub_new(&x->hub);
+        if (rc < 0) {
+            free(x);
+            return rc;
+        }
+        x->own_hub = true;
+    }
     x->easy = curl_easy_init();
-    x->multi = rq->multi != NULL ? rq->multi : curl_multi_init();
-    if (x->easy == NULL || x->multi == NULL) {
+    if (x->easy == NULL) {
         sb__xfer_free(x);
         return -ENOMEM;
     }
@@ -329,8 +461,11 @@ int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
     SET(CURLOPT_HEADERDATA, x);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, x);
+    SET(CURLOPT_PRIVATE, x);
     if (rq->share != NULL)
         SET(CURLOPT_SHARE, rq->share);
+    if (rq->fresh)
+        SET(CURLOPT_FRESH_CONNECT, 1L);
     if (rq->range != NULL)
         SET(CURLOPT_RANGE, rq->range);
     if (rq->if_range != NULL) {
@@ -361,52 +496,109 @@ int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
     if (curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK) {
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK) {
         sb__xfer_free(x);
         return -ENOMEM;
     }
-    if (curl_multi_add_handle(x->multi, e) != CURLM_OK) {
+    struct sb__xfer_hub *h = x->hub;
+    token_take(h);
+    bool ok = curl_multi_add_handle(h->multi, e) == CURLM_OK;
+    if (ok) {
+        x->added = true;
+        x->prev = NULL;
+        x->next = h->xfers;
+        if (h->xfers != NULL)
+            h->xfers->prev = x;
+        h->xfers = x;
+    }
+    token_give(h);
+    if (!ok) {
         sb__xfer_free(x);
         return -ENOMEM;
     }
-    x->added = true;
     *out = x;
     return 0;
 }
 
-/* One step: let libcurl work, collect the end, and wait (at most
-   POLL_MS, less on a cancel) when there is nothing to hand out: no
-   staged bytes, or for headers, no final headers yet. */
-static void pump(struct sb__xfer *x, bool for_headers)
+/* Whether x has what its reader waits for: staged bytes (or, for the
+   headers, the final ones), its end, or a cancel. */
+static bool answered_locked(const struct sb__xfer *x, bool for_headers)
 {
+    return x->done || stopped(x) || x->hub->broken != 0
+           || (for_headers ? x->final_in : x->stage_len > x->stage_pos);
+}
+
+/* One round with the token held and hub.mu held: resume the transfers
+   whose readers asked, let libcurl work, collect the ends, wake the
+   others; then, when self still has nothing, wait (at most POLL_MS, less
+   on a cancel or a wake-up) without hub.mu. */
+static void pump_locked(struct sb__xfer_hub *h, struct sb__xfer *self, bool for_headers)
+{
+    for (struct sb__xfer *y = h->xfers; y != NULL; y = y->next) {
+        if (!y->resume)
+            continue;
+        y->resume = false;
+        y->paused = false;
+        /* libcurl may hand over the piece it kept from inside this call. */
+        CURLcode c = curl_easy_pause(y->easy, CURLPAUSE_CONT);
+        if (c != CURLE_OK && !y->done) {
+            y->done = true;
+            y->result = c;
+        }
+    }
     int running = 0;
-    CURLMcode mc = curl_multi_perform(x->multi, &running);
+    CURLMcode mc = curl_multi_perform(h->multi, &running);
     if (mc != CURLM_OK) {
-        x->done = true;
-        x->err = mc == CURLM_OUT_OF_MEMORY ? ENOMEM : EIO;
+        h->broken = mc == CURLM_OUT_OF_MEMORY ? ENOMEM : EIO;
+        broadcast(&h->cv);
         return;
     }
     CURLMsg *m;
     int left;
-    while ((m = curl_multi_info_read(x->multi, &left)) != NULL) {
-        if (m->msg == CURLMSG_DONE && m->easy_handle == x->easy) {
-            x->done = true;
-            x->result = m->data.result;
-        }
+    while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+        struct sb__xfer *y = NULL;
+        if (m->msg != CURLMSG_DONE ||
+            curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&y) != CURLE_OK ||
+            y == NULL)
+            continue;
+        y->done = true;
+        y->result = m->data.result;
     }
-    if (x->done || x->stage_len > x->stage_pos || (for_headers && x->final_in) ||
-        stopped(x))
+    broadcast(&h->cv);
+    if (answered_locked(self, for_headers) || h->want_token > 0)
         return;
-    mc = curl_multi_poll(x->multi, NULL, 0, POLL_MS, NULL);
+    unlock(&h->mu);
+    mc = curl_multi_poll(h->multi, NULL, 0, POLL_MS, NULL);
+    lock(&h->mu);
     if (mc != CURLM_OK && mc != CURLM_UNRECOVERABLE_POLL) {
-        x->done = true;
-        x->err = EIO;
+        h->broken = EIO;
+        broadcast(&h->cv);
+    }
+}
+
+/* With hub.mu held: until x is answered, pump when the token is free and
+   nobody waits for it, else wait for a round to end. */
+static void wait_locked(struct sb__xfer *x, bool for_headers)
+{
+    struct sb__xfer_hub *h = x->hub;
+    while (!answered_locked(x, for_headers)) {
+        if (!h->pumping && h->want_token == 0) {
+            h->pumping = true;
+            pump_locked(h, x, for_headers);
+            h->pumping = false;
+            broadcast(&h->cv);
+        } else {
+            cond_wait(&h->cv, &h->mu);
+        }
     }
 }
 
 /* The transfer's error, once done: 0 for a success. */
 static int done_errno(const struct sb__xfer *x)
 {
+    if (x->hub->broken != 0 && !x->done)
+        return x->hub->broken;
     if (x->err != 0)
         return x->err;
     if (x->result == CURLE_WRITE_ERROR && !stopped(x))
@@ -418,121 +610,152 @@ int sb__xfer_wait_headers(struct sb__xfer *x)
 {
     /* Bounded by libcurl's own timeouts (the connect timeout, setup's),
        and by a cancel. */
-    while (!x->final_in) {
-        if (stopped(x))
-            return -ECANCELED;
-        if (x->done) {
+    struct sb__xfer_hub *h = x->hub;
+    int rc = 0;
+    lock(&h->mu);
+    for (;;) {
+        if (stopped(x)) {
+            rc = -ECANCELED;
+            break;
+        }
+        if (x->final_in)
+            break;
+        if (x->done || h->broken != 0) {
             int e = done_errno(x);
-            if (e != 0)
-                return -e;
+            if (e != 0) {
+                rc = -e;
+                break;
+            }
             take_final(x); /* ended without a body: a 3xx not followed, a 204 */
             break;
         }
-        pump(x, true);
+        wait_locked(x, true);
     }
-    return 0;
+    unlock(&h->mu);
+    return rc;
 }
 
 const struct sb__http_hdrs *sb__xfer_headers(const struct sb__xfer *x)
 {
+    /* Written once, before sb__xfer_wait_headers returned 0 (under
+       hub.mu, which that call took after). */
     return &x->final;
 }
 
 const char *sb__xfer_url(struct sb__xfer *x)
 {
     char *u = NULL;
+    struct sb__xfer_hub *h = x->hub;
+    token_take(h); /* the easy handle is the pumper's while it pumps */
     if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) != CURLE_OK)
-        return NULL;
+        u = NULL;
+    token_give(h);
     return u;
+}
+
+bool sb__xfer_h2c(struct sb__xfer *x)
+{
+    long v = 0;
+    char *u = NULL;
+    struct sb__xfer_hub *h = x->hub;
+    token_take(h);
+    bool h2c = curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
+               v == CURL_HTTP_VERSION_2_0 &&
+               curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK &&
+               u != NULL && strncasecmp(u, "http:", 5) == 0;
+    token_give(h);
+    return h2c;
 }
 
 ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
 {
+    struct sb__xfer_hub *h = x->hub;
     if (cap > SSIZE_MAX)
         cap = SSIZE_MAX;
+    lock(&h->mu);
     for (;;) {
-        if (stopped(x))
+        if (stopped(x)) {
+            unlock(&h->mu);
             return -ECANCELED;
+        }
         size_t unread = x->stage_len - x->stage_pos;
         if (unread > 0 && cap > 0) {
             size_t n = unread < cap ? unread : cap;
-            memcpy(buf, x->stage + x->stage_pos, n);
+            const char *from = x->stage + x->stage_pos;
+            /* The copy without the lock: the pumper only appends now. */
+            x->reading = true;
+            unlock(&h->mu);
+            memcpy(buf, from, n);
+            lock(&h->mu);
+            x->reading = false;
             x->stage_pos += n;
             if (x->stage_pos == x->stage_len)
                 x->stage_pos = x->stage_len = 0;
+            if (x->paused && !x->resume && x->stage_len == x->stage_pos) {
+                /* Empty: the pumper resumes it (the driving thread's
+                   call); a poll in progress wakes for it. */
+                x->resume = true;
+                if (h->pumping)
+                    (void)curl_multi_wakeup(h->multi);
+            }
+            unlock(&h->mu);
             return (ssize_t)n;
         }
-        if (cap == 0)
+        if (cap == 0) {
+            unlock(&h->mu);
             return 0;
-        if (x->paused) {
-            /* The stage is empty: resume.  libcurl may hand over the
-               piece it kept from inside this call. */
-            x->paused = false;
-            CURLcode c = curl_easy_pause(x->easy, CURLPAUSE_CONT);
-            if (c != CURLE_OK)
-                return -sb__curl_errno(c);
-            continue;
         }
-        if (x->done)
-            return -(ssize_t)done_errno(x);
-        pump(x, false);
+        if (x->paused) {
+            if (!x->resume) {
+                x->resume = true;
+                if (h->pumping)
+                    (void)curl_multi_wakeup(h->multi);
+            }
+        } else if (x->done || h->broken != 0) {
+            int e = done_errno(x);
+            unlock(&h->mu);
+            return -(ssize_t)e;
+        }
+        /* Paused and asked to resume, it is not answered: the next round
+           resumes it. */
+        wait_locked(x, false);
     }
 }
 
 void sb__xfer_cancel(struct sb__xfer *x)
 {
+    struct sb__xfer_hub *h = x->hub;
     atomic_store_explicit(&x->cancelled, true, memory_order_release);
     /* Wakes a curl_multi_poll in progress, or makes the next one return
-       at once; safe from any thread. */
-    (void)curl_multi_wakeup(x->multi);
-}
-
-CURLM *sb__xfer_free_keep(struct sb__xfer *x)
-{
-    if (x == NULL)
-        return NULL;
-    bool clean = x->added && !stopped(x) && x->stage_len == x->stage_pos;
-    if (clean && !x->done) {
-        /* The last bytes read may have been the body's last: collect the
-           end if it is there, without waiting for it. */
-        int running = 0;
-        CURLMsg *m;
-        int left;
-        if (curl_multi_perform(x->multi, &running) != CURLM_OK)
-            clean = false;
-        while (clean && (m = curl_multi_info_read(x->multi, &left)) != NULL) {
-            if (m->msg == CURLMSG_DONE && m->easy_handle == x->easy) {
-                x->done = true;
-                x->result = m->data.result;
-            }
-        }
-    }
-    if (!clean || !x->done || x->err != 0 || x->result != CURLE_OK || x->paused
-        || x->stage_len != x->stage_pos) {
-        sb__xfer_free(x);
-        return NULL;
-    }
-    CURLM *multi = x->multi;
-    x->multi = NULL;
-    if (curl_multi_remove_handle(multi, x->easy) != CURLM_OK) {
-        (void)curl_multi_cleanup(multi);
-        multi = NULL;
-    }
-    x->added = false;
-    sb__xfer_free(x);
-    return multi;
+       at once; safe from any thread.  Readers waiting for a round wake
+       on the broadcast. */
+    (void)curl_multi_wakeup(h->multi);
+    lock(&h->mu);
+    broadcast(&h->cv);
+    unlock(&h->mu);
 }
 
 void sb__xfer_free(struct sb__xfer *x)
 {
     if (x == NULL)
         return;
-    if (x->added && x->multi != NULL)
-        (void)curl_multi_remove_handle(x->multi, x->easy);
+    struct sb__xfer_hub *h = x->hub;
+    if (x->added) {
+        token_take(h);
+        (void)curl_multi_remove_handle(h->multi, x->easy);
+        if (x->prev != NULL)
+            x->prev->next = x->next;
+        else
+            h->xfers = x->next;
+        if (x->next != NULL)
+            x->next->prev = x->prev;
+        x->added = false;
+        token_give(h);
+    }
     if (x->easy != NULL)
         curl_easy_cleanup(x->easy);
-    if (x->multi != NULL)
-        (void)curl_multi_cleanup(x->multi);
+    if (x->own_hub)
+        sb__xfer_hub_free(h);
     curl_slist_free_all(x->headers);
     free(x->stage);
     free(x);

@@ -1,15 +1,16 @@
 /*
  * SPDX-License-Identifier: MIT
  *
- * xfer.h - one HTTP request driven without blocking beyond a cancel.
+ * xfer.h - HTTP requests driven without blocking beyond a cancel.
  *
- * A transfer is a libcurl easy handle on a multi handle of its own, pumped
- * by whichever thread calls sb__xfer_wait_headers or sb__xfer_read (one at
- * a time).  A multi handle whose transfer ended cleanly can be handed to
- * the next transfer, which then reuses its connection (keep-alive).  Its body goes through a small staging buffer; while that is
- * full the transfer is paused, so a slow reader holds the connection back
- * instead of growing memory.  It knows HTTP only as far as parsing the
- * headers that the source (source.c) decides on.  Internal.
+ * A transfer is a libcurl easy handle on a hub: a multi handle that the
+ * source's transfers share (and with it the connections libcurl keeps),
+ * pumped by whichever thread reads and finds the hub's token free (see
+ * xfer.c).  Its body goes through a small staging buffer; while that is
+ * full the transfer is paused, so a slow reader holds the connection (or
+ * its HTTP/2 stream) back instead of growing memory.  It knows HTTP only
+ * as far as parsing the headers that the source (source.c) decides on.
+ * Internal.
  */
 #ifndef SB_HTTP_XFER_H
 #define SB_HTTP_XFER_H
@@ -42,11 +43,17 @@ struct sb__xfer_req {
     void (*setup)(void *curl, void *arg);
     void *setup_arg;
     const atomic_bool *stop;   /* the source's cancel flag; NULL: none */
-    CURLM *multi;              /* an idle multi handle to take (its cached
-                                  connection is reused); NULL: a new one */
+    struct sb__xfer_hub *hub;  /* the source's; NULL: one of its own */
+    bool fresh;                /* a connection of its own (CURLOPT_FRESH_CONNECT) */
 };
 
 struct sb__xfer;
+struct sb__xfer_hub;
+
+/* A hub for one source's transfers; freed after every transfer on it.
+   0 or -ENOMEM. */
+int sb__xfer_hub_new(struct sb__xfer_hub **out);
+void sb__xfer_hub_free(struct sb__xfer_hub *h);
 
 /* Makes the handles, starts nothing.  0 or -ENOMEM/-EINVAL. */
 int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out);
@@ -57,17 +64,16 @@ const struct sb__http_hdrs *sb__xfer_headers(const struct sb__xfer *x);
 /* The URL the final response came from (after redirects); NULL unknown.
    Valid until sb__xfer_free. */
 const char *sb__xfer_url(struct sb__xfer *x);
+/* Whether the final response came as HTTP/2 without TLS (prior
+   knowledge, h2c).  After sb__xfer_wait_headers. */
+bool sb__xfer_h2c(struct sb__xfer *x);
 /* Up to cap body bytes: >0, 0 at the end, or -errno. */
 ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
 /* Any thread, at any time before sb__xfer_free: a pump in progress and
    every later one return -ECANCELED. */
 void sb__xfer_cancel(struct sb__xfer *x);
 void sb__xfer_free(struct sb__xfer *x);
-/* sb__xfer_free, but when the response ended cleanly and every byte of it
-   was read (looked at once more, without waiting), returns the multi
-   handle with the connection cached in it, for the next transfer's
-   sb__xfer_req.multi; else NULL.  Never after a cancel. */
-CURLM *sb__xfer_free_keep(struct sb__xfer *x);
+
 
 /* The errno for a transfer's CURLcode. */
 int sb__curl_errno(CURLcode c);

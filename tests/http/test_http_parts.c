@@ -6,10 +6,12 @@
  * sanitizers; `make http-parts` runs them alone.
  *
  * Same environment as test_http.c (tests/test_http.sh): SB_HTTP_NGINX,
- * SB_HTTP_FAULT, SB_HTTP_DIR.  Every byte read is compared with the file.
+ * SB_HTTP_FAULT, SB_HTTP_H2, SB_HTTP_H2C, SB_HTTP_H2CERT, SB_HTTP_H2LOG,
+ * SB_HTTP_DIR.  Every byte read is compared with the file.
  */
 #include <streambuffer_http.h>
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -24,7 +26,7 @@
 #include <time.h>
 #include <cmocka.h>
 
-static const char *nginx_base, *fault_base;
+static const char *nginx_base, *fault_base, *h2_base, *h2_log, *h2_cert, *h2c_base;
 static unsigned char *big;
 static size_t big_len;
 
@@ -33,8 +35,13 @@ static int setup_env(void **state)
     (void)state;
     nginx_base = getenv("SB_HTTP_NGINX");
     fault_base = getenv("SB_HTTP_FAULT");
+    h2_base = getenv("SB_HTTP_H2");
+    h2_log = getenv("SB_HTTP_H2LOG");
+    h2_cert = getenv("SB_HTTP_H2CERT");
+    h2c_base = getenv("SB_HTTP_H2C");
     const char *dir = getenv("SB_HTTP_DIR");
-    if (nginx_base == NULL || fault_base == NULL || dir == NULL)
+    if (nginx_base == NULL || fault_base == NULL || h2_base == NULL || h2_log == NULL ||
+        h2_cert == NULL || h2c_base == NULL || dir == NULL)
         return -1;
     char path[4096];
     snprintf(path, sizeof path, "%s/big.bin", dir);
@@ -218,6 +225,107 @@ static void test_eight_parts_close_promptly(void **state)
     assert_true(now_ms() - t0 < 1000);
 }
 
+/* Trust the test's certificate (HTTP/2 comes by ALPN over TLS). */
+static void trust_test_cert(void *curl, void *arg)
+{
+    (void)arg;
+    (void)curl_easy_setopt(curl, CURLOPT_CAINFO, h2_cert);
+}
+
+/* Cleartext HTTP/2 (the server speaks nothing else on that port). */
+static void h2_prior_knowledge(void *curl, void *arg)
+{
+    (void)arg;
+    (void)curl_easy_setopt(curl, CURLOPT_HTTP_VERSION,
+                           (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+}
+
+/* Lines of the HTTP/2 server's log for path, and how many distinct
+   connections they came on. */
+static int h2_requests(const char *path, int *conns)
+{
+    FILE *f = fopen(h2_log, "r");
+    char line[1024];
+    long seen[256];
+    int n = 0, k = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        long c;
+        int status;
+        char req[900];
+        if (sscanf(line, "%ld %d %899[^\n]", &c, &status, req) != 3 || strstr(req, path) == NULL)
+            continue;
+        n++;
+        int j = 0;
+        while (j < k && seen[j] != c)
+            j++;
+        if (j == k && k < 256)
+            seen[k++] = c;
+    }
+    fclose(f);
+    *conns = k;
+    return n;
+}
+
+/* Three far reads while the first stream (at 256 KiB/s) still runs: four
+   parts at once, each read's bytes the file's. */
+static void four_parts_at_once(sb_buffer *b)
+{
+    unsigned char buf[4096];
+    for (int i = 1; i <= 3; i++) {
+        uint64_t off = (uint64_t)i * (big_len / 4) + 777;
+        ssize_t got = sb_pread(b, buf, sizeof buf, off);
+        if (got != (ssize_t)sizeof buf)
+            fail_msg("pread at %llu: %zd (%s)", (unsigned long long)off, got, strerror(errno));
+        assert_memory_equal(buf, big + off, sizeof buf);
+    }
+    sb_stats st;
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_true(st.parts_opened >= 3);
+    assert_true(st.parts_active >= 4);
+}
+
+/* An HTTP/2 server (over TLS, as browsers and CDNs speak it) gets the
+   parts that run at once as streams of one connection: every request on
+   one connection, as the server logs them once each stream has closed. */
+static void test_h2_parts_are_streams_of_one_connection(void **state)
+{
+    (void)state;
+    /* The log from here on (nginx appends, O_APPEND: after the cut). */
+    FILE *log = fopen(h2_log, "w");
+    assert_non_null(log);
+    fclose(log);
+    sb_http_options h = {.setup = trust_test_cert};
+    sb_options o = {.max_parts = 4, .read_ahead = 64 << 10, .seek_gap = 64 << 10};
+    sb_buffer *b = sb_open_url(url(h2_base, "/slow/big.bin"), &o, &h);
+    assert_non_null(b);
+    four_parts_at_once(b);
+    sb_close(b);
+    int n = 0, conns = 0;
+    for (int k = 0; k < 500 && (n = h2_requests("/slow/big.bin", &conns)) < 4; k++)
+        sleep_ms(10);
+    assert_true(n >= 4);
+    assert_int_equal(conns, 1);
+}
+
+/* Cleartext HTTP/2 by prior knowledge: libcurl 7.88 fails a stream added
+   to such a connection once it runs, so each part has a connection of its
+   own; the reads work all the same. */
+static void test_h2c_parts_work(void **state)
+{
+    (void)state;
+    sb_http_options h = {.setup = h2_prior_knowledge};
+    sb_options o = {.max_parts = 4, .read_ahead = 64 << 10, .seek_gap = 64 << 10};
+    sb_buffer *b = sb_open_url(url(h2c_base, "/slow/big.bin"), &o, &h);
+    assert_non_null(b);
+    four_parts_at_once(b);
+    sb_stats st;
+    assert_int_equal(sb_get_stats(b, &st), 0);
+    assert_int_equal(st.part_retries, 0);
+    sb_close(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +334,8 @@ int main(void)
         cmocka_unit_test(test_bad_parts_fall_back),
         cmocka_unit_test(test_same_etag_new_bytes_is_estale),
         cmocka_unit_test(test_eight_parts_close_promptly),
+        cmocka_unit_test(test_h2_parts_are_streams_of_one_connection),
+        cmocka_unit_test(test_h2c_parts_work),
     };
     return cmocka_run_group_tests(tests, setup_env, teardown_env);
 }
