@@ -32,6 +32,13 @@
  * HTTP/1.1 one without Host, or one with a body is answered 400 and the
  * connection closed.
  *
+ * Ended or live: below, "ended" means that the stream's length is known:
+ * standard input has ended, or the source reported the length
+ * (sb_stats.length), even while its bytes are still arriving; "live",
+ * that it is not known yet.  A response of known length whose bytes have
+ * not all arrived is still 200 or 206 with Content-Length at once, and
+ * its body goes out as they come.
+ *
  * The whole stream, GET / without Range:
  *   - ended:   200 with Content-Length.
  *   - live:    200 with Transfer-Encoding: chunked, a chunk for whatever
@@ -379,17 +386,23 @@ static void respond_body(struct conn *c, uint64_t off, uint64_t end,
     c->phase = SEND;
 }
 
-/* The stream's state now: SB_RUNNING, SB_ENDED (*len is the length) or
-   SB_FAILED; *len is what has arrived. */
-static int stream_state(uint64_t *len, int *err)
+/*
+ * The stream's state now: SB_RUNNING, SB_ENDED or SB_FAILED.  *len is its
+ * length if that is known (*known): after the end, or the length a
+ * ranged source reported while the bytes still arrive; else what has
+ * arrived from byte 0.
+ */
+static int stream_state(uint64_t *len, bool *known, int *err)
 {
     sb_stats st;
     if (sb_get_stats(S.b, &st) != 0) {
         *len = 0;
+        *known = false;
         *err = errno;
         return SB_FAILED;
     }
-    *len = st.filled;
+    *known = st.state == SB_ENDED || st.length != 0; /* 0: not known */
+    *len = st.state != SB_ENDED && st.length != 0 ? st.length : st.filled;
     *err = st.error;
     return st.state;
 }
@@ -417,15 +430,15 @@ static bool decide(struct conn *c)
     const struct request *q = &c->rq;
     char range[96];
     for (;;) {
-        uint64_t len; /* what has arrived; after the end, the length */
+        uint64_t len; /* the length if known, else what has arrived */
+        bool ended;   /* the length is known: answer as after the end */
         int err;
-        int state = stream_state(&len, &err);
+        int state = stream_state(&len, &ended, &err);
         if (state == SB_FAILED) {
             fprintf(stderr, "serve: the stream failed: %s\n", strerror(err));
             respond_error(c, 500, "Internal Server Error", true, NULL);
             return true;
         }
-        bool ended = state == SB_ENDED;
         if (c->r == NULL) {
             /* The reader's floor is where the body starts: the bytes it
                will read are the only ones it pins (as far as floors pin
