@@ -77,19 +77,23 @@
  *
  * How the loop works.  Each response has its own reader, opened with
  * SB_NONBLOCK at the start of its range and tagged with its connection.
- * A piece of body is always bytes that have arrived (sb_available), so
- * sb_reader_sendfile's EAGAIN then means the socket is full: the
- * connection waits for EPOLLOUT.  When nothing new has arrived, a one-byte
- * sb_reader_pread at the next offset arms the reader instead, and the
- * connection comes back out of sb_poll_ready when the byte is there (or the
- * stream ended or failed).  Each connection sends at most 4 MiB per turn,
- * so a fast client never holds up the others, and a slow one only waits on
- * its own socket.  A client that goes away (a reset, EOF on its socket, a
- * failed send) is closed at once, reader and all.  Connections that end
- * normally are shut down for writing first and closed when the client
- * closes its side (or after 2 s), so that the end of a response is not
- * lost to a reset.  The buffer is opened without SB_RELEASE: every client
- * may read from the start, so nothing is ever given back.
+ * A piece of body is always bytes that have arrived: below sb_available
+ * (the run from byte 0), or past it a run of bytes held further on (a
+ * ranged source's buffer is sparse: parts fill it at their own offsets),
+ * which non-blocking views of shrinking length find without copying a
+ * byte.  So sb_reader_sendfile's EAGAIN then means the socket is full: the
+ * connection waits for EPOLLOUT.  When nothing new has arrived, the last
+ * of those views (one byte at the next offset) has armed the reader, and
+ * the connection comes back out of sb_poll_ready when the byte is there
+ * (or the stream ended or failed).  Each connection sends at most 4 MiB
+ * per turn, so a fast client never holds up the others, and a slow one
+ * only waits on its own socket.  A client that goes away (a reset, EOF on
+ * its socket, a failed send) is closed at once, reader and all.
+ * Connections that end normally are shut down for writing first and
+ * closed when the client closes its side (or after 2 s), so that the end
+ * of a response is not lost to a reset.  The buffer is opened without
+ * SB_RELEASE: every client may read from the start, so nothing is ever
+ * given back.
  */
 #include <streambuffer.h>
 
@@ -164,6 +168,7 @@ static struct {
     bool listening;          /* the listener is in the epoll set */
     unsigned long max;       /* -n; 0: no limit */
     unsigned long accepted, served;
+    bool sparse;             /* bytes may be held past sb_available */
     struct conn *all;
     struct conn *linger_head, *linger_tail;
     struct conn *dead;
@@ -504,28 +509,49 @@ enum piece { PIECE_READY, PIECE_END, PIECE_WAIT, PIECE_ABORT };
  */
 static enum piece next_piece(struct conn *c)
 {
-    for (;;) {
-        if (c->off >= c->end)
-            break;
+    if (c->off < c->end) {
+        uint64_t want = c->end - c->off, k = 0;
+        if (want > PIECE)
+            want = PIECE;
         uint64_t avail = sb_available(S.b);
         if (avail > c->off) {
-            uint64_t k = (avail < c->end ? avail : c->end) - c->off;
-            if (k > PIECE)
-                k = PIECE;
+            k = avail - c->off; /* the run from byte 0: no call needed */
+        } else {
+            /*
+             * Past that run the buffer may hold bytes all the same (a
+             * part's, from a ranged source).  A non-blocking view answers
+             * only for bytes that are all there, and copies none: ask for
+             * the piece, then for an eighth of it, and so on down to one
+             * byte, whose EAGAIN arms the reader for the next byte.  A
+             * longer view that failed leaves the reader armed for its
+             * range, so that c may be resumed once more when those bytes
+             * come, which does no harm.  Standard input has no such
+             * bytes: one byte at once.
+             */
+            for (uint64_t n = S.sparse ? want : 1;; n = n > 8 ? n / 8 : 1) {
+                const void *p;
+                ssize_t v = sb_reader_view(c->r, c->off, (size_t)n, &p);
+                if (v >= 0) {
+                    k = (uint64_t)v; /* 0: the stream ended at c->off */
+                    break;
+                }
+                if (errno != EAGAIN)
+                    return PIECE_ABORT; /* the stream failed */
+                if (n == 1)
+                    return PIECE_WAIT;
+            }
+        }
+        if (k == 0 && c->framing == FIXED)
+            return PIECE_ABORT; /* it ended short of the Content-Length */
+        if (k > 0) {
+            if (k > want)
+                k = want;
             if (c->framing == CHUNKED)
                 out_printf(c, "%" PRIx64 "\r\n", k);
             c->piece_left = k;
             return PIECE_READY;
         }
-        char byte;
-        ssize_t n = sb_reader_pread(c->r, &byte, 1, c->off);
-        if (n > 0)
-            continue; /* it came in the meantime */
-        if (n < 0 && errno == EAGAIN)
-            return PIECE_WAIT;
-        if (n < 0 || c->framing == FIXED)
-            return PIECE_ABORT;
-        break; /* the stream ended: so does a body without a length */
+        /* The stream ended: so does a body without a length. */
     }
     if (c->framing == CHUNKED)
         out_printf(c, "0\r\n\r\n");
