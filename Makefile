@@ -269,6 +269,16 @@ $(BUILD)/examples/http_tail: examples/http_tail.c $(STATIC)
 	$(CC) $(CPPFLAGS) $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) $(DEPFLAGS) \
 		$(LDFLAGS) -o $@ $< $(STATIC) $(CURL_LIBS) $(LDLIBS)
 
+# serve's --url (an edge server) is libstreambuffer_http's sb_open_url:
+# built in where libcurl is, as http_tail is; without it serve still
+# builds, and --url says why it is not there.
+ifneq ($(CURL_LIBS),)
+$(BUILD)/examples/serve: examples/serve.c $(HTTP_STATIC) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSERVE_HTTP $(WARN) $(CFLAGS) $(SANFLAGS) $(DEPFLAGS) \
+		$(LDFLAGS) -o $@ $< $(HTTP_STATIC) $(STATIC) $(CURL_LIBS) $(LDLIBS)
+endif
+
 examples: $(EXAMPLE_BIN)
 
 # The harness uses the public API only, plus the baselines it measures

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * serve.c - serve standard input over HTTP/1.1 while it is still arriving:
- * any number of clients, each from any offset, from one thread.
+ * serve.c - serve standard input, or a remote object, over HTTP/1.1 while it
+ * is still arriving: any number of clients, each from any offset, from one
+ * thread.
  *
  *     some-command | build/examples/serve [-p PORT] [-n CLIENTS] [-m MEM]
+ *     build/examples/serve --url URL [--parts N] [--seek-gap BYTES] [-p ...]
  *     curl http://127.0.0.1:PORT/ > copy              # the whole stream
  *     curl -r 1000000-1999999 http://127.0.0.1:PORT/  # a range of it
  *
@@ -12,6 +14,16 @@
  *             (0, the default: run until SIGINT or SIGTERM)
  * -m MEM      keep the stream's first MEM bytes in memory, the rest in the
  *             spill file (sb_options.mem_limit; 0: the library's default)
+ * --url URL   an edge server: the stream is the body of URL (http:// or
+ *             https://), read with libstreambuffer_http's sb_open_url
+ *             instead of standard input (only where serve was built with
+ *             libcurl; see the Makefile)
+ * --parts N   with --url: at most N upstream requests at once
+ *             (sb_options.max_parts; 0, the default: the library's 4;
+ *             1: one plain GET, no ranged requests)
+ * --seek-gap BYTES  with --url: a read that far past every request in
+ *             flight starts a ranged request of its own
+ *             (sb_options.seek_gap; 0, the default: measured as it runs)
  *
  * Once it listens it prints "serve: listening on 127.0.0.1:PORT" on
  * standard error.  The library's producer thread drains standard input into
@@ -21,6 +33,24 @@
  * region with send(2), from the spill file with sendfile(2), never copied
  * through this process.  When standard input ends the stream is complete
  * and the server goes on serving it.
+ *
+ * An edge server (--url).  The buffer comes from sb_open_url, and every
+ * client reads that one buffer, so each byte of the object is fetched from
+ * upstream once however many clients ask for it: the first request is a
+ * GET from byte 0 that the library drains into the buffer, and a client
+ * whose range lies far ahead of it makes the library open one ranged
+ * request (a part) there, which every other client of those bytes waits
+ * on (see "Ranged sources" in streambuffer.h).  A thousand clients of the
+ * same range make one upstream request.  An error of the first request
+ * (ENOENT for a 404, EACCES for a 403, ECONNREFUSED...) is a one-line
+ * message and exit status 1, before serve listens.  The object's length
+ * is known from the start (sb_open_url gives the library the first
+ * response's Content-Length as the length, SB_LENGTH_KNOWN), so every
+ * answer is that of an ended stream below, while the bytes are still
+ * arriving: each body goes out as its bytes come.  (An upstream that sends
+ * no length: live answers, until a part reports the length.)  If the
+ * upstream fails for good (the library has retried), responses under way
+ * are cut short by a reset and later requests are 500.
  *
  * What it answers.  The stream is the resource "/" (a query string is
  * ignored); any other path is 404, so that a browser's /favicon.ico does
@@ -33,11 +63,11 @@
  * connection closed.
  *
  * Ended or live: below, "ended" means that the stream's length is known:
- * standard input has ended, or the source reported the length
- * (sb_stats.length), even while its bytes are still arriving; "live",
- * that it is not known yet.  A response of known length whose bytes have
- * not all arrived is still 200 or 206 with Content-Length at once, and
- * its body goes out as they come.
+ * standard input has ended, or (--url) the object's length came with it,
+ * even while its bytes are still arriving; "live", that it is not known
+ * yet.  A response of known length whose bytes have not all arrived is
+ * still 200 or 206 with Content-Length at once, and its body goes out as
+ * they come.
  *
  * The whole stream, GET / without Range:
  *   - ended:   200 with Content-Length.
@@ -96,9 +126,13 @@
  * given back.
  */
 #include <streambuffer.h>
+#ifdef SERVE_HTTP /* the Makefile's, where libcurl is: --url */
+#include <streambuffer_http.h>
+#endif
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <netinet/in.h>
@@ -393,9 +427,9 @@ static void respond_body(struct conn *c, uint64_t off, uint64_t end,
 
 /*
  * The stream's state now: SB_RUNNING, SB_ENDED or SB_FAILED.  *len is its
- * length if that is known (*known): after the end, or the length a
- * ranged source reported while the bytes still arrive; else what has
- * arrived from byte 0.
+ * length if that is known (*known): after the end, or (--url) the
+ * object's length, which the library reports while the bytes still
+ * arrive; else what has arrived from byte 0.
  */
 static int stream_state(uint64_t *len, bool *known, int *err)
 {
@@ -864,42 +898,88 @@ static void usage(FILE *to, int status)
 {
     fprintf(to,
             "usage: some-command | serve [-p PORT] [-n CLIENTS] [-m MEM]\n"
+            "       serve --url URL [--parts N] [--seek-gap BYTES] [-p PORT] ...\n"
             "\n"
-            "Serve standard input over HTTP/1.1 on 127.0.0.1 while it is still\n"
-            "arriving: GET and HEAD of /, Range requests live and ended.\n"
+            "Serve standard input (or with --url, a remote object) over HTTP/1.1\n"
+            "on 127.0.0.1 while it is still arriving: GET and HEAD of /, Range\n"
+            "requests live and ended.\n"
             "  -p PORT     listen on that port (default 0: the kernel chooses;\n"
             "              \"serve: listening on 127.0.0.1:PORT\" on stderr)\n"
             "  -n CLIENTS  exit once that many connections have been served\n"
             "              (default 0: until SIGINT or SIGTERM)\n"
             "  -m MEM      keep the first MEM bytes in memory, the rest in the\n"
             "              spill file (default 0: the library's 5 MiB)\n"
+            "  --url URL   an edge server: serve the body of URL (http:// or\n"
+            "              https://) instead of standard input, each byte\n"
+            "              fetched from upstream once for all the clients; a\n"
+            "              range far ahead of the download gets a ranged\n"
+            "              request of its own\n"
+#ifndef SERVE_HTTP
+            "              (not in this build: serve was built without libcurl)\n"
+#endif
+            "  --parts N   with --url: at most N upstream requests at once\n"
+            "              (default 0: the library's 4; 1: one plain GET)\n"
+            "  --seek-gap BYTES  with --url: a read more than BYTES past every\n"
+            "              upstream request in flight gets a request of its own\n"
+            "              (default 0: measured as the download runs)\n"
             "  -h, --help  this help\n");
     exit(status);
 }
+
 
 int main(int argc, char **argv)
 {
     unsigned long port = 0;
     sb_options o = {0};
+    const char *url = NULL;
+    bool edge_opts = false; /* --parts or --seek-gap */
     int opt;
+    static const struct option longs[] = {
+        {"url", required_argument, NULL, 'u'},
+        {"parts", required_argument, NULL, 'P'},
+        {"seek-gap", required_argument, NULL, 'g'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     /* --help as well as -h: it is what a newcomer types first. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--help") == 0)
             usage(stdout, 0);
-    while ((opt = getopt(argc, argv, "p:n:m:h")) != -1) {
-        if (opt == 'p')
+    while ((opt = getopt_long(argc, argv, "p:n:m:h", longs, NULL)) != -1) {
+        if (opt == 'p') {
             port = (unsigned long)parse_num(optarg, 65535);
-        else if (opt == 'n')
+        } else if (opt == 'n') {
             S.max = (unsigned long)parse_num(optarg, ULONG_MAX);
-        else if (opt == 'm')
+        } else if (opt == 'm') {
             o.mem_limit = (size_t)parse_num(optarg, SSIZE_MAX);
-        else if (opt == 'h')
+        } else if (opt == 'u') {
+            url = optarg;
+        } else if (opt == 'P') {
+            o.max_parts = (uint32_t)parse_num(optarg, 64); /* sb_open's cap */
+            edge_opts = true;
+        } else if (opt == 'g') {
+            o.seek_gap = (uint64_t)parse_num(optarg, ULLONG_MAX);
+            edge_opts = true;
+        } else if (opt == 'h') {
             usage(stdout, 0);
-        else
+        } else {
             usage(stderr, 2);
+        }
     }
     if (optind < argc)
         usage(stderr, 2);
+    if (edge_opts && url == NULL) {
+        fprintf(stderr, "serve: --parts and --seek-gap go with --url\n");
+        return 2;
+    }
+#ifndef SERVE_HTTP
+    if (url != NULL) {
+        fprintf(stderr, "serve: --url needs libstreambuffer_http, and this serve "
+                        "was built without libcurl (apt-get install "
+                        "libcurl4-openssl-dev, then rebuild)\n");
+        return 2;
+    }
+#endif
 
     /* No client limit but descriptors: take all the system allows. */
     struct rlimit rl;
@@ -919,6 +999,21 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     int sfd = signalfd(-1, &stop, SFD_NONBLOCK | SFD_CLOEXEC);
 
+#ifdef SERVE_HTTP
+    /* --url: the upstream first, so that its error is all there is.
+       sb_open_url returns once the first response's headers are in, and
+       fails with the errno of a 404 (ENOENT), a 403 (EACCES), a refused
+       connection... */
+    if (url != NULL) {
+        S.b = sb_open_url(url, &o, NULL);
+        if (S.b == NULL) {
+            fprintf(stderr, "serve: %s: %s\n", url, strerror(errno));
+            return 1;
+        }
+        S.sparse = true;
+    }
+#endif
+
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -931,13 +1026,16 @@ int main(int argc, char **argv)
         || listen(S.listen_fd, 4096) != 0 /* the kernel caps it at somaxconn */
         || getsockname(S.listen_fd, (struct sockaddr *)&a, &al) != 0) {
         perror("serve: listen");
+        sb_close(S.b);
         return 1;
     }
 
-    S.b = sb_open_fd(STDIN_FILENO, &o); /* the producer starts reading now */
     if (S.b == NULL) {
-        perror("serve: sb_open_fd");
-        return 1;
+        S.b = sb_open_fd(STDIN_FILENO, &o); /* the producer starts reading now */
+        if (S.b == NULL) {
+            perror("serve: sb_open_fd");
+            return 1;
+        }
     }
     int pfd = sb_poll_fd(S.b);
     S.ep = epoll_create1(EPOLL_CLOEXEC);
