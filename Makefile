@@ -364,24 +364,31 @@ install-test:
 
 # --help of every example; http_tail against a local HTTP server; tee in
 # bounded space; serve to curl and Python clients: ranges live and ended,
-# keep-alive, 1,000 at once; then those tests killed midway, which must
-# leave no process and no file behind.
+# keep-alive, 1,000 at once; serve --url, the edge server, between an
+# nginx upstream and clients (and an nginx reverse proxy); then those
+# tests killed midway, which must leave no process and no file behind.
 examples-test: $(EXAMPLE_BIN)
 	@sh ./tests/test_help.sh $(EXAMPLE_BIN)
 	@sh ./tests/test_http_tail.sh $(BUILD)/examples/http_tail
 	@sh ./tests/test_tee.sh $(BUILD)/examples/tee
 	@sh ./tests/test_serve.sh $(BUILD)/examples/serve
+	@sh ./tests/test_edge.sh $(BUILD)/examples/serve
 	@sh ./tests/test_cleanup.sh $(BUILD)/examples/serve $(BUILD)/examples/tee \
 		$(if $(CURL_LIBS),$(BUILD)/examples/http_tail)
 
 # The server again, built with ASan and UBSan: its one thread, the
-# library's producer under it, every client path of tests/test_serve.sh.
+# library's producer under it, every client path of tests/test_serve.sh;
+# and with --url (libstreambuffer_http's fetchers under it too), every
+# path of tests/test_edge.sh.
 serve-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=address,undefined \
 		build/asan/examples/serve
 	@ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
 	UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" SB_PART=serve-asan \
 		sh ./tests/test_serve.sh build/asan/examples/serve
+	@ASAN_OPTIONS="detect_leaks=1 abort_on_error=1" \
+	UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" SB_PART=edge-asan \
+		sh ./tests/test_edge.sh build/asan/examples/serve
 
 # The waiter hand-off of src/wait.c and the ready list of src/ready.c,
 # model-checked with spin.

@@ -18,6 +18,7 @@ import resource
 import select
 import socket
 import sys
+import threading
 import time
 
 HOST = "127.0.0.1"
@@ -407,6 +408,64 @@ def cmd_many(port, data, count, go):
     print(f"  {count} clients in {time.monotonic() - t0:.1f} s, at most "
           f"{stats['peak']} connected at once, {stats['live']} responses "
           "sent while the stream was live", file=sys.stderr)
+
+
+def cmd_same(port, data, count, first, last):
+    """count clients of the same range, bytes=first-last (tests/test_edge.sh):
+    each connects, then all send their requests at once (a barrier), and
+    each must get a 206 with Content-Range first-last/LEN, the right
+    Content-Length and exactly those bytes."""
+    count, first, last = int(count), int(first), int(last)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, count + 256)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    go = threading.Barrier(count)
+    errors = []
+
+    def one(i):
+        try:
+            s, f = connect(port)
+            with s, f:
+                go.wait(TIMEOUT)
+                s.sendall(request(headers=[f"Range: bytes={first}-{last}"]))
+                st, hd, body = read_response(f)
+                check_range(st, hd, body, data, first, last, len(data))
+                expect(hd.get("content-length") == str(last - first + 1),
+                       f"Content-Length {hd.get('content-length')!r}")
+        except Exception as e:  # noqa: BLE001 - each client's own report
+            go.abort()  # the others stop waiting for this one
+            errors.append(f"client {i}: {type(e).__name__}: {e}")
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors[:5]:
+        print(f"  {e}", file=sys.stderr)
+    expect(not errors, f"{len(errors)} of {count} clients failed")
+    print(f"  {count} clients of bytes={first}-{last} in "
+          f"{time.monotonic() - t0:.2f} s", file=sys.stderr)
+
+
+def cmd_prefix(port, data, n):
+    """GET / of a stream whose length is known (tests/test_edge.sh): 200
+    with Content-Length, not chunked, and its first n bytes right; then
+    the client goes away without the rest."""
+    n = int(n)
+    s, f = connect(port)
+    with s, f:
+        s.sendall(request())
+        st, hd, _ = read_response(f, head=True)
+        expect(st == 200, f"status {st}, not 200")
+        expect(hd.get("content-length") == str(len(data)),
+               f"Content-Length {hd.get('content-length')!r}, not {len(data)}")
+        expect("transfer-encoding" not in hd,
+               f"Transfer-Encoding {hd.get('transfer-encoding')!r}")
+        body = f.read(n)
+        expect(body == data[:n], f"the first {len(body)} bytes are wrong")
 
 
 def main():
