@@ -166,6 +166,7 @@ static bool open_part_locked(struct cursor *c)
 {
     struct sb__fetcher *f = c->f;
     struct sb__parts *p = f->parts;
+    f->last_ns = 0; /* its rate counts from this stream's first read */
     if (f->first) {
         f->st = SB__F_RUNNING; /* the source's own stream: open already */
         f->req_end = UINT64_MAX;
@@ -272,7 +273,7 @@ static void run_locked(struct cursor *c)
         bool first = !c->got_bytes;
         c->got_bytes = true;
         if (step == SB__STEP_STORE)
-            sb__parts_stored_locked(f, (size_t)r, t1 - t0, first,
+            sb__parts_stored_locked(f, (size_t)r, t0, t1, first,
                                     t1 - c->opened_ns);
         else
             sb__parts_compared_locked(f, (size_t)r, equal);

@@ -843,9 +843,11 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
     enum sb__step step = step_locked(f, chunk, cap);
     if (f->paused) {
         struct sb__parts *p = f->parts;
+        uint64_t now = mono_ns();
         f->paused = false;
+        f->resumed_ns = now; /* a pause is not delivery time */
         p->npaused--;
-        p->paused_ns += mono_ns() - f->paused_at;
+        p->paused_ns += now - f->paused_at;
     }
     return step;
 }
@@ -1015,8 +1017,36 @@ void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal)
         f->ext_lo = run_lo(p, f->at);
 }
 
-void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
-                             bool first_bytes, uint64_t since_open_ns)
+/*
+ * A fetcher's rate is what it delivers over wall time while it runs, not
+ * per read: a read of bytes the source had buffered (a socket's, libcurl's
+ * stage) returns at once, and timing reads alone made rates of GB/s and
+ * seek gaps of tens of MB.  So the time from the end of one read to the end
+ * of the next (from a resume, when flow control held it between) is summed
+ * with the bytes, and each window of at least RATE_WINDOW_NS updates the
+ * average.
+ */
+#define RATE_WINDOW_NS 50000000u
+
+static void measure_locked(struct sb__fetcher *f, size_t n, uint64_t t0, uint64_t t1)
+{
+    uint64_t from = f->last_ns;
+    if (from == 0 || from < f->resumed_ns)
+        from = f->resumed_ns;
+    if (from == 0 || from > t0)
+        from = t0; /* at least the read itself */
+    f->last_ns = t1;
+    f->win_bytes += n;
+    f->win_ns += t1 - from;
+    if (f->win_ns < RATE_WINDOW_NS)
+        return;
+    double r = (double)f->win_bytes * 1e9 / (double)f->win_ns;
+    f->rate = f->rate == 0 ? r : 0.7 * f->rate + 0.3 * r;
+    f->win_bytes = f->win_ns = 0;
+}
+
+void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
+                             uint64_t t1, bool first_bytes, uint64_t since_open_ns)
 {
     struct sb__parts *p = f->parts;
     f->inflight = 0;
@@ -1034,10 +1064,7 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
     uint64_t lo = f->at, hi = lo + n;
     p->fetched += n;
     f->delivered = true;
-    if (ns > 0) {
-        double r = (double)n * 1e9 / (double)ns;
-        f->rate = f->rate == 0 ? r : 0.8 * f->rate + 0.2 * r;
-    }
+    measure_locked(f, n, t0, t1);
     if (first_bytes) {
         double o = (double)since_open_ns;
         p->open_ns = p->open_ns == 0 ? o : 0.8 * p->open_ns + 0.2 * o;

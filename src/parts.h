@@ -82,7 +82,12 @@ struct sb__fetcher {
     uint64_t req_end;       /* the end open_at was given */
     uint64_t moved_for;     /* being stopped to open at this byte; or
                                SB__UNKNOWN */
-    double rate;            /* bytes/s while in read or next; 0 unknown */
+    double rate;            /* bytes/s it delivers while it runs (EWMA of
+                               RATE_WINDOW_NS windows); 0 unknown */
+    uint64_t win_bytes, win_ns; /* the window being measured */
+    uint64_t last_ns;       /* when its last read returned; 0: none yet
+                               in this part */
+    uint64_t resumed_ns;    /* when flow control let it go last */
     sb_source part;
 };
 
@@ -192,8 +197,8 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length);
 enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                                     size_t *cap);
 /* n bytes at f->at are stored: publish them (after a read that took ns). */
-void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t ns,
-                             bool first_bytes, uint64_t since_open_ns);
+void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
+                             uint64_t t1, bool first_bytes, uint64_t since_open_ns);
 /* n seam bytes at f->at compared equal (or not). */
 void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal);
 /* f has closed the stream it read: it is free (unless a retry waits). */

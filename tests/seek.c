@@ -157,8 +157,14 @@ static ssize_t part_next_len(seek_part *p, size_t cap)
     /* Paced: byte k of the part goes at t0 + k / rate, the first one at
        t0 (its open plus the latency).  Absolute deadlines: no drift. */
     double deadline = p->t0_ns;
-    if (s->rate != 0)
+    if (s->rate != 0 && s->burst != 0) {
+        /* As from a socket's buffer: a burst's bytes all come when its
+           last byte's time comes, and the reads inside it return at once. */
+        uint64_t upto = (p->delivered + n + s->burst - 1) / s->burst * s->burst;
+        deadline += (double)upto * 1e9 / (double)s->rate;
+    } else if (s->rate != 0) {
         deadline += (double)(p->delivered + n) * 1e9 / (double)s->rate;
+    }
     if (part_wait_until(p, deadline) != 0)
         return -ECANCELED;
     return (ssize_t)n;

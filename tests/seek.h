@@ -56,6 +56,9 @@ typedef struct seek_src {
     int no_seek;           /* open_at returns -ESPIPE */
     unsigned latency_us;   /* a part's time from open_at to its first byte */
     uint64_t rate;         /* bytes/s per stream; 0: unpaced */
+    uint64_t burst;        /* with rate: bytes come in bursts of this many,
+                              each at once when its time comes (a socket
+                              buffer's); 0: smoothly */
     uint64_t fail_after;   /* a part fails after this many bytes (0: never) */
     int fail_err;          /* ... with -fail_err; 0: drops (returns 0) */
     int fail_first;        /* the first stream (read / next) fails too */

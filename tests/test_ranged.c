@@ -336,6 +336,38 @@ static void test_length_known_from_the_start(void **state)
     assert_null_with(sb_open_fd(0, &bad), EINVAL);
 }
 
+/*
+ * The measured seek gap is what a fetcher delivers over wall time while a
+ * part opens, even when its bytes come in bursts (a socket's buffer: the
+ * reads inside a burst return at once).  Parts at 16 MiB/s in 256 KiB
+ * bursts, 10 ms to their first byte: about 160 KiB, not what one instant
+ * read would make of it (GB/s, a gap of tens of MiB).
+ */
+static void test_measured_seek_gap_over_bursts(void **state)
+{
+    (void)state;
+    const uint64_t len = UNDER_SAN ? 6 * MB : 12 * MB;
+    seek_src *s = fx_seek(len);
+    s->rate = 16 * MB;
+    s->burst = 256 * KB;
+    s->latency_us = 10000;
+    sb_options o = {.mem_limit = 1 * MB, .max_parts = 2, .chunk_size = 64 * KB,
+                    .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    uint64_t got = 0;
+    assert_int_equal(sb_wait_end(b, &got), 0);
+    assert_int_equal(got, len);
+    sb_stats st = stats(b);
+    const uint64_t want = 16 * MB / 100; /* rate x latency */
+    if (st.seek_gap < want / 4 || st.seek_gap > want * 4)
+        fail_msg("seek_gap %llu, want about %llu", (unsigned long long)st.seek_gap,
+                 (unsigned long long)want);
+    assert_int_equal(pat_read(b, 0, (size_t)len, (ssize_t)len), 0);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 /* 64 is the most, and open_at alone is a source: it drains, each byte
    right, the source closed once. */
 static void test_max_parts_64_open_at_alone(void **state)
@@ -732,6 +764,7 @@ int main(void)
         FX_TEST(test_drain_without_length),
         FX_TEST(test_options_einval),
         FX_TEST(test_length_known_from_the_start),
+        FX_TEST(test_measured_seek_gap_over_bursts),
         FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_read_ahead_bounds_each_fetcher),
