@@ -172,6 +172,7 @@ static bool open_part_locked(struct cursor *c)
         f->req_end = UINT64_MAX;
         c->opened_ns = now_ns();
         c->got_bytes = true; /* no open to measure */
+        sb__parts_first_running_locked(f);
         return true;
     }
     if (!sb__parts_retry_pause_locked(f))

@@ -750,6 +750,15 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)
     failed_locked(f, -rc);
 }
 
+void sb__parts_first_running_locked(struct sb__fetcher *f)
+{
+    struct sb__parts *p = f->parts;
+    uint64_t len = sb__parts_exact_length(p);
+    if (len != SB__UNKNOWN && f->limit > len)
+        f->limit = len; /* as a reported length bounds it */
+    schedule_locked(p);
+}
+
 void sb__parts_left_locked(struct sb__fetcher *f)
 {
     struct sb__parts *p = f->parts;

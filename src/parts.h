@@ -197,6 +197,9 @@ void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length);
 enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                                     size_t *cap);
 /* n bytes at f->at are stored: publish them (after a read that took ns). */
+/* The source's own stream runs: with the length known from the start
+   (SB_LENGTH_KNOWN), free fetchers may split the drain at once. */
+void sb__parts_first_running_locked(struct sb__fetcher *f);
 void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
                              uint64_t t1, bool first_bytes, uint64_t since_open_ns);
 /* n seam bytes at f->at compared equal (or not). */

@@ -274,9 +274,9 @@ static void test_options_einval(void **state)
 /*
  * SB_LENGTH_KNOWN: length_hint is the length from the start, before any
  * part reports one (this source reports none): sb_stats shows it while
- * the first stream is held at its gate, a read past it returns 0 at once
- * and opens nothing, one that straddles it is short, and the stream ends
- * at it.  A stream longer than the length fails with EIO.  EINVAL without
+ * read_ahead holds the first stream near its start, a read past it
+ * returns 0 at once and opens nothing, one that straddles it is short,
+ * and the stream ends at it; and free fetchers split a drain at once.  A stream longer than the length fails with EIO.  EINVAL without
  * open_at, with length_hint 0, and from the opens that have no open_at.
  */
 static void test_length_known_from_the_start(void **state)
@@ -286,15 +286,12 @@ static void test_length_known_from_the_start(void **state)
     seek_src *s = fx_seek(len);
     s->report_len = 0;
     s->first = SEEK_FIRST_READ;
-    s->gated = 1;
-    s->gate_first_only = 1;
-    s->gate_lo[0] = 64 * KB;
-    s->ngates = 1;
-    sb_options o = {.length_hint = len, .flags = SB_LENGTH_KNOWN,
+    /* read_ahead holds the first stream near its start (no drain), so
+       any part would be a read's. */
+    sb_options o = {.length_hint = len, .flags = SB_LENGTH_KNOWN, .read_ahead = 64 * KB,
                     .seek_gap = 64 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
     sb_stats st = stats(b);
     assert_int_equal(st.length, len);
     unsigned char buf[16];
@@ -302,7 +299,6 @@ static void test_length_known_from_the_start(void **state)
     assert_int_equal(sb_pread(b, buf, sizeof buf, len + 100), 0);
     assert_int_equal(seek_opens(s), 0);
     assert_int_equal(pat_read(b, len - 8, 16, 8), 0); /* short at the end */
-    seek_release(s);
     uint64_t got = 0;
     assert_int_equal(sb_wait_end(b, &got), 0);
     assert_int_equal(got, len);
@@ -323,6 +319,20 @@ static void test_length_known_from_the_start(void **state)
     assert_int_equal(sb_wait_end(b, &got), -1);
     assert_int_equal(errno, EIO);
     assert_int_equal(pat_read(b, 0, 4 * KB, 4 * KB), 0);
+    fx_close(b);
+
+    /* Known from the start, the length lets free fetchers split the
+       drain at once: a paced first stream (2 s alone) and no read at all,
+       yet four streams run. */
+    seek_src *u = fx_seek(32 * MB);
+    u->report_len = 0;
+    u->first = SEEK_FIRST_READ;
+    u->rate = 16 * MB;
+    sb_options o3 = {.length_hint = 32 * MB, .flags = SB_LENGTH_KNOWN, .max_parts = 4,
+                     .mem_limit = 4 * MB, .tmp_dir = fx_scratch()};
+    b = open_seek(u, &o3);
+    assert_non_null(b);
+    assert_true(wait_stat(b, parts_active, 4, WAIT_LONG_MS));
     fx_close(b);
 
     sb_options bad = {.flags = SB_LENGTH_KNOWN};
