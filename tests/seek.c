@@ -119,8 +119,10 @@ static ssize_t part_next_len(seek_part *p, size_t cap)
     if (atomic_load(&p->cancelled))
         return -ECANCELED; /* any value will do after a cancel */
     int may_fail = !p->is_first || s->fail_first;
-    if (may_fail && s->fail_after != 0 && p->delivered >= s->fail_after)
+    if (may_fail && s->fail_after != 0 && p->delivered >= s->fail_after) {
+        atomic_fetch_add(&s->failures, 1);
         return s->fail_err != 0 ? -s->fail_err : 0;
+    }
     if (s->fail_at != 0 && p->pos >= s->fail_at)
         return s->fail_err != 0 ? -s->fail_err : 0;
     uint64_t stop = s->data_len;

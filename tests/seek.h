@@ -97,6 +97,7 @@ typedef struct seek_src {
     int first_closed;      /* the source's close */
     int first_cancels;     /* the source's cancel */
     _Atomic uint64_t delivered; /* bytes handed over by every stream */
+    atomic_int failures;   /* streams failed by fail_after */
     atomic_int violations; /* broken rules (see seek_check) */
 } seek_src;
 
