@@ -137,9 +137,22 @@ typedef struct sb_source {
     int (*open_at)(void *ctx, uint64_t off, uint64_t end,
                    struct sb_source *part, uint64_t *length);
 
+    /*
+     * Optional, with open_at and read or next: the buffer has stopped
+     * reading the source's own stream before read or next returned 0 or
+     * an error (its bytes met bytes that parts had fetched, the stream
+     * ended through parts, failed or was cancelled): they are not called
+     * again, so let go of what that stream holds (a connection, whose
+     * bytes would otherwise pile up unread until close).  Called at most
+     * once, on the fetcher thread that read the stream, possibly while
+     * sb_cancel runs cancel on another thread; never after close.  A
+     * part's done is ignored.
+     */
+    void (*done)(void *ctx);
+
     /* Must be zero: room for callbacks of later versions, so that this
        struct keeps its size (sb_open fails with EINVAL otherwise). */
-    void *reserved[3];
+    void *reserved[2];
 } sb_source;
 
 /*

@@ -48,6 +48,8 @@ struct cursor {
     size_t npend;
     uint64_t opened_ns;          /* when open_at was called */
     bool got_bytes;              /* the part gave a byte */
+    bool own;                    /* it reads the source's own stream */
+    bool own_ended;              /* ... which returned 0 or an error */
 };
 
 /* The stream the fetcher reads now: the source's own, or its part. */
@@ -145,6 +147,18 @@ static void close_part_locked(struct cursor *c)
     p->refetched += c->npend;
     c->npend = 0;
     c->pend = NULL;
+    if (c->own) {
+        /* The source's own stream is never read again once its fetcher
+           leaves it (sb__parts_left_locked): tell the source, unless the
+           stream ended by itself. */
+        bool tell = !c->own_ended && p->src->done != NULL;
+        c->own = false;
+        if (tell) {
+            sb__mutex_unlock(&p->mu);
+            p->src->done(p->src->ctx);
+            sb__mutex_lock(&p->mu);
+        }
+    }
     if (!f->has_part)
         return;
     sb_source part = f->part;
@@ -172,6 +186,8 @@ static bool open_part_locked(struct cursor *c)
         f->req_end = UINT64_MAX;
         c->opened_ns = now_ns();
         c->got_bytes = true; /* no open to measure */
+        c->own = true;
+        c->own_ended = false;
         sb__parts_first_running_locked(f);
         return true;
     }
@@ -262,6 +278,7 @@ static void run_locked(struct cursor *c)
 
         sb__mutex_lock(&p->mu);
         if (r <= 0) {
+            c->own_ended = c->own;
             sb__parts_ended_locked(f, (int)r);
             return;
         }

@@ -344,14 +344,42 @@ static seek_part *first_part(seek_src *s)
     return p;
 }
 
+/* A call of the first stream after the source's done is a broken rule. */
+static void check_not_done(seek_src *s)
+{
+    if (atomic_load(&s->first_done) > 0)
+        violation(s, "read or next of the first stream after done", NULL);
+}
+
 static ssize_t first_read(void *ctx, void *buf, size_t cap)
 {
-    return part_read(first_part(ctx), buf, cap);
+    check_not_done(ctx);
+    ssize_t r = part_read(first_part(ctx), buf, cap);
+    if (r <= 0)
+        atomic_store(&((seek_src *)ctx)->first_ended, 1);
+    return r;
 }
 
 static int first_next(void *ctx, const void **chunk, size_t *len)
 {
-    return part_next(first_part(ctx), chunk, len);
+    check_not_done(ctx);
+    int r = part_next(first_part(ctx), chunk, len);
+    if (r <= 0)
+        atomic_store(&((seek_src *)ctx)->first_ended, 1);
+    return r;
+}
+
+static void first_done(void *ctx)
+{
+    seek_src *s = ctx;
+    if (atomic_load(&s->first_ended))
+        violation(s, "done after the first stream returned 0 or an error", NULL);
+    pthread_mutex_lock(&s->mu);
+    if (s->first_closed > 0)
+        violation(s, "done after the source's close", NULL);
+    pthread_mutex_unlock(&s->mu);
+    if (atomic_fetch_add(&s->first_done, 1) > 0)
+        violation(s, "done called twice", NULL);
 }
 
 static void first_cancel(void *ctx)
@@ -394,6 +422,7 @@ sb_source seek_source(seek_src *s)
             src.read = first_read;
         else
             src.next = first_next;
+        src.done = first_done;
     }
     return src;
 }

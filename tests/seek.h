@@ -98,6 +98,8 @@ typedef struct seek_src {
     int first_cancels;     /* the source's cancel */
     _Atomic uint64_t delivered; /* bytes handed over by every stream */
     atomic_int failures;   /* streams failed by fail_after */
+    atomic_int first_done; /* the source's done calls */
+    atomic_int first_ended; /* the first stream's read or next gave <= 0 */
     atomic_int violations; /* broken rules (see seek_check) */
 } seek_src;
 

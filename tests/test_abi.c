@@ -30,7 +30,9 @@ _Static_assert(offsetof(sb_source, close) == 16, "sb_source.close");
 _Static_assert(offsetof(sb_source, cancel) == 24, "sb_source.cancel");
 _Static_assert(offsetof(sb_source, ctx) == 32, "sb_source.ctx");
 _Static_assert(offsetof(sb_source, open_at) == 40, "sb_source.open_at");
-_Static_assert(offsetof(sb_source, reserved) == 48, "sb_source.reserved");
+/* 0.5 took one reserved word of sb_source for done: the size stays. */
+_Static_assert(offsetof(sb_source, done) == 48, "sb_source.done");
+_Static_assert(offsetof(sb_source, reserved) == 56, "sb_source.reserved");
 
 _Static_assert(sizeof(sb_options) == 128, "sb_options size");
 _Static_assert(offsetof(sb_options, mem_limit) == 0, "mem_limit");

@@ -265,7 +265,7 @@ static void test_options_einval(void **state)
     assert_null_with(sb_open(&both, NULL), EINVAL);
     /* A reserved field of the source is still checked. */
     sb_source res = src;
-    res.reserved[2] = &res;
+    res.reserved[1] = &res;
     assert_null_with(sb_open(&res, NULL), EINVAL);
     assert_int_equal(seek_opens(s), 0);
     assert_int_equal(s->first_closed, 0);
@@ -376,6 +376,46 @@ static void test_measured_seek_gap_over_bursts(void **state)
     assert_int_equal(pat_read(b, 0, (size_t)len, (ssize_t)len), 0);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
+}
+
+/*
+ * The source's done: a plain first stream that meets bytes a part
+ * fetched stops there, and the source hears so once (its connection can
+ * go), with no read after it; a first stream that ends by itself never
+ * hears it.  The seek source counts the calls and flags any broken rule.
+ */
+static void test_done_when_the_first_stream_stops(void **state)
+{
+    (void)state;
+    const uint64_t len = 4 * MB;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->rate = 32 * MB;
+    sb_options o = {.mem_limit = 1 * MB, .max_parts = 2, .read_ahead = 64 * KB,
+                    .seek_gap = 64 * KB, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    /* A part from 1 MiB, then the drain: the first stream runs into it. */
+    assert_int_equal(pat_read(b, 1 * MB, 4 * KB, 4 * KB), 0);
+    uint64_t got = 0;
+    assert_int_equal(sb_wait_end(b, &got), 0);
+    assert_int_equal(got, len);
+    assert_int_equal(pat_read(b, 0, (size_t)len, (ssize_t)len), 0);
+    fx_close(b); /* joins the fetchers: done was called by now, or never */
+    assert_int_equal(atomic_load(&s->first_done), 1);
+    assert_int_equal(seek_check(s, 1), 0);
+
+    /* Ends by itself: no done. */
+    seek_src *t = fx_seek(256 * KB);
+    t->first = SEEK_FIRST_NEXT;
+    sb_options o2 = {.max_parts = 2, .tmp_dir = fx_scratch()};
+    b = open_seek(t, &o2);
+    assert_non_null(b);
+    assert_int_equal(sb_wait_end(b, &got), 0);
+    assert_int_equal(got, 256 * KB);
+    fx_close(b);
+    assert_int_equal(atomic_load(&t->first_done), 0);
+    assert_int_equal(seek_check(t, 1), 0);
 }
 
 /* 64 is the most, and open_at alone is a source: it drains, each byte
@@ -775,6 +815,7 @@ int main(void)
         FX_TEST(test_options_einval),
         FX_TEST(test_length_known_from_the_start),
         FX_TEST(test_measured_seek_gap_over_bursts),
+        FX_TEST(test_done_when_the_first_stream_stops),
         FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_read_ahead_bounds_each_fetcher),

@@ -454,6 +454,20 @@ static ssize_t first_read(void *ctx, void *buf, size_t cap)
     return part_read(s->first, buf, cap);
 }
 
+/* The buffer reads the first stream no more (parts hold the rest): its
+   transfer goes now (its connection closes, or goes back to the hub),
+   rather than take the server's bytes unread until sb_close. */
+static void first_done(void *ctx)
+{
+    struct src *s = ctx;
+    lock(&s->mu);
+    struct part *p = s->first;
+    s->first = NULL;
+    unlock(&s->mu);
+    if (p != NULL)
+        free_part(p);
+}
+
 static bool all_zero(const void *p, size_t n)
 {
     const unsigned char *c = p;
@@ -579,6 +593,7 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
     sb_source src;
     memset(&src, 0, sizeof src);
     src.read = first_read;
+    src.done = first_done;
     /* No parts possible (Accept-Ranges: none, a weak ETag alone...): a
        plain source, and the buffer starts no fetchers for nothing. */
     lock(&s->mu);
