@@ -1011,7 +1011,8 @@ typedef struct sb_stats {
     uint64_t extents;     /* runs of held bytes now, [0, filled) included:
                              1 once a stream is whole */
     uint64_t length;      /* the stream's length once known (a part
-                             reported it, or the stream ended), else 0 */
+                             reported it, SB_LENGTH_KNOWN gave it, or the
+                             stream ended), else 0 */
     uint64_t seek_gap;    /* the seek gap in force now (bytes) */
     uint64_t parts_moved; /* fetchers moved to a farther wait at max_parts */
     uint64_t part_retries; /* parts reopened after a failure */
