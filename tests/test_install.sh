@@ -239,7 +239,7 @@ cat >"$src/header.c" <<'EOF'
 typedef ssize_t (*pread_fn)(sb_buffer *, void *, size_t, uint64_t);
 static pread_fn const pread_ptr = sb_pread;
 static sb_buffer *(*const opens[])(const sb_options *) = {sb_open_writer};
-static const sb_source src_init = {0, 0, 0, 0, 0, 0, {0}};
+static const sb_source src_init = {0, 0, 0, 0, 0, 0, 0, {0}};
 static const sb_options opt_init = {0, 0, 0, 0, 0, 0, 0, SB_RELEASE, 0,
                                     0, 0, 0, {0}};
 static const sb_stats stats_init = {0, 0, 0, 0, 0, 0, SB_RUNNING, 0,
