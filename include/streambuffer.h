@@ -120,9 +120,13 @@ typedef struct sb_source {
      * reading the part: 4 KiB past the first byte it holds or is fetching
      * past off (those 4 KiB are compared across the seam), or UINT64_MAX
      * for "to the end" (also for a part that reaches the known length:
-     * one read past the length tells whether the object is longer); the
-     * part may stop at end (return 0) or deliver more.  When the stream's total length is known, store it in
-     * *length (left alone otherwise).  Return 0, or a negative errno:
+     * one read past the length tells whether the object is longer); under
+     * read_ahead (before sb_wait_end), no farther than read_ahead and the
+     * seek gap past the read it opens for, where flow control would stop
+     * it anyway (a later read past end opens the next part there); the
+     * part may stop at end (return 0) or deliver more.  When the
+     * stream's total length is known, store it in *length (left alone
+     * otherwise).  Return 0, or a negative errno:
      *   -ESPIPE  the source cannot seek after all: the buffer never calls
      *            open_at again and the stream goes on as a plain one;
      *   -ESTALE  the bytes at off are no longer this stream's (the object

@@ -694,16 +694,35 @@ static void failed_locked(struct sb__fetcher *f, int err)
     }
 }
 
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
 uint64_t sb__parts_open_end_locked(const struct sb__fetcher *f)
 {
+    struct sb__parts *p = f->parts;
     /* A part that reaches the length is asked for the rest of the stream,
        so that one read past the length tells whether there is more. */
-    uint64_t len = sb__parts_length(f->parts);
-    if (f->limit == UINT64_MAX || (len != SB__UNKNOWN && f->limit >= len))
-        return UINT64_MAX;
-    uint64_t end = f->limit > UINT64_MAX - SB__SEAM ? UINT64_MAX
-                                                    : f->limit + SB__SEAM;
-    return len != SB__UNKNOWN && end > len ? len : end;
+    uint64_t len = sb__parts_length(p);
+    uint64_t end = UINT64_MAX;
+    if (f->limit != UINT64_MAX && (len == SB__UNKNOWN || f->limit < len)) {
+        end = sat_add(f->limit, SB__SEAM);
+        if (len != SB__UNKNOWN && end > len)
+            end = len;
+    }
+    /* Under read_ahead the fetcher stops read_ahead past what is demanded
+       until more is: the part asks for no more than that and its seek gap
+       (a read within the gap is this fetcher's to serve, at least a
+       chunk), so that a server does not send what could only wait unread
+       (an HTTP connection's buffers: megabytes a part).  A demand past it
+       opens the next part there. */
+    if (p->read_ahead != 0 && !draining(p)) {
+        uint64_t w = sat_add(sat_add(f->demand, p->read_ahead), gap_of(p, f));
+        if (w < end && (len == SB__UNKNOWN || w < len))
+            end = w;
+    }
+    return end;
 }
 
 void sb__parts_opened_locked(struct sb__fetcher *f, int rc, uint64_t length)

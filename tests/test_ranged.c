@@ -480,6 +480,16 @@ static void test_read_ahead_bounds_each_fetcher(void **state)
     assert_int_equal(pat_read(b, 0, 4 * KB, 4 * KB), 0);
     assert_int_equal(pat_read(b, 32 * MB, 4 * KB, 4 * KB), 0);
     assert_true(seek_opens_in(s, 32 * MB - SEAM, 32 * MB) >= 1);
+    /* The far part asked for what read_ahead and the seek gap let it
+       read, not the rest of the stream (a server would send it all). */
+    pthread_mutex_lock(&s->mu);
+    uint64_t far_end = 0;
+    for (int i = 0; i < s->opens; i++)
+        if (s->offs[i] >= 32 * MB - SEAM && s->offs[i] <= 32 * MB)
+            far_end = s->ends[i];
+    pthread_mutex_unlock(&s->mu);
+    assert_true(far_end > 32 * MB + 4 * KB + ra);
+    assert_true(far_end <= 32 * MB + 4 * KB + ra + 1 * MB);
     /* Both fetchers pause (twice at least, all told). */
     assert_true(wait_for_pauses(b, 2, WAIT_LONG_MS));
     sb_stats st = stats(b);
@@ -497,6 +507,11 @@ static void test_read_ahead_bounds_each_fetcher(void **state)
     assert_true(st.fetched <= bound);
     /* 33 MiB is within the seek gap of that fetcher: no new part. */
     assert_int_equal(seek_opens(s), 2);
+    /* Past what the part asked for: the next part opens there (4 KiB
+       before, to compare the seam), and the bytes are right. */
+    assert_int_equal(pat_read(b, far_end + 64 * KB, 4 * KB, 4 * KB), 0);
+    assert_int_equal(pat_read(b, 32 * MB, (size_t)(far_end + 68 * KB - 32 * MB),
+                              (ssize_t)(far_end + 68 * KB - 32 * MB)), 0);
 }
 
 /* SB_RELEASE: no part opens below the floor; max_retained bounds the bytes
