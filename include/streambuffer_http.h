@@ -42,16 +42,18 @@
  *   - Content-Encoding is never asked for (no Accept-Encoding), so offsets
  *     are the object's own bytes.  Proxies come from the environment, as
  *     for curl(1) (http_proxy, https_proxy, no_proxy).
- *   - Every transfer of a source is on one libcurl multi handle, which
- *     keeps the connections: a part reuses a connection another part's
- *     response left (keep-alive), and on an HTTP/2 server (over TLS, by
- *     ALPN) the parts that run at once are streams of one connection.
- *     The threads that read parts drive it in turn (one at a time, the
- *     others wait for their bytes).  DNS answers and TLS sessions are
- *     shared too (a curl share handle).  Cleartext HTTP/2 by prior
- *     knowledge (set in setup) is the exception: libcurl 7.88 fails a
- *     stream added to such a connection once it runs, so there each part
- *     opens a connection of its own.
+ *   - Connections are shared through one libcurl multi handle per source
+ *     (the hub), which keeps them, driven in turn by the threads that
+ *     read its transfers.  On an HTTP/2 server (over TLS, by ALPN) every
+ *     part is on it: the parts that run at once are streams of one
+ *     connection.  Over HTTP/1.1 a part takes the hub when no transfer is
+ *     on it (reusing the connection another left, keep-alive), else a
+ *     multi handle of its own, which its thread alone drives: one handle
+ *     pumped for many HTTP/1.1 transfers serialises them.  DNS answers
+ *     and TLS sessions are shared too (a curl share handle).  Cleartext
+ *     HTTP/2 by prior knowledge (set in setup) gets a connection a part:
+ *     libcurl 7.88 fails a stream added to such a connection once it
+ *     runs.
  *   - A read never blocks in libcurl beyond a cancel: the thread that
  *     drives waits in curl_multi_poll, which a part's cancel (and the
  *     source's) wakes, and the others on a condition variable that the

@@ -66,10 +66,15 @@ struct src {
     struct part *first;       /* sb_open_url's first stream */
 
     struct sb__xfer_hub *hub; /* every transfer's multi handle (xfer.c) */
-    /* The first response was cleartext HTTP/2 (prior knowledge): libcurl
-       (7.88) fails a stream added to such a connection once it runs
-       (CURLE_HTTP2), so every part opens a connection of its own. */
-    bool h2c;
+    /* The first response's protocol.  Over HTTP/2 (TLS) every part is on
+       the hub: streams of one connection.  Over HTTP/1.1 a part takes the
+       hub only when no transfer is on it (the connection another left,
+       kept alive), else a multi handle of its own: one hub pumped for
+       many HTTP/1.1 transfers serialises them (bench-http F2 ran half as
+       fast).  Cleartext HTTP/2 (prior knowledge): libcurl 7.88 fails a
+       stream added to such a connection once it runs (CURLE_HTTP2), so
+       each part also asks for a fresh connection. */
+    bool h2, h2c;
 };
 
 /* ---- locks ------------------------------------------------------------------ */
@@ -317,7 +322,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
     bool at_end = s->learned && s->length_known && off >= s->length;
     uint64_t len = s->length;
     bool len_known = s->length_known;
-    bool h2c = s->h2c;
+    bool h2c = s->h2c, h2 = s->h2;
     /* The first request is a plain GET: it works on every server, and the
        response says whether ranges do. */
     ranged = s->learned || off > 0;
@@ -351,7 +356,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         .setup = s->http.setup,
         .setup_arg = s->http.setup_arg,
         .stop = &s->stop,
-        .hub = s->hub,
+        .hub = !s_learned || (h2 && !h2c) || sb__xfer_hub_idle(s->hub) ? s->hub : NULL,
         .fresh = h2c,
     };
     rc = sb__xfer_new(&rq, &p->x);
@@ -361,10 +366,13 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
     rc = sb__xfer_wait_headers(p->x);
     if (rc == 0) {
         const char *final_url = sb__xfer_url(p->x);
-        bool first_h2c = !s_learned && sb__xfer_h2c(p->x);
+        bool first_h2c = false;
+        bool first_h2 = !s_learned && sb__xfer_h2(p->x, &first_h2c);
         lock(&s->mu);
-        if (first_h2c)
-            s->h2c = true;
+        if (first_h2) {
+            s->h2 = true;
+            s->h2c = first_h2c;
+        }
         rc = judge(s, sb__xfer_headers(p->x), off, ranged, final_url);
         len_known = s->length_known;
         len = s->length;

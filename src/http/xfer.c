@@ -54,6 +54,7 @@ struct sb__xfer_hub {
                                into multi (curl_multi_poll without mu) */
     unsigned want_token;    /* threads waiting to add or remove a handle */
     struct sb__xfer *xfers; /* on multi, for the pumper's resumes */
+    unsigned users;         /* transfers on it */
     int broken;             /* a multi-level failure's errno, for all */
 };
 
@@ -506,6 +507,7 @@ int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
     bool ok = curl_multi_add_handle(h->multi, e) == CURLM_OK;
     if (ok) {
         x->added = true;
+        h->users++;
         x->prev = NULL;
         x->next = h->xfers;
         if (h->xfers != NULL)
@@ -653,18 +655,26 @@ const char *sb__xfer_url(struct sb__xfer *x)
     return u;
 }
 
-bool sb__xfer_h2c(struct sb__xfer *x)
+bool sb__xfer_h2(struct sb__xfer *x, bool *cleartext)
 {
     long v = 0;
     char *u = NULL;
     struct sb__xfer_hub *h = x->hub;
     token_take(h);
-    bool h2c = curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
-               v == CURL_HTTP_VERSION_2_0 &&
-               curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK &&
-               u != NULL && strncasecmp(u, "http:", 5) == 0;
+    bool h2 = curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &v) == CURLE_OK &&
+              v == CURL_HTTP_VERSION_2_0;
+    *cleartext = h2 && curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &u) == CURLE_OK &&
+                 u != NULL && strncasecmp(u, "http:", 5) == 0;
     token_give(h);
-    return h2c;
+    return h2;
+}
+
+bool sb__xfer_hub_idle(struct sb__xfer_hub *h)
+{
+    lock(&h->mu);
+    bool idle = h->users == 0;
+    unlock(&h->mu);
+    return idle;
 }
 
 ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
@@ -743,6 +753,7 @@ void sb__xfer_free(struct sb__xfer *x)
     if (x->added) {
         token_take(h);
         (void)curl_multi_remove_handle(h->multi, x->easy);
+        h->users--;
         if (x->prev != NULL)
             x->prev->next = x->next;
         else

@@ -64,9 +64,11 @@ const struct sb__http_hdrs *sb__xfer_headers(const struct sb__xfer *x);
 /* The URL the final response came from (after redirects); NULL unknown.
    Valid until sb__xfer_free. */
 const char *sb__xfer_url(struct sb__xfer *x);
-/* Whether the final response came as HTTP/2 without TLS (prior
-   knowledge, h2c).  After sb__xfer_wait_headers. */
-bool sb__xfer_h2c(struct sb__xfer *x);
+/* Whether the final response came as HTTP/2, and in *cleartext whether
+   without TLS (prior knowledge, h2c).  After sb__xfer_wait_headers. */
+bool sb__xfer_h2(struct sb__xfer *x, bool *cleartext);
+/* Whether no transfer is on h now. */
+bool sb__xfer_hub_idle(struct sb__xfer_hub *h);
 /* Up to cap body bytes: >0, 0 at the end, or -errno. */
 ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
 /* Any thread, at any time before sb__xfer_free: a pump in progress and
