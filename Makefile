@@ -89,8 +89,10 @@ TEST_BIN := $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_LIB := tests/helpers.c tests/fixture.c tests/stream.c tests/seek.c
 TEST_LIB_OBJ := $(patsubst tests/%.c,$(BUILD)/tests/lib/%.o,$(TEST_LIB))
 
-BENCH_SRC := $(wildcard bench/*.c)
+# cases_http.c is sbbench_http's alone: the core harness has no libcurl.
+BENCH_SRC := $(filter-out bench/cases_http.c,$(wildcard bench/*.c))
 BENCH_BIN := $(BUILD)/bench/sbbench
+BENCH_HTTP_BIN := $(BUILD)/bench/sbbench_http
 
 # http_tail needs libcurl; without it the other examples still build.
 CURL_CFLAGS := $(shell pkg-config --cflags libcurl 2>/dev/null)
@@ -296,6 +298,15 @@ bench: $(BENCH_BIN) $(BUILD)/examples/serve
 RUNS ?= 5
 bench-runs: $(BENCH_BIN) $(BUILD)/examples/serve
 	@sh bench/runs.sh $(RUNS) $(BENCH_BIN) $(BENCH_ARGS)
+
+# The harness again with the http case (sb_open_url against a server, vs
+# libcurl), linked with libstreambuffer_http and libcurl.
+$(BENCH_HTTP_BIN): $(BENCH_SRC) bench/cases_http.c $(wildcard bench/*.h) \
+		include/streambuffer_http.h $(HTTP_STATIC) $(STATIC)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -DSBBENCH_HTTP $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) \
+		$(LDFLAGS) -o $@ $(BENCH_SRC) bench/cases_http.c $(HTTP_STATIC) $(STATIC) \
+		$(CURL_LIBS) $(LDLIBS) -lm
 
 demo: $(BUILD)/examples/fanout
 	$(BUILD)/examples/fanout

@@ -56,6 +56,9 @@ enum case_id {
     CASE_ZEROCOPY,   /* 12 views, SB_MMAP_READS, sendfile */
     CASE_SERVE,      /* 13 examples/serve: many clients of a live stream */
     CASE_RANGED,     /* 14 a paced seekable source: far, random, drain */
+#ifdef SBBENCH_HTTP
+    CASE_HTTP,       /* 15 sb_open_url against a real server (sbbench_http) */
+#endif
     CASE_COUNT
 };
 
@@ -72,6 +75,9 @@ struct opts {
     size_t ranged_size;        /* stream size of the ranged case */
     int clients;               /* clients of the serve case */
     const char *serve_bin;     /* the serve example; NULL: next to sbbench */
+    const char *http_url;      /* the http case's object (sbbench_http) */
+    const char *http_log;      /* its server's access log; NULL: none */
+    const char *http_file;     /* the file it serves; NULL: bytes unchecked */
     double seconds;            /* least duration of one measurement */
     int reps;                  /* measurements per row and side */
     const char *csv;           /* NULL: no CSV */
@@ -240,5 +246,6 @@ void case_live(void);       /* cases_live.c */
 void case_zerocopy(void);   /* cases_zerocopy.c */
 void case_serve(void);      /* cases_serve.c */
 void case_ranged(void);     /* cases_ranged.c */
+void case_http(void);       /* cases_http.c, sbbench_http only */
 
 #endif /* SBBENCH_H */

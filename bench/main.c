@@ -6,6 +6,10 @@
  *           [--mem-limit BYTES] [--read-size LIST] [--seconds S] [--reps N]
  *           [--csv FILE] [--strict] ...        (sbbench --help for all)
  *
+ * Built twice: build/bench/sbbench, and build/bench/sbbench_http (with
+ * -DSBBENCH_HTTP, cases_http.c and libstreambuffer_http over libcurl),
+ * whose only case by default is http (bench/http.sh runs it).
+ *
  * Every row is printed as soon as it is measured: our median, the
  * baseline's median (the physical limit, measured in the same run,
  * interleaved with ours), their ratio, the spread of the ratio over the
@@ -81,6 +85,13 @@ static const struct bench_case {
       "                   --ranged-size): 4 KiB at 900/1024 of it, 8x32 random 64 KiB\n"
       "                   reads, a drain over 4 parts, vs the source's model; and\n"
       "                   the bytes fetched over the bytes needed" },
+#ifdef SBBENCH_HTTP
+    { CASE_HTTP, "http", case_http,
+      "sb_open_url of --url (bench/http.sh: nginx, 100 MB/s a connection):\n"
+      "                   F1 to F3 of ranged vs one libcurl client of the same\n"
+      "                   server (one ranged GET; 8 threads of ranged GETs; one\n"
+      "                   plain GET), and the server's bytes and requests (--http-log)" },
+#endif
 };
 
 /* ---- options ---------------------------------------------------------------------- */
@@ -114,6 +125,14 @@ static void usage(FILE *f)
 "                        (default 1G)\n"
 "  --retain BYTES        max_retained of the release case (default 16M)\n"
 "  --ranged-size BYTES   stream size of the ranged case (default 1G)\n"
+#ifdef SBBENCH_HTTP
+"  --url URL             the http case's object (sbbench_http runs only the\n"
+"                        http case unless --case says otherwise)\n"
+"  --http-log FILE       its server's access log, lines of \"$status $bytes_sent\n"
+"                        $body_bytes_sent ...\": emptied before each measurement,\n"
+"                        then read (requests and bytes of each side)\n"
+"  --http-file FILE      the file the server serves: every byte read is checked\n"
+#endif
 "  --quick               a quick check that runs: --ranged-size 128M, --reps 3\n"
 "  --clients N           clients of the serve case (default 10000; needs\n"
 "                        N + 64 descriptors under RLIMIT_NOFILE's hard limit)\n"
@@ -235,7 +254,7 @@ static void threads_up_to(int n)
 static void parse_options(int argc, char **argv)
 {
     enum { O_CASE = 256, O_THREADS, O_SIZE, O_MEM, O_READ, O_FOLLOW, O_RSS,
-           O_RETAIN, O_RANGED, O_QUICK, O_CLIENTS, O_SERVE, O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
+           O_RETAIN, O_RANGED, O_URL, O_HTTP_LOG, O_HTTP_FILE, O_QUICK, O_CLIENTS, O_SERVE, O_SECONDS, O_REPS, O_CSV, O_TMP, O_STRICT, O_VERBOSE };
     static const struct option longopts[] = {
         { "case", required_argument, NULL, O_CASE },
         { "threads", required_argument, NULL, O_THREADS },
@@ -246,6 +265,11 @@ static void parse_options(int argc, char **argv)
         { "rss-size", required_argument, NULL, O_RSS },
         { "retain", required_argument, NULL, O_RETAIN },
         { "ranged-size", required_argument, NULL, O_RANGED },
+#ifdef SBBENCH_HTTP
+        { "url", required_argument, NULL, O_URL },
+        { "http-log", required_argument, NULL, O_HTTP_LOG },
+        { "http-file", required_argument, NULL, O_HTTP_FILE },
+#endif
         { "quick", no_argument, NULL, O_QUICK },
         { "clients", required_argument, NULL, O_CLIENTS },
         { "serve", required_argument, NULL, O_SERVE },
@@ -304,6 +328,9 @@ static void parse_options(int argc, char **argv)
         case O_RSS: opt.rss_size = parse_size(optarg); break;
         case O_RETAIN: opt.retain = parse_size(optarg); break;
         case O_RANGED: opt.ranged_size = parse_size(optarg); break;
+        case O_URL: opt.http_url = optarg; break;
+        case O_HTTP_LOG: opt.http_log = optarg; break;
+        case O_HTTP_FILE: opt.http_file = optarg; break;
         case O_QUICK:
             /* A check that the cases run, not a measurement: the ranged
                drain of 1 GiB alone takes 2.7 s a rep. */
@@ -340,6 +367,13 @@ static void parse_options(int argc, char **argv)
     }
     if (optind < argc)
         bad_usage("unexpected argument: %s", argv[optind]);
+#ifdef SBBENCH_HTTP
+    /* sbbench_http is built for its own case; the others are sbbench's. */
+    if (!any_case) {
+        opt.want[CASE_HTTP] = true;
+        any_case = true;
+    }
+#endif
     if (!any_case)
         for (int i = 0; i < CASE_COUNT; i++)
             opt.want[i] = true;
@@ -510,6 +544,19 @@ void report(const struct row *r)
     }
 }
 
+/* Only the http case (sbbench_http's default): its own header and notes. */
+static bool http_only(void)
+{
+#ifdef SBBENCH_HTTP
+    for (int i = 0; i < CASE_COUNT; i++)
+        if (opt.want[i] != (i == CASE_HTTP))
+            return false;
+    return true;
+#else
+    return false;
+#endif
+}
+
 static void header(void)
 {
     struct utsname u;
@@ -537,16 +584,24 @@ static void header(void)
            " | load %.2f\n",
            SB_VERSION_MAJOR, SB_VERSION_MINOR, SB_VERSION_PATCH,
            sysconf(_SC_NPROCESSORS_ONLN), model, u.release, load[0]);
-    printf("size %s, mem-limit %s, threads", fmt_size(opt.size, sz, sizeof sz),
-           fmt_size(opt.mem_limit, ml, sizeof ml));
-    for (int i = 0; i < opt.nthreads; i++)
-        printf("%c%d", i ? ',' : ' ', opt.threads[i]);
-    printf(", %d reps x >= %.3g s each (median; ours and base interleaved)"
-           ", tmp %s\n", opt.reps, opt.seconds, opt.tmp_dir);
+    if (http_only()) {
+        printf("%d reps (median; ours and its limit interleaved), tmp %s\n",
+               opt.reps, opt.tmp_dir);
+    } else {
+        printf("size %s, mem-limit %s, threads", fmt_size(opt.size, sz, sizeof sz),
+               fmt_size(opt.mem_limit, ml, sizeof ml));
+        for (int i = 0; i < opt.nthreads; i++)
+            printf("%c%d", i ? ',' : ' ', opt.threads[i]);
+        printf(", %d reps x >= %.3g s each (median; ours and base interleaved)"
+               ", tmp %s\n", opt.reps, opt.seconds, opt.tmp_dir);
+    }
     if (opt.reps < 5)
         printf("(fewer than 5 reps: a quick check, not a measurement)\n");
-    printf("limits in huge pages (transparent_hugepage %s); faults: minor"
-           " page faults per MiB of stream, ours/base\n\n", thp_mode());
+    if (http_only())
+        printf("\n");
+    else
+        printf("limits in huge pages (transparent_hugepage %s); faults: minor"
+               " page faults per MiB of stream, ours/base\n\n", thp_mode());
     printf("%-10s %-30s %3s %15s %15s %9s %11s %7s %9s %13s\n", "case",
            "variant", "thr", "ours", "baseline", "ours/base", "spread",
            "target", "seed/base", "faults");
@@ -601,7 +656,17 @@ int main(int argc, char **argv)
     }
     stream_bytes_free();
 
-    printf("\n"
+    if (http_only())
+        printf("\n"
+"ratio = ours/baseline, medians; spread = lowest-highest ratio of one\n"
+"interleaved pair (ours, limit).  The limits are one libcurl client of the\n"
+"same server: one ranged GET on a new connection (F1), 8 threads of ranged\n"
+"GETs on keep-alive connections (F2), one plain GET (F3).  server bytes:\n"
+"$bytes_sent from the server's log (headers included; a connection closed\n"
+"early counts what the server had written to it); fetched: sb_stats.fetched.\n"
+"Lower is better; the target is a maximum.  Targets are not verdicts.\n");
+    else
+        printf("\n"
 "ratio = ours/baseline, medians; spread = lowest-highest ratio of one\n"
 "interleaved pair of measurements (a round, for wakeup).  Throughput (Mop/s,\n"
 "GiB/s): higher is better, the target is a minimum; latency (us), wake-ups\n"
