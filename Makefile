@@ -19,6 +19,10 @@
 #   make demo          build and run examples/fanout (the stress demo)
 #   make bench         build and run the benchmark harness (BENCH_ARGS=...)
 #   make bench-runs    RUNS=5 runs of it: each row's median ratio and range
+#   make bench-http    sb_open_url against a local nginx at 100 MB/s a
+#                      connection (bench/http.sh): far read, random reads,
+#                      drain vs one libcurl client; the Python row too
+#                      (RUNS=1, REPS=5, BENCH_HTTP_SIZE=1G by default)
 #   make examples      build the examples
 #   make install       PREFIX=/usr/local, DESTDIR= for staging; make uninstall
 #   make clean
@@ -60,7 +64,7 @@ TIMEOUT ?= 300
 # tests/pick-python.sh).  Picked once, for the goals that use it, and
 # exported so that the sub-makes of `make test` keep the choice.
 ifeq ($(origin PYTHON),undefined)
-ifneq ($(filter test deps python python-test bench-python,$(MAKECMDGOALS)),)
+ifneq ($(filter test deps python python-test bench-python bench-http,$(MAKECMDGOALS)),)
 PYTHON := $(shell sh tests/pick-python.sh)
 endif
 endif
@@ -116,7 +120,7 @@ HTTP_MAP      := src/http/streambuffer_http.map
 HTTP_LIBS     := $(if $(CURL_LIBS),$(HTTP_STATIC) $(HTTP_SHARED))
 HTTP_TEST     := $(BUILD)/tests/http/test_http
 
-.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs \
+.PHONY: all lib test check tsan asan valgrind fuzz deps examples demo bench bench-runs bench-http \
 	install uninstall install-test examples-test serve-asan quickstart model clean FORCE \
 	http-lib http-check http-test http-parts install-http
 .DELETE_ON_ERROR:
@@ -299,14 +303,27 @@ RUNS ?= 5
 bench-runs: $(BENCH_BIN) $(BUILD)/examples/serve
 	@sh bench/runs.sh $(RUNS) $(BENCH_BIN) $(BENCH_ARGS)
 
-# The harness again with the http case (sb_open_url against a server, vs
-# libcurl), linked with libstreambuffer_http and libcurl.
+# The HTTP source against nginx, in a scratch directory: bench/http.sh
+# makes the file, starts the server and runs sbbench_http RUNS times (one
+# unless RUNS is given), then bench/http_python.py beside each run.  The
+# Python module is built if it can be (make python); without it, or
+# without from_url, that row is skipped.  Not part of make test.
 $(BENCH_HTTP_BIN): $(BENCH_SRC) bench/cases_http.c $(wildcard bench/*.h) \
 		include/streambuffer_http.h $(HTTP_STATIC) $(STATIC)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) -DSBBENCH_HTTP $(CURL_CFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) \
 		$(LDFLAGS) -o $@ $(BENCH_SRC) bench/cases_http.c $(HTTP_STATIC) $(STATIC) \
 		$(CURL_LIBS) $(LDLIBS) -lm
+
+HTTP_RUNS := $(if $(filter command line environment,$(origin RUNS)),$(RUNS),1)
+REPS ?= 5
+bench-http:
+	@test -n "$(CURL_LIBS)" || { echo "bench-http: libcurl's development files are" \
+		"missing (make deps)" >&2; exit 1; }
+	@$(MAKE) --no-print-directory $(BENCH_HTTP_BIN)
+	@$(MAKE) --no-print-directory python || echo "bench-http: no Python module," \
+		"the Python row is skipped" >&2
+	@RUNS=$(HTTP_RUNS) REPS=$(REPS) PYTHON=$(PYTHON) sh bench/http.sh $(BENCH_HTTP_BIN)
 
 demo: $(BUILD)/examples/fanout
 	$(BUILD)/examples/fanout
