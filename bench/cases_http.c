@@ -25,6 +25,18 @@
  *            of the whole object, body discarded: one connection's drain
  *            at the server's rate.
  *
+ * For information, what a miss is made of:
+ *
+ *   F1 again with read_ahead 64 KiB: no drain beside the far read (the
+ *      first stream stops after a chunk, no part opens for the rest);
+ *   F1 and F2 "wire": libcurl sending ours' requests, against the same
+ *      limit: for F1 sb_open_url's GET (to its first body bytes) and then
+ *      a part's, "Range: bytes=off-" on a new connection, to the 4 KiB;
+ *      for F2 each read a part's request on a new connection (64 KiB, the
+ *      read_ahead, a chunk of seek gap and a seam: 1156 KiB), read to its
+ *      64 KiB.  What the way the source asks costs, before anything the
+ *      library does with the bytes.
+ *
  * With --http-log, the server's log is emptied before each measurement and
  * read after it (once the requests expected have been logged and the log
  * has stopped growing): the requests each side sent and the bytes the
@@ -50,6 +62,9 @@
 #define F2_READS 32
 #define F2_SIZE (64 * KiB)
 #define F1_SIZE 4096
+/* What a part of F2 asks for (streambuffer.h, read_ahead: the read, the
+   read_ahead, the seek gap, at least a chunk; and the seam's 4 KiB). */
+#define F2_WIRE (F2_SIZE + MiB + 64 * KiB + 4 * KiB)
 
 /* ---- the object, as the server has it ---------------------------------------------- */
 
@@ -147,6 +162,7 @@ struct sink {
     unsigned char *buf; /* NULL: count and discard */
     size_t cap;
     size_t got;
+    bool stop;          /* end the transfer once cap bytes are in */
 };
 
 static size_t sink_write(char *data, size_t size, size_t n, void *arg)
@@ -154,11 +170,14 @@ static size_t sink_write(char *data, size_t size, size_t n, void *arg)
     struct sink *s = arg;
     size_t len = size * n;
     if (s->buf != NULL) {
-        if (len > s->cap - s->got)
+        size_t m = len < s->cap - s->got ? len : s->cap - s->got;
+        if (m < len && !s->stop)
             return 0; /* more than asked: fail the transfer */
-        memcpy(s->buf + s->got, data, len);
+        memcpy(s->buf + s->got, data, m);
     }
     s->got += len;
+    if (s->stop && s->got >= s->cap)
+        return 0; /* enough: libcurl ends the transfer (a write error) */
     return len;
 }
 
@@ -194,6 +213,34 @@ static void easy_get(CURL *h, struct sink *s, uint64_t off, uint64_t n)
     if (status != (n > 0 ? 206 : 200) || (n > 0 && s->got != n))
         die("http: GET %s (%s): status %ld, %zu bytes", opt.http_url,
             n > 0 ? range : "all", status, s->got);
+}
+
+/*
+ * What a part asks: "Range: bytes=off-" or, with n, "bytes=off-(off+n-1)"
+ * (!ranged: a plain GET, sb_open_url's first request) on h, read until
+ * s->cap bytes are in (at least one byte with a NULL buffer), then the
+ * transfer is ended.
+ */
+static void easy_first(CURL *h, struct sink *s, uint64_t off, uint64_t n,
+                       bool ranged)
+{
+    char range[64];
+    long status = 0;
+    if (n > 0)
+        snprintf(range, sizeof range, "%llu-%llu", (unsigned long long)off,
+                 (unsigned long long)(off + n - 1));
+    else
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)off);
+    curl_easy_setopt(h, CURLOPT_RANGE, ranged ? range : NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    s->got = 0;
+    s->stop = true;
+    CURLcode rc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if ((rc != CURLE_OK && rc != CURLE_WRITE_ERROR) || s->got < s->cap ||
+        status != (ranged ? 206 : 200))
+        die("http: GET %s (%s): %s, status %ld, %zu bytes", opt.http_url,
+            ranged ? range : "all", curl_easy_strerror(rc), status, s->got);
 }
 
 /* The object's length, from a HEAD. */
@@ -244,10 +291,10 @@ struct meas {
 
 /* ---- F1: a far first read ------------------------------------------------------------- */
 
-static struct meas far_ours(uint64_t off)
+static struct meas far_ours(uint64_t off, uint64_t read_ahead)
 {
     struct meas m = { 0 };
-    sb_options o = { .mem_limit = 4 * MiB };
+    sb_options o = { .mem_limit = 4 * MiB, .read_ahead = read_ahead };
     unsigned char buf[F1_SIZE];
 
     log_reset();
@@ -281,10 +328,32 @@ static struct meas far_limit(uint64_t off)
     return m;
 }
 
+/* sb_open_url's requests by libcurl: the first GET to its first body
+   bytes, then a part's on a new connection to the 4 KiB. */
+static struct meas far_wire(uint64_t off)
+{
+    struct meas m = { 0 };
+    unsigned char buf[F1_SIZE];
+    struct sink first = { .cap = 1 }, part = { .buf = buf, .cap = sizeof buf };
+
+    log_reset();
+    double t0 = now();
+    CURL *h = easy_new(), *p = easy_new();
+    easy_first(h, &first, 0, 0, false);
+    easy_first(p, &part, off, 0, true);
+    m.t = now() - t0;
+    curl_easy_cleanup(h);
+    curl_easy_cleanup(p);
+    check_bytes(buf, sizeof buf, off);
+    m.log = log_collect(2);
+    return m;
+}
+
 /* ---- F2: random reads ----------------------------------------------------------------- */
 
 struct f2 {
-    sb_buffer *b;        /* ours; NULL: the limit */
+    sb_buffer *b;        /* ours; NULL: a libcurl side */
+    bool wire;           /* that side sends ours' requests */
     CURL *h[F2_THREADS]; /* the limit's handles, one a thread */
     uint64_t len;
     uint64_t seed;
@@ -300,11 +369,15 @@ static void f2_thread(void *arg, int idx)
         die("out of memory");
     uint64_t x = f->seed * 64 + (uint64_t)idx;
     struct sink s = { .buf = buf, .cap = F2_SIZE };
-    if (f->b == NULL)
+    if (f->b == NULL && !f->wire)
         f->h[idx] = easy_new();
     for (int i = 0; i < F2_READS; i++) {
         uint64_t off = splitmix64(&x) % (f->len - F2_SIZE);
-        if (f->b == NULL) {
+        if (f->wire) {
+            CURL *h = easy_new(); /* a part: its own connection */
+            easy_first(h, &s, off, F2_WIRE, true);
+            curl_easy_cleanup(h);
+        } else if (f->b == NULL) {
             easy_get(f->h[idx], &s, off, F2_SIZE);
         } else if (sb_pread(f->b, buf, F2_SIZE, off) != (ssize_t)F2_SIZE) {
             atomic_fetch_add(&f->bad, 1);
@@ -332,15 +405,17 @@ static struct meas rand_ours(uint64_t len, uint64_t seed)
     return m;
 }
 
-static struct meas rand_limit(uint64_t len, uint64_t seed)
+/* The limit; or (wire) ours' requests by libcurl. */
+static struct meas rand_limit(uint64_t len, uint64_t seed, bool wire)
 {
     struct meas m = { 0 };
-    struct f2 f = { .len = len, .seed = seed };
+    struct f2 f = { .len = len, .seed = seed, .wire = wire };
 
     log_reset();
     m.t = team_run(F2_THREADS, f2_thread, &f);
     for (int i = 0; i < F2_THREADS; i++)
-        curl_easy_cleanup(f.h[i]);
+        if (f.h[i] != NULL)
+            curl_easy_cleanup(f.h[i]);
     m.log = log_collect(F2_THREADS * F2_READS);
     return m;
 }
@@ -520,9 +595,12 @@ void case_http(void)
 
     /* F1: one ranged GET of 4 KiB. */
     const uint64_t off = len / 1024 * 900;
+    static struct meas lazy[MAX_REPS], wire[MAX_REPS];
     for (int k = 0; k < reps; k++) {
-        ours[k] = far_ours(off);
+        ours[k] = far_ours(off, 0);
         lim[k] = far_limit(off);
+        lazy[k] = far_ours(off, 64 * KiB);
+        wire[k] = far_wire(off);
     }
     time_row("F1 4K at 900/1024 first read", ours, lim, reps, 3.0);
     server_rows("F1", "4 KiB", F1_SIZE, ours, lim, reps, NAN);
@@ -533,15 +611,24 @@ void case_http(void)
     }
     printf("           F1 ours: sb_open_url %.3f ms, then the read %.3f ms (medians)\n",
            median(a, reps) * 1000, median(b, reps) * 1000);
+    time_row("F1 same with read_ahead 64K", lazy, lim, reps, NAN);
+    stats_line("F1", "read_ahead 64K", lazy, reps);
+    time_row("F1 wire: libcurl sends ours' GETs", wire, lim, reps, NAN);
 
     /* F2: 8 threads x 32 ranged GETs. */
     for (int k = 0; k < reps; k++) {
         ours[k] = rand_ours(len, (uint64_t)k + 1);
-        lim[k] = rand_limit(len, (uint64_t)k + 1);
+        lim[k] = rand_limit(len, (uint64_t)k + 1, false);
+        wire[k] = rand_limit(len, (uint64_t)k + 1, true);
     }
     time_row("F2 8x32 rand 64K ra 1M 8 parts", ours, lim, reps, 2.0);
     server_rows("F2", "16 MiB", (double)F2_THREADS * F2_READS * F2_SIZE, ours,
                 lim, reps, NAN);
+    time_row("F2 wire: libcurl sends ours' GETs", wire, lim, reps, NAN);
+    for (int k = 0; k < reps; k++)
+        b[k] = (double)wire[k].log.bytes;
+    if (opt.http_log != NULL)
+        printf("           F2 wire: server %.2f MiB\n", median(b, reps) / (double)MiB);
 
     /* F3: one connection's drain. */
     for (int k = 0; k < reps; k++) {
