@@ -950,8 +950,11 @@ static void test_open_url_cancel_close_prompt(void **state)
 /* A connection dropped every 512 KiB: the core reopens each stream where
    it stopped, through open_at, and the stream completes with every byte
    right.  max_parts 2, the fewest that has parts (1 reads the first
-   stream as a plain one, which a drop fails): every connection but the
-   last of each fetcher is cut, and none gives more than 512 KiB. */
+   stream as a plain one, which a drop fails).  How many streams are cut
+   depends on where the drain splits (a stream that meets the other's
+   bytes before 512 KiB is not): that each failure is one counted reopen
+   is checked exactly with the tests' seekable source
+   (test_dropped_parts_complete_the_stream); here, that reopens happen. */
 static void test_open_url_drop(void **state)
 {
     (void)state;
@@ -971,7 +974,8 @@ static void test_open_url_drop(void **state)
     free(buf);
     sb_stats st;
     assert_int_equal(sb_get_stats(b, &st), 0);
-    assert_true(st.part_retries + o.max_parts >= (big.len + 512 * 1024 - 1) / (512 * 1024));
+    /* Over 3 MiB on two fetchers, one at least reads past 512 KiB. */
+    assert_true(st.part_retries >= 1);
     sb_close(b);
 }
 
