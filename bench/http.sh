@@ -101,15 +101,9 @@ sb_run timeout -k 5 600 head -c "$size" /dev/urandom >"$www/obj.bin" ||
 
 # ---- nginx ---------------------------------------------------------------------------
 
-free_port() {
-    timeout -k 1 10 "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-temps="client_body_temp_path $d/tmp/body;"
-for m in proxy fastcgi uwsgi scgi; do
-    if ! timeout -k 1 10 "$nginx" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-        temps="$temps ${m}_temp_path $d/tmp/$m;"
-    fi
-done
+# shellcheck source=tests/nginx.sh
+. "$root/tests/nginx.sh"
+temps=$(nginx_temps "$d/tmp")
 # The proxies of the environment are not for 127.0.0.1.
 no_proxy=127.0.0.1,localhost
 NO_PROXY=$no_proxy

@@ -112,21 +112,9 @@ echo ok >"$www/ready"
 
 # ---- helpers -----------------------------------------------------------------
 
-# A free port: the kernel's pick, let go of just before nginx takes it (a
-# race another process could win: then the next try).
-free_port() {
-    timeout -k 2 10 "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# Temp paths of the modules this nginx has, so that none points outside.
-temps() {
-    t="client_body_temp_path $1/body;"
-    for m in proxy fastcgi uwsgi scgi; do
-        if ! "$nginx" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-            t="$t ${m}_temp_path $1/$m;"
-        fi
-    done
-    echo "$t"
-}
+# free_port, nginx_temps
+# shellcheck source=tests/nginx.sh
+. "$here/nginx.sh"
 # start_nginx DIR SERVER-BODY: an nginx on a free port of 127.0.0.1, its
 # files in DIR, SERVER-BODY in its server block (besides /ready, what the
 # test waits for, and /status); sets nginx_pid and nginx_port, or fails.
@@ -147,7 +135,7 @@ http {
     access_log off;
     log_format edge '\$request \$status \$bytes_sent \$body_bytes_sent "\$http_range"';
     default_type application/octet-stream;
-    $(temps "$d/tmp")
+    $(nginx_temps "$d/tmp")
     server {
         listen 127.0.0.1:$p;
         location = /ready { root $www; }

@@ -71,18 +71,9 @@ timeout -k 5 60 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.
     -addext subjectAltName=IP:127.0.0.1 -keyout "$scratch/key.pem" \
     -out "$scratch/cert.pem" >/dev/null 2>&1 || { echo "http: openssl req failed"; exit 1; }
 
-# A free port: the kernel's pick, let go of just before nginx takes it (a
-# race another process could win: then the next try).
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# Temp paths of the modules this nginx has, so none points outside.
-temps="client_body_temp_path $scratch/nginx/tmp/body;"
-for m in proxy fastcgi uwsgi scgi; do
-    if ! "$nginx" -V 2>&1 | grep -q -- "--without-http_${m}_module"; then
-        temps="$temps ${m}_temp_path $scratch/nginx/tmp/$m;"
-    fi
-done
+# shellcheck source=tests/nginx.sh
+. "$root/tests/nginx.sh"
+temps=$(nginx_temps "$scratch/nginx/tmp")
 port=
 tries=0
 while [ $tries -lt 5 ] && [ -z "$port" ]; do

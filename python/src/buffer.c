@@ -380,6 +380,8 @@ static void free_unopened(struct core *c)
     free(c);
 }
 
+static PyObject *Buffer_new(PyTypeObject *type, PyObject *args, PyObject *kw);
+
 /* The constructor's options, as given. */
 struct args {
     PyObject *stream, *size, *maxo, *memo, *limito, *tmpo, *chunko, *aheado;
@@ -617,14 +619,10 @@ static PyObject *Buffer_from_url(PyObject *cls, PyObject *args, PyObject *kw)
         PyErr_Format(PyExc_TypeError, "url must be a str, not %.100s", Py_TYPE(url)->tp_name);
         return NULL;
     }
-    PyTypeObject *t = (PyTypeObject *)cls;
-    PyObject *self = t->tp_alloc(t, 0);
+    PyObject *self = Buffer_new((PyTypeObject *)cls, NULL, NULL);
     if (self == NULL)
         return NULL;
     BufferObject *bo = (BufferObject *)self;
-    bo->stream = Py_NewRef(Py_None);
-    bo->size = Py_NewRef(Py_None);
-    bo->max_size = DEFAULT_MAX_SIZE;
     if (open_buffer(bo, &a, url, headers) < 0) {
         Py_DECREF(self);
         return NULL;

@@ -54,7 +54,6 @@ struct sb__xfer_hub {
                                into multi (curl_multi_poll without mu) */
     unsigned want_token;    /* threads waiting to add or remove a handle */
     struct sb__xfer *xfers; /* on multi, for the pumper's resumes */
-    unsigned users;         /* transfers on it */
     int broken;             /* a multi-level failure's errno, for all */
 };
 
@@ -507,7 +506,6 @@ int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
     bool ok = curl_multi_add_handle(h->multi, e) == CURLM_OK;
     if (ok) {
         x->added = true;
-        h->users++;
         x->prev = NULL;
         x->next = h->xfers;
         if (h->xfers != NULL)
@@ -672,7 +670,7 @@ bool sb__xfer_h2(struct sb__xfer *x, bool *cleartext)
 bool sb__xfer_hub_idle(struct sb__xfer_hub *h)
 {
     lock(&h->mu);
-    bool idle = h->users == 0;
+    bool idle = h->xfers == NULL;
     unlock(&h->mu);
     return idle;
 }
@@ -753,7 +751,6 @@ void sb__xfer_free(struct sb__xfer *x)
     if (x->added) {
         token_take(h);
         (void)curl_multi_remove_handle(h->multi, x->easy);
-        h->users--;
         if (x->prev != NULL)
             x->prev->next = x->next;
         else
