@@ -461,7 +461,7 @@ $(FUZZ_BIN) $(FUZZ_PUSH) $(FUZZ_RANGED): build/fuzz/%: tests/fuzz/%.c $(FUZZ_DEP
 	@command -v $(FUZZ_CC) >/dev/null || \
 		{ echo "$(FUZZ_CC) is missing: apt-get install clang libclang-rt-dev" >&2; exit 1; }
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -Isrc -std=c11 -g -O1 \
+	$(FUZZ_CC) $(CPPFLAGS) -DSB_FAULT_INJECTION -DSB_CHECK_INVARIANTS -Isrc -std=c11 -g -O1 \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 		-o $@ $< $(LIB_SRC) $(LDLIBS)
 

@@ -146,6 +146,32 @@ static void set(struct sb__extent_arr *a, size_t i, uint64_t lo, uint64_t hi)
     atomic_store_explicit(&a->hi[i], hi, memory_order_release);
 }
 
+/* The map's shape: runs not empty, sorted and apart (two runs that touch
+   are joined only after a compare, so they may touch).  An O(n) walk
+   after every change, so only in the fuzz targets' builds, where it
+   stops a run at the change that broke it rather than at a later lookup
+   that trips over it. */
+#ifdef SB_CHECK_INVARIANTS
+static void check_shape_locked(const struct sb__extents *x)
+{
+    const struct sb__extent_arr *a = arr_locked(x);
+    size_t n = sb__extents_count_locked(x);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t lo = atomic_load_explicit(&a->lo[i], memory_order_relaxed);
+        uint64_t hi = atomic_load_explicit(&a->hi[i], memory_order_relaxed);
+        assert(lo < hi);
+        assert(i + 1 == n || hi <= atomic_load_explicit(&a->lo[i + 1], memory_order_relaxed));
+        (void)lo;
+        (void)hi;
+    }
+}
+#else
+static void check_shape_locked(const struct sb__extents *x)
+{
+    (void)x;
+}
+#endif
+
 int sb__extents_add_locked(struct sb__extents *x, uint64_t lo, uint64_t hi)
 {
     struct sb__extent_arr *a = arr_locked(x);
@@ -171,6 +197,7 @@ int sb__extents_add_locked(struct sb__extents *x, uint64_t lo, uint64_t hi)
     set(a, at, lo, hi);
     atomic_store_explicit(&x->n, n + 1, memory_order_relaxed);
     shape_end(x);
+    check_shape_locked(x);
     return 0;
 }
 
@@ -182,6 +209,7 @@ void sb__extents_grow_locked(struct sb__extents *x, uint64_t lo, uint64_t hi)
            && atomic_load_explicit(&a->lo[i], memory_order_relaxed) == lo);
     if (hi > atomic_load_explicit(&a->hi[i], memory_order_relaxed))
         atomic_store_explicit(&a->hi[i], hi, memory_order_release);
+    check_shape_locked(x);
 }
 
 uint64_t sb__extents_remove_locked(struct sb__extents *x, uint64_t lo)
@@ -197,5 +225,6 @@ uint64_t sb__extents_remove_locked(struct sb__extents *x, uint64_t lo)
             atomic_load_explicit(&a->hi[i + 1], memory_order_relaxed));
     atomic_store_explicit(&x->n, n - 1, memory_order_relaxed);
     shape_end(x);
+    check_shape_locked(x);
     return hi;
 }

@@ -263,14 +263,28 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
                           bool seam)
 {
     /* A read in flight brings [its at, inflight) whatever happens to its
-       fetcher (cut, moved, stopped): start past it. */
-    for (unsigned i = 0; i < p->nthreads; i++) {
-        const struct sb__fetcher *g = &p->f[i];
-        if (g != f && g->inflight > m && g->at <= m) {
-            m = g->inflight;
-            if (need < m)
-                need = m;
+       fetcher (cut, moved, stopped): start past it, and past the next
+       one's that this lands in (reads in flight may touch, and the
+       fetchers are in no order). */
+    uint64_t m0 = m;
+    for (bool moved = true; moved;) {
+        moved = false;
+        for (unsigned i = 0; i < p->nthreads; i++) {
+            const struct sb__fetcher *g = &p->f[i];
+            if (g != f && g->inflight > m && g->at <= m) {
+                m = g->inflight;
+                moved = true;
+            }
         }
+    }
+    if (m != m0) {
+        /* Past a read in flight, m may be in another fetcher's reach:
+           those bytes are its, and f would store them a second time. */
+        const struct sb__fetcher *r = reaching(p, m);
+        if (r != NULL && r != cut && r != f)
+            return false;
+        if (need < m)
+            need = m;
     }
     uint64_t below = run_below(p, m);
     uint64_t floor = sb__wait_floor(&p->b->wait);

@@ -13,10 +13,15 @@ log=$(mktemp) || exit 1
 # shellcheck source=tests/reap.sh
 . "$(dirname "$0")/../reap.sh"
 sb_on_exit 'rm -f "$log"'
-# libFuzzer stops itself after SECONDS; a target that hangs (a deadlock in
-# the library under a producer thread) is stopped 60 s later, and killed if
-# it does not go.
+# libFuzzer stops itself after SECONDS, between inputs.  One input that
+# hangs (a deadlock in the library under its threads) is caught by
+# libFuzzer's own -timeout, which prints the input (its bytes and base64)
+# and saves it beside the corpus, so that a hang seen only on a CI machine
+# can be replayed here; the outer timeout is for a target that does not
+# even manage that, and kills it if it does not go.
+artifacts=$(dirname "$1")/
 timeout -k 10 $((seconds + 60)) "$bin" -max_total_time="$seconds" \
+    -timeout=25 -artifact_prefix="$artifacts" \
     -print_final_stats=1 "$@" >"$log" 2>&1 &
 wait $!
 rc=$?
