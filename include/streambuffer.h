@@ -211,7 +211,9 @@ typedef struct sb_options {
        opens), at least chunk_size. */
     uint64_t seek_gap;
     /* Most streams (parts) read at once, the first one included.  0: 4;
-       1: no parts (the source is read as a plain one).  At most 64. */
+       1: no parts for a source with a first stream (read or next: it is
+       read as a plain one); a source with open_at alone reads one part at
+       a time, moved to a far read as at any max_parts.  At most 64. */
     uint32_t max_parts;
     /* Reopens of a failed part in a row before the stream fails.  0: 3. */
     uint32_t retries;

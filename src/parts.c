@@ -528,8 +528,10 @@ static void schedule_locked(struct sb__parts *p)
         struct sb__fetcher *f = p->off ? NULL : free_fetcher(p);
         if (f != NULL && assign_locked(p, f, m, w->need, r, false))
             continue;
-        struct sb__fetcher *v = !p->off && f == NULL && p->max_parts > 1
-                                    ? victim(p) : NULL;
+        /* max_parts 1 without a first stream of the source's own is one
+           part at a time, moved like any other: held by read_ahead where
+           it is, it would leave this read waiting for good. */
+        struct sb__fetcher *v = !p->off && f == NULL ? victim(p) : NULL;
         if (v != NULL) {
             v->stop = true;
             v->moved_for = m;

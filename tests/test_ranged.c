@@ -459,6 +459,51 @@ static void test_max_parts_one_means_no_parts(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
+/* A read of n at off within WAIT_LONG_MS: its bytes right, or -1 (a read
+   that would wait for good fails here, not in the harness's timeout). */
+static int pat_read_soon(sb_buffer *b, uint64_t off, size_t n)
+{
+    unsigned char *buf = malloc(n);
+    if (buf == NULL)
+        return -1;
+    errno = 0;
+    ssize_t got = sb_pread_timed(b, buf, n, off, WAIT_LONG_MS);
+    int rc = got == (ssize_t)n && pat_mismatches(buf, n, off) == 0 ? 0 : -1;
+    if (rc != 0)
+        fprintf(stderr, "pread_timed(%zu at %llu): %zd (errno %d)\n", n,
+                (unsigned long long)off, got, errno);
+    free(buf);
+    return rc;
+}
+
+/*
+ * max_parts 1 with open_at alone: one part at a time, moved to a far read
+ * like any other.  read_ahead pauses the one fetcher past each read; a
+ * read below where it paused, in bytes nobody holds or reaches, used to
+ * wait for good (no second fetcher, and none was ever moved at max_parts
+ * 1: found by fuzz_ranged).
+ */
+static void test_one_part_moves_to_each_read(void **state)
+{
+    (void)state;
+    const uint64_t len = 4 * MB;
+    seek_src *s = fx_seek(len);
+    sb_options o = {.max_parts = 1, .mem_limit = 1 * MB, .read_ahead = 64 * KB,
+                    .chunk_size = 64 * KB, .seek_gap = 64 * KB,
+                    .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    assert_int_equal(pat_read_soon(b, 0, 4 * KB), 0);
+    assert_int_equal(pat_read_soon(b, 2 * MB, 4 * KB), 0);
+    assert_int_equal(pat_read_soon(b, 1 * MB, 4 * KB), 0);
+    assert_int_equal(pat_read_soon(b, 3 * MB, 4 * KB), 0);
+    sb_stats st = stats(b);
+    assert_true(st.parts_active <= 1);
+    assert_true(seek_opens_in(s, 1 * MB - SEAM, 1 * MB) >= 1);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 /* ---- flow control with parts ---------------------------------------------------------- */
 
 /*
@@ -833,6 +878,7 @@ int main(void)
         FX_TEST(test_done_when_the_first_stream_stops),
         FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
+        FX_TEST(test_one_part_moves_to_each_read),
         FX_TEST(test_read_ahead_bounds_each_fetcher),
         FX_TEST(test_release_and_max_retained_with_parts),
         FX_TEST(test_view_of_far_extent),
