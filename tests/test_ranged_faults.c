@@ -370,20 +370,26 @@ static void test_part_failing_for_good(void **state)
  * Once open_at has reported the length: a read wholly past it returns 0
  * at once (a timed read with timeout 0 does not time out), a read that
  * straddles it returns the bytes before it, short, while the stream still
- * runs (the first stream is held at 64 KiB), and no part opens at or past
- * it.
+ * runs, and no part opens at or past it.  The stream runs on because the
+ * first stream is held at 64 KiB and only it can bring the bytes after:
+ * a plain first stream, which is never moved (an open_at first part could
+ * be moved to the straddling read, its bytes then fetched by another, and
+ * the stream could end before the checks).
  */
 static void test_reads_past_and_across_the_length(void **state)
 {
     (void)state;
     const uint64_t len = 10 * MB + 123;
     seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
     s->gate_first_only = 1;
     seek_gate(s, 64 * KB, 0);
     sb_options o = {.mem_limit = 1 * MB, .seek_gap = 256 * KB,
                     .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
+    /* A far read opens a part, which reports the length. */
+    assert_int_equal(pat_read(b, 5 * MB, 4 * KB, 4 * KB), 0);
     assert_true(wait_stat(b, length, len, WAIT_LONG_MS));
     assert_int_equal(stats(b).length, len);
     unsigned char buf[8192];
