@@ -34,6 +34,10 @@
 
 #define SB_API __attribute__((visibility("default")))
 
+/* Kept-alive connections kept for later parts: as many as parts can run
+   at once (SB__MAX_PARTS in the core). */
+#define SPARE_HUBS 16
+
 /* What the buffer compares across a seam (streambuffer.h: 4 KiB). */
 #ifndef SEAM_MARGIN
 #define SEAM_MARGIN ((uint64_t)4096)
@@ -66,6 +70,12 @@ struct src {
     struct part *first;       /* sb_open_url's first stream */
 
     struct sb__xfer_hub *hub; /* every transfer's multi handle (xfer.c) */
+    /* Hubs of HTTP/1.1 parts that ended cleanly, each with the connection
+       its part left kept alive in it: the next part that cannot have the
+       hub takes one, and sends its request on that connection rather than
+       open a new one (random reads make a part each).  Under mu. */
+    struct sb__xfer_hub *spare[SPARE_HUBS];
+    unsigned nspare;
     /* The first response's protocol.  Over HTTP/2 (TLS) every part is on
        the hub: streams of one connection.  Over HTTP/1.1 a part takes the
        hub only when no transfer is on it (the connection another left,
@@ -137,8 +147,26 @@ static void free_part(struct part *p)
     if (p->next != NULL)
         p->next->prev = p->prev;
     unlock(&s->mu);
-    sb__xfer_free(p->x);
+    struct sb__xfer_hub *keep = sb__xfer_free_keep(p->x);
+    if (keep != NULL) {
+        lock(&s->mu);
+        if (s->nspare < SPARE_HUBS) {
+            s->spare[s->nspare++] = keep;
+            keep = NULL;
+        }
+        unlock(&s->mu);
+        sb__xfer_hub_free(keep);
+    }
     free(p);
+}
+
+/* A spare hub (a kept-alive connection) for a part, or NULL. */
+static struct sb__xfer_hub *take_spare(struct src *s)
+{
+    lock(&s->mu);
+    struct sb__xfer_hub *h = s->nspare > 0 ? s->spare[--s->nspare] : NULL;
+    unlock(&s->mu);
+    return h;
 }
 
 static ssize_t part_read(void *ctx, void *buf, size_t cap)
@@ -348,6 +376,12 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         snprintf(range, sizeof range, "%" PRIu64 "-", off);
     else
         snprintf(range, sizeof range, "%" PRIu64 "-%" PRIu64, off, end - 1);
+    struct sb__xfer_hub *hub = NULL;
+    bool own = false;
+    if (!s_learned || (h2 && !h2c) || sb__xfer_hub_idle(s->hub))
+        hub = s->hub;
+    else if (!h2c)
+        own = (hub = take_spare(s)) != NULL;
     struct sb__xfer_req rq = {
         .url = url,
         .range = ranged ? range : NULL,
@@ -356,12 +390,13 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         .setup = s->http.setup,
         .setup_arg = s->http.setup_arg,
         .stop = &s->stop,
-        .hub = !s_learned || (h2 && !h2c) || sb__xfer_hub_idle(s->hub) ? s->hub : NULL,
+        .hub = hub,
+        .own = own,
         .fresh = h2c,
     };
     rc = sb__xfer_new(&rq, &p->x);
     if (rc < 0)
-        goto fail;
+        goto fail; /* an own hub went with it */
     link_part(p); /* from here the source's cancel reaches it */
     rc = sb__xfer_wait_headers(p->x);
     if (rc == 0) {
@@ -434,6 +469,8 @@ static void src_cancel(void *ctx)
 static void src_free(struct src *s)
 {
     /* Its connections first: closing one may use the share. */
+    while (s->nspare > 0)
+        sb__xfer_hub_free(s->spare[--s->nspare]);
     sb__xfer_hub_free(s->hub);
     if (s->share != NULL)
         (void)curl_share_cleanup(s->share);

@@ -420,19 +420,21 @@ static void token_give(struct sb__xfer_hub *h)
 
 int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out)
 {
-    int rc = sb__curl_init();
-    if (rc < 0)
-        return rc;
+    /* An own hub is the transfer's from here, freed with it on failure. */
     struct sb__xfer *x = calloc(1, sizeof *x);
-    if (x == NULL)
+    if (x == NULL) {
+        if (rq->own)
+            sb__xfer_hub_free(rq->hub);
         return -ENOMEM;
+    }
     atomic_init(&x->cancelled, false);
     x->stop = rq->stop;
     reset_hdrs(&x->cur);
     reset_hdrs(&x->final);
     x->hub = rq->hub;
+    x->own_hub = rq->hub != NULL && rq->own;
     if (x->hub == NULL) {
-        rc = sb__xfer_hub_new(&x->hub);
+        int rc = sb__xfer_hub_new(&x->hub);
         if (rc < 0) {
             free(x);
             return rc;
@@ -743,10 +745,8 @@ void sb__xfer_cancel(struct sb__xfer *x)
     unlock(&h->mu);
 }
 
-void sb__xfer_free(struct sb__xfer *x)
+static void xfer_free(struct sb__xfer *x, bool keep_hub)
 {
-    if (x == NULL)
-        return;
     struct sb__xfer_hub *h = x->hub;
     if (x->added) {
         token_take(h);
@@ -762,9 +762,33 @@ void sb__xfer_free(struct sb__xfer *x)
     }
     if (x->easy != NULL)
         curl_easy_cleanup(x->easy);
-    if (x->own_hub)
+    if (x->own_hub && !keep_hub)
         sb__xfer_hub_free(h);
     curl_slist_free_all(x->headers);
     free(x->stage);
     free(x);
+}
+
+void sb__xfer_free(struct sb__xfer *x)
+{
+    if (x != NULL)
+        xfer_free(x, false);
+}
+
+struct sb__xfer_hub *sb__xfer_free_keep(struct sb__xfer *x)
+{
+    if (x == NULL)
+        return NULL;
+    struct sb__xfer_hub *h = x->hub;
+    /* Ended by libcurl without an error: the connection went back to the
+       hub's cache (or was closed by the server's word, which libcurl
+       noted): either way the hub is fit for the next transfer.  Cut off
+       mid-body (a cancel) or failed, its connection is in no state to be
+       reused, and the hub goes with it. */
+    lock(&h->mu);
+    bool keep = x->own_hub && x->done && x->result == CURLE_OK && x->err == 0 &&
+                h->broken == 0 && !stopped(x);
+    unlock(&h->mu);
+    xfer_free(x, keep);
+    return keep ? h : NULL;
 }

@@ -44,6 +44,8 @@ struct sb__xfer_req {
     void *setup_arg;
     const atomic_bool *stop;   /* the source's cancel flag; NULL: none */
     struct sb__xfer_hub *hub;  /* the source's; NULL: one of its own */
+    bool own;                  /* hub is this transfer's alone (a spare
+                                  that sb__xfer_free_keep gave back) */
     bool fresh;                /* a connection of its own (CURLOPT_FRESH_CONNECT) */
 };
 
@@ -55,7 +57,8 @@ struct sb__xfer_hub;
 int sb__xfer_hub_new(struct sb__xfer_hub **out);
 void sb__xfer_hub_free(struct sb__xfer_hub *h);
 
-/* Makes the handles, starts nothing.  0 or -ENOMEM/-EINVAL. */
+/* Makes the handles, starts nothing.  0 or -ENOMEM/-EINVAL; an own hub
+   (rq->own) is freed on failure. */
 int sb__xfer_new(const struct sb__xfer_req *rq, struct sb__xfer **out);
 /* Pumps until the final response's headers are in: 0, or the transfer's
    -errno (-ECANCELED after a cancel). */
@@ -75,6 +78,11 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
    every later one return -ECANCELED. */
 void sb__xfer_cancel(struct sb__xfer *x);
 void sb__xfer_free(struct sb__xfer *x);
+/* sb__xfer_free, but a hub of the transfer's own whose transfer ended
+   cleanly (libcurl kept its connection, if the server allowed) is
+   returned for another transfer, rather than freed with its connection;
+   NULL otherwise. */
+struct sb__xfer_hub *sb__xfer_free_keep(struct sb__xfer *x);
 
 
 /* The errno for a transfer's CURLcode. */
