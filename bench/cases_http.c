@@ -32,9 +32,9 @@
  *   F1 and F2 "wire": libcurl sending ours' requests, against the same
  *      limit: for F1 sb_open_url's GET (to its first body bytes) and then
  *      a part's, "Range: bytes=off-" on a new connection, to the 4 KiB;
- *      for F2 each read a part's request on a new connection (64 KiB, the
- *      read_ahead, a chunk of seek gap and a seam: 1156 KiB), read to its
- *      64 KiB.  What the way the source asks costs, before anything the
+ *      for F2 each read a part's request on a new connection (64 KiB:
+ *      a part asks for its read alone when it continues no run), read
+ *      to its end.  What the way the source asks costs, before anything the
  *      library does with the bytes.
  *
  * With --http-log, the server's log is emptied before each measurement and
@@ -64,7 +64,7 @@
 #define F1_SIZE 4096
 /* What a part of F2 asks for (streambuffer.h, read_ahead: the read, the
    read_ahead, the seek gap, at least a chunk; and the seam's 4 KiB). */
-#define F2_WIRE (F2_SIZE + MiB + 64 * KiB + 4 * KiB)
+#define F2_WIRE F2_SIZE
 
 /* ---- the object, as the server has it ---------------------------------------------- */
 

@@ -355,6 +355,13 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * furthest byte demanded within the extent it extends (a read that had to
  * wait for bytes that fetcher will reach, a reader's floor there), within
  * its seek gap: a read farther on has a part opened for it instead.
+ * read_ahead is earned: a part asks open_at (its end) for no more past
+ * the demand than the run it continues already holds, at most read_ahead
+ * (a part opened where no read waits asks for a chunk).  So a far read
+ * that continues nothing costs the source its own bytes alone, and a
+ * reader that goes on doubles the window each part; a part that ends
+ * where it asked while readers have gone on into it is followed at once
+ * by the next (open_at again where it ended, the seam compared).
  * sb_wait_end demands everything: every fetcher drains.  With SB_RELEASE
  * no part opens below the floor, and max_retained bounds the bytes held at
  * or above the floor in all extents together: every fetcher pauses while

@@ -301,6 +301,7 @@ static bool assign_locked(struct sb__parts *p, struct sb__fetcher *f,
     f->reach_lo = m;
     f->ext_lo = SB__UNKNOWN;
     f->demand = need > m ? need : m;
+    f->open_demand = f->demand;
     f->fails = 0;
     f->retry = false;
     f->probed = false;
@@ -727,15 +728,31 @@ uint64_t sb__parts_open_end_locked(const struct sb__fetcher *f)
         if (len != SB__UNKNOWN && end > len)
             end = len;
     }
-    /* Under read_ahead the fetcher stops read_ahead past what is demanded
-       until more is: the part asks for no more than that and its seek gap
-       (a read within the gap is this fetcher's to serve, at least a
-       chunk), so that a server does not send what could only wait unread
-       (an HTTP connection's buffers: megabytes a part).  A demand past it
-       opens the next part there. */
+    /* Under read_ahead the fetcher stops read_ahead past what is demanded,
+       and the part asks for no more than it will read, so that a server
+       does not send what could only wait unread (an HTTP connection's
+       buffers: megabytes a part).  Nor does it ask for all of read_ahead
+       at once: past the demand, a part asks for as much as the run it
+       continues already holds, at most read_ahead (a part that no read
+       is waiting in, at least a chunk).  A reader that jumps about costs
+       the server its reads and nothing more, and each part ends soon
+       enough for its connection to carry the next; a reader that goes on
+       doubles the run, and the window with it, each part
+       (sb__parts_ended_locked asks for the next window at once when
+       readers go on into one).  A window that reaches the bytes held at
+       its limit asks for the seam past them as well, or the runs could
+       never join. */
     if (p->read_ahead != 0 && !draining(p)) {
-        uint64_t w = sat_add(sat_add(f->demand, p->read_ahead), gap_of(p, f));
-        if (w < end && (len == SB__UNKNOWN || w < len))
+        uint64_t ahead = f->reach_lo - run_below(p, f->reach_lo);
+        if (f->demand <= f->reach_lo && ahead < p->chunk)
+            ahead = p->chunk;
+        if (ahead > p->read_ahead)
+            ahead = p->read_ahead;
+        uint64_t base = f->demand > f->reach_lo ? f->demand : f->reach_lo;
+        uint64_t w = sat_add(base, ahead);
+        if (w > sat_add(f->demand, p->read_ahead))
+            w = sat_add(f->demand, p->read_ahead);
+        if (w < f->limit && w < end && (len == SB__UNKNOWN || w < len))
             end = w;
     }
     return end;
@@ -922,9 +939,10 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
             continue;
         }
         if (len != SB__UNKNOWN && f->at >= len) {
-            /* A stream asked for bytes up to the length must end there:
-               one more read tells that it does. */
-            if (f->req_end >= len && !f->probed
+            /* A stream asked for bytes up to the length must end there,
+               and so must one asked for less that brought more (its
+               source ignores end): one more read tells that it does. */
+            if ((f->req_end >= len || f->at > f->req_end) && !f->probed
                 && len == sb__parts_exact_length(p)) {
                 *cap = 1;
                 return SB__STEP_PROBE;
@@ -1203,9 +1221,25 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     if (f->req_end != UINT64_MAX && f->at >= f->req_end) {
         /* It stopped where it was asked to.  A seam it was comparing
            there is whole as far as it got. */
-        if (f->meet && f->at > f->met)
+        if (f->meet && f->at > f->met) {
             join_locked(p, f->ext_lo, f->met);
+            f->st = SB__F_IDLE;
+            return;
+        }
         f->st = SB__F_IDLE;
+        /* Readers went on into its bytes since it opened, and read_ahead
+           lets it go further: the next window at once (the part asked for
+           less than read_ahead, sb__parts_open_end_locked). */
+        uint64_t demand = f->demand;
+        if (p->read_ahead != 0 && !draining(p) && demand > f->open_demand
+            && f->at < f->limit && f->at < sat_add(demand, p->read_ahead)
+            && f->ext_lo != SB__UNKNOWN
+            && assign_locked(p, f, f->at, demand, NULL, false)) {
+            /* read_ahead counts from what readers asked, not from where
+               the fetcher got to. */
+            f->demand = demand;
+            f->open_demand = demand;
+        }
         return;
     }
     if (len != SB__UNKNOWN) {

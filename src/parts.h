@@ -62,6 +62,8 @@ struct sb__fetcher {
                                inflight): claimed until it is published,
                                even once the fetcher is told to stop */
     uint64_t demand;        /* read_ahead: furthest byte asked for in reach */
+    uint64_t open_demand;   /* demand when its part was asked for: more
+                               since means readers go on through it */
     bool stop;              /* stop the stream it reads (moved, over) */
     bool first;             /* reads the source's own read/next */
     bool has_part;          /* part is open (closed by this thread) */

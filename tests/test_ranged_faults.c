@@ -494,12 +494,12 @@ static void test_cancel_close_with_parts_blocked(void **state)
     seek_gate(s, 1 * MB + 64 * KB, 3 * MB);
     seek_gate(s, 3 * MB + 64 * KB, 5 * MB);
     seek_gate(s, 5 * MB + 64 * KB, 0);
-    /* read_ahead: free fetchers do not drain, so that the parts are where
-       the reads put them (a fetcher split off to drain could reach 5 MiB
-       within the seek gap, and it is held at the gate). */
+    /* No read_ahead: each part drains on from its read until the gate
+       holds it (a part under read_ahead would ask for its read alone, and
+       end before the gate).  No length, so no free fetcher splits a
+       drain: the parts are where the reads put them. */
     sb_options o = {.mem_limit = 1 * MB, .max_parts = 4,
-                    .seek_gap = 256 * KB, .read_ahead = 128 * KB,
-                    .tmp_dir = fx_scratch()};
+                    .seek_gap = 256 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
     assert_int_equal(pat_read(b, 1 * MB, 4 * KB, 4 * KB), 0);

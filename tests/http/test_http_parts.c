@@ -270,8 +270,9 @@ static int h2_requests(const char *path, int *conns)
     return n;
 }
 
-/* Three far reads while the first stream (at 256 KiB/s) still runs: four
-   parts at once, each read's bytes the file's. */
+/* Three far reads while the stream (at 256 KiB/s a connection) drains
+   over four parts: four parts at once, each read's bytes the file's.  No
+   read_ahead: under it a part asks for its read alone and ends with it. */
 static void four_parts_at_once(sb_buffer *b)
 {
     unsigned char buf[4096];
@@ -299,7 +300,7 @@ static void test_h2_parts_are_streams_of_one_connection(void **state)
     assert_non_null(log);
     fclose(log);
     sb_http_options h = {.setup = trust_test_cert};
-    sb_options o = {.max_parts = 4, .read_ahead = 64 << 10, .seek_gap = 64 << 10};
+    sb_options o = {.max_parts = 4, .seek_gap = 64 << 10};
     sb_buffer *b = sb_open_url(url(h2_base, "/slow/big.bin"), &o, &h);
     assert_non_null(b);
     four_parts_at_once(b);
@@ -318,7 +319,7 @@ static void test_h2c_parts_work(void **state)
 {
     (void)state;
     sb_http_options h = {.setup = h2_prior_knowledge};
-    sb_options o = {.max_parts = 4, .read_ahead = 64 << 10, .seek_gap = 64 << 10};
+    sb_options o = {.max_parts = 4, .seek_gap = 64 << 10};
     sb_buffer *b = sb_open_url(url(h2c_base, "/slow/big.bin"), &o, &h);
     assert_non_null(b);
     four_parts_at_once(b);
