@@ -503,9 +503,11 @@ static void test_one_part_moves_to_each_read(void **state)
     assert_int_equal(pat_read_soon(b, 2 * MB, 4 * KB), 0);
     assert_int_equal(pat_read_soon(b, 1 * MB, 4 * KB), 0);
     assert_int_equal(pat_read_soon(b, 3 * MB, 4 * KB), 0);
+    /* One stream at a time.  (Where the 1 MiB read's bytes came from
+       depends on timing: a part opened there, or the one fetcher went on
+       to 2 MiB through it when it could not be moved, comparing a seam.) */
     sb_stats st = stats(b);
     assert_true(st.parts_active <= 1);
-    assert_true(seek_opens_in(s, 1 * MB - SEAM, 1 * MB) >= 1);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
 }
