@@ -514,6 +514,23 @@ static void test_one_part_moves_to_each_read(void **state)
 
 /* ---- flow control with parts ---------------------------------------------------------- */
 
+/* The fetchers have stopped (all idle, or paused) and the stats count
+   every byte the source delivered. */
+struct settled_arg {
+    sb_buffer *b;
+    seek_src *s;
+};
+
+static int settled(void *arg)
+{
+    const struct settled_arg *a = arg;
+    sb_stats st;
+    if (sb_get_stats(a->b, &st) != 0)
+        return 0;
+    return (st.parts_active == 0 || st.paused)
+           && st.fetched == atomic_load(&a->s->delivered);
+}
+
 /*
  * read_ahead ramps up.  A far read opens a part that asks for the read's
  * bytes alone (it continues no run); a reader that goes on from there
@@ -570,14 +587,9 @@ static void test_read_ahead_ramps_up(void **state)
     assert_true(max_end <= at + ra);
     /* Once the fetcher has stopped (idle, or paused), every byte the
        source delivered is counted. */
+    struct settled_arg sa = {b, s};
+    assert_true(poll_until(settled, &sa, WAIT_LONG_MS));
     sb_stats st = stats(b);
-    for (int i = 0; i < WAIT_LONG_MS / 5; i++) {
-        if ((st.parts_active == 0 || st.paused)
-            && st.fetched == atomic_load(&s->delivered))
-            break;
-        sleep_ms(5);
-        st = stats(b);
-    }
     uint64_t read = 4 * KB + 4 * KB + (uint64_t)nreads * 64 * KB;
     uint64_t bound = read + 2 * (ra + chunk) + (uint64_t)(opens + 2) * SEAM;
     if (st.fetched > bound)

@@ -89,27 +89,13 @@ struct src {
 
 /* ---- locks ------------------------------------------------------------------ */
 
-/* A lock that cannot be taken is a broken program: there is no error to
-   return from here, and going on unlocked would corrupt memory. */
-static void lock(pthread_mutex_t *m)
-{
-    if (pthread_mutex_lock(m) != 0)
-        abort();
-}
-
-static void unlock(pthread_mutex_t *m)
-{
-    if (pthread_mutex_unlock(m) != 0)
-        abort();
-}
-
 static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *u)
 {
     struct src *s = u;
     (void)h;
     (void)a; /* shared or single: one mutex serves both */
     if ((unsigned)d < CURL_LOCK_DATA_LAST)
-        lock(&s->share_mu[d]);
+        sb__http_lock(&s->share_mu[d]);
 }
 
 static void share_unlock(CURL *h, curl_lock_data d, void *u)
@@ -117,7 +103,7 @@ static void share_unlock(CURL *h, curl_lock_data d, void *u)
     struct src *s = u;
     (void)h;
     if ((unsigned)d < CURL_LOCK_DATA_LAST)
-        unlock(&s->share_mu[d]);
+        sb__http_unlock(&s->share_mu[d]);
 }
 
 /* ---- parts ------------------------------------------------------------------ */
@@ -125,13 +111,13 @@ static void share_unlock(CURL *h, curl_lock_data d, void *u)
 static void link_part(struct part *p)
 {
     struct src *s = p->s;
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     p->prev = NULL;
     p->next = s->live;
     if (s->live != NULL)
         s->live->prev = p;
     s->live = p;
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
 }
 
 /* Off the list first, so that the source's cancel never touches a
@@ -139,22 +125,22 @@ static void link_part(struct part *p)
 static void free_part(struct part *p)
 {
     struct src *s = p->s;
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     if (p->prev != NULL)
         p->prev->next = p->next;
     else if (s->live == p)
         s->live = p->next;
     if (p->next != NULL)
         p->next->prev = p->prev;
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
     struct sb__xfer_hub *keep = sb__xfer_free_keep(p->x);
     if (keep != NULL) {
-        lock(&s->mu);
+        sb__http_lock(&s->mu);
         if (s->nspare < SPARE_HUBS) {
             s->spare[s->nspare++] = keep;
             keep = NULL;
         }
-        unlock(&s->mu);
+        sb__http_unlock(&s->mu);
         sb__xfer_hub_free(keep);
     }
     free(p);
@@ -163,9 +149,9 @@ static void free_part(struct part *p)
 /* A spare hub (a kept-alive connection) for a part, or NULL. */
 static struct sb__xfer_hub *take_spare(struct src *s)
 {
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     struct sb__xfer_hub *h = s->nspare > 0 ? s->spare[--s->nspare] : NULL;
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
     return h;
 }
 
@@ -336,10 +322,10 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
 
     if (atomic_load(&s->stop))
         return -ECANCELED;
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     if (s->no_parts != 0) {
         rc = s->no_parts;
-        unlock(&s->mu);
+        sb__http_unlock(&s->mu);
         return -rc;
     }
     struct part *p = calloc(1, sizeof *p);
@@ -354,7 +340,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
     /* The first request is a plain GET: it works on every server, and the
        response says whether ranges do. */
     ranged = s->learned || off > 0;
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
     if (p == NULL || url == NULL || (ranged && s_learned && if_range == NULL)) {
         rc = -ENOMEM;
         goto fail;
@@ -403,7 +389,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         const char *final_url = sb__xfer_url(p->x);
         bool first_h2c = false;
         bool first_h2 = !s_learned && sb__xfer_h2(p->x, &first_h2c);
-        lock(&s->mu);
+        sb__http_lock(&s->mu);
         if (first_h2) {
             s->h2 = true;
             s->h2c = first_h2c;
@@ -411,7 +397,7 @@ static int open_part(struct src *s, uint64_t off, uint64_t end,
         rc = judge(s, sb__xfer_headers(p->x), off, ranged, final_url);
         len_known = s->length_known;
         len = s->length;
-        unlock(&s->mu);
+        sb__http_unlock(&s->mu);
     }
     if (rc == 1) { /* an empty part: its transfer is of no use */
         sb__xfer_free(p->x);
@@ -459,11 +445,11 @@ static void src_cancel(void *ctx)
 {
     struct src *s = ctx;
     atomic_store(&s->stop, true);
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     for (struct part *p = s->live; p != NULL; p = p->next)
         if (p->x != NULL)
             sb__xfer_cancel(p->x);
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
 }
 
 static void src_free(struct src *s)
@@ -505,10 +491,10 @@ static ssize_t first_read(void *ctx, void *buf, size_t cap)
 static void first_done(void *ctx)
 {
     struct src *s = ctx;
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     struct part *p = s->first;
     s->first = NULL;
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
     if (p != NULL)
         free_part(p);
 }
@@ -641,13 +627,13 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
     src.done = first_done;
     /* No parts possible (Accept-Ranges: none, a weak ETag alone...): a
        plain source, and the buffer starts no fetchers for nothing. */
-    lock(&s->mu);
+    sb__http_lock(&s->mu);
     if (s->no_parts == 0) {
         src.open_at = src_open_at;
         if (exact)
             o.flags |= SB_LENGTH_KNOWN;
     }
-    unlock(&s->mu);
+    sb__http_unlock(&s->mu);
     src.cancel = src_cancel;
     src.close = src_close;
     src.ctx = s;

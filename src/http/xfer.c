@@ -83,19 +83,7 @@ struct sb__xfer {
     char errbuf[CURL_ERROR_SIZE];
 };
 
-/* A lock that cannot be taken is a broken program (as in source.c). */
-static void lock(pthread_mutex_t *m)
-{
-    if (pthread_mutex_lock(m) != 0)
-        abort();
-}
-
-static void unlock(pthread_mutex_t *m)
-{
-    if (pthread_mutex_unlock(m) != 0)
-        abort();
-}
-
+/* As sb__http_lock: a condition that cannot be used is a broken program. */
 static void broadcast(pthread_cond_t *c)
 {
     if (pthread_cond_broadcast(c) != 0)
@@ -399,7 +387,7 @@ void sb__xfer_hub_free(struct sb__xfer_hub *h)
    and lets it go after its round.  hub.mu is held on return. */
 static void token_take(struct sb__xfer_hub *h)
 {
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     h->want_token++;
     while (h->pumping) {
         (void)curl_multi_wakeup(h->multi);
@@ -413,7 +401,7 @@ static void token_give(struct sb__xfer_hub *h)
 {
     h->pumping = false;
     broadcast(&h->cv);
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
 }
 
 /* ---- the transfer -------------------------------------------------------- */
@@ -570,9 +558,9 @@ static void pump_locked(struct sb__xfer_hub *h, struct sb__xfer *self, bool for_
     broadcast(&h->cv);
     if (answered_locked(self, for_headers) || h->want_token > 0)
         return;
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
     mc = curl_multi_poll(h->multi, NULL, 0, POLL_MS, NULL);
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     if (mc != CURLM_OK && mc != CURLM_UNRECOVERABLE_POLL) {
         h->broken = EIO;
         broadcast(&h->cv);
@@ -614,7 +602,7 @@ int sb__xfer_wait_headers(struct sb__xfer *x)
        and by a cancel. */
     struct sb__xfer_hub *h = x->hub;
     int rc = 0;
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     for (;;) {
         if (stopped(x)) {
             rc = -ECANCELED;
@@ -633,7 +621,7 @@ int sb__xfer_wait_headers(struct sb__xfer *x)
         }
         wait_locked(x, true);
     }
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
     return rc;
 }
 
@@ -671,9 +659,9 @@ bool sb__xfer_h2(struct sb__xfer *x, bool *cleartext)
 
 bool sb__xfer_hub_idle(struct sb__xfer_hub *h)
 {
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     bool idle = h->xfers == NULL;
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
     return idle;
 }
 
@@ -682,10 +670,10 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
     struct sb__xfer_hub *h = x->hub;
     if (cap > SSIZE_MAX)
         cap = SSIZE_MAX;
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     for (;;) {
         if (stopped(x)) {
-            unlock(&h->mu);
+            sb__http_unlock(&h->mu);
             return -ECANCELED;
         }
         size_t unread = x->stage_len - x->stage_pos;
@@ -694,9 +682,9 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
             const char *from = x->stage + x->stage_pos;
             /* The copy without the lock: the pumper only appends now. */
             x->reading = true;
-            unlock(&h->mu);
+            sb__http_unlock(&h->mu);
             memcpy(buf, from, n);
-            lock(&h->mu);
+            sb__http_lock(&h->mu);
             x->reading = false;
             x->stage_pos += n;
             if (x->stage_pos == x->stage_len)
@@ -708,11 +696,11 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
                 if (h->pumping)
                     (void)curl_multi_wakeup(h->multi);
             }
-            unlock(&h->mu);
+            sb__http_unlock(&h->mu);
             return (ssize_t)n;
         }
         if (cap == 0) {
-            unlock(&h->mu);
+            sb__http_unlock(&h->mu);
             return 0;
         }
         if (x->paused) {
@@ -723,7 +711,7 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
             }
         } else if (x->done || h->broken != 0) {
             int e = done_errno(x);
-            unlock(&h->mu);
+            sb__http_unlock(&h->mu);
             return -(ssize_t)e;
         }
         /* Paused and asked to resume, it is not answered: the next round
@@ -740,9 +728,9 @@ void sb__xfer_cancel(struct sb__xfer *x)
        at once; safe from any thread.  Readers waiting for a round wake
        on the broadcast. */
     (void)curl_multi_wakeup(h->multi);
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     broadcast(&h->cv);
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
 }
 
 static void xfer_free(struct sb__xfer *x, bool keep_hub)
@@ -785,10 +773,10 @@ struct sb__xfer_hub *sb__xfer_free_keep(struct sb__xfer *x)
        noted): either way the hub is fit for the next transfer.  Cut off
        mid-body (a cancel) or failed, its connection is in no state to be
        reused, and the hub goes with it. */
-    lock(&h->mu);
+    sb__http_lock(&h->mu);
     bool keep = x->own_hub && x->done && x->result == CURLE_OK && x->err == 0 &&
                 h->broken == 0 && !stopped(x);
-    unlock(&h->mu);
+    sb__http_unlock(&h->mu);
     xfer_free(x, keep);
     return keep ? h : NULL;
 }

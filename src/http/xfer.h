@@ -16,9 +16,11 @@
 #define SB_HTTP_XFER_H
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
 
 /* What the final response's headers said. */
@@ -51,6 +53,22 @@ struct sb__xfer_req {
 
 struct sb__xfer;
 struct sb__xfer_hub;
+
+/* A lock that cannot be taken is a broken program: there is no error to
+   return from where the HTTP source locks, and going on unlocked would
+   corrupt memory.  (The core's sb__mutex_lock is not exported to this
+   library.) */
+static inline void sb__http_lock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_lock(m) != 0)
+        abort();
+}
+
+static inline void sb__http_unlock(pthread_mutex_t *m)
+{
+    if (pthread_mutex_unlock(m) != 0)
+        abort();
+}
 
 /* A hub for one source's transfers; freed after every transfer on it.
    0 or -ENOMEM. */
