@@ -107,7 +107,7 @@ static int store(struct cursor *c, uint64_t off, const unsigned char *data,
         struct sb__parts *p = b->parts;
         sb__mutex_lock(&p->mu);
         int rc = sb__parts_spill_locked(c->f);
-        sb__mutex_unlock(&p->mu);
+        sb__parts_unlock(p);
         if (rc < 0)
             return rc;
     }
@@ -154,7 +154,7 @@ static void close_part_locked(struct cursor *c)
         bool tell = !c->own_ended && p->src->done != NULL;
         c->own = false;
         if (tell) {
-            sb__mutex_unlock(&p->mu);
+            sb__parts_unlock(p);
             p->src->done(p->src->ctx);
             sb__mutex_lock(&p->mu);
         }
@@ -169,7 +169,7 @@ static void close_part_locked(struct cursor *c)
         part.cancel(part.ctx);
     }
     f->has_part = false;
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
     if (part.close != NULL)
         part.close(part.ctx);
     sb__mutex_lock(&p->mu);
@@ -202,7 +202,7 @@ static bool open_part_locked(struct cursor *c)
     f->req_end = end;
     sb_source part;
     memset(&part, 0, sizeof part);
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
     c->opened_ns = now_ns();
     c->got_bytes = false;
     int rc = p->src->open_at(p->src->ctx, off, end, &part, &len);
@@ -239,7 +239,7 @@ static void run_locked(struct cursor *c)
             return;
         }
         uint64_t at = f->at;
-        sb__mutex_unlock(&p->mu);
+        sb__parts_unlock(p);
         if (step == SB__STEP_PROBE) {
             unsigned char one[1];
             const unsigned char *data;
@@ -313,7 +313,7 @@ void *sb__fetcher_main(void *arg)
     }
     close_part_locked(&c);
     c.f->st = SB__F_IDLE;
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
     free(c.bounce);
     free(c.held);
     return NULL;

@@ -20,6 +20,11 @@
  * length is known), so a rate-limited server is drained over max_parts
  * connections.
  *
+ * Wakes: what is decided under mu wakes fetchers (to_wake) and far
+ * readers (recheck) only once mu is let go (sb__parts_unlock), or before
+ * a fetcher waits itself: a thread woken under mu would only wake to wait
+ * for it.  Only the fetchers waiting on a seam are woken for new bytes.
+ *
  * Seams: a fetcher that reaches held bytes compares up to SB__SEAM of them
  * (cmp_end, meet) and then joins its run with them; a part that opens
  * right after a run no fetcher extends opens SB__SEAM before it and
@@ -142,15 +147,79 @@ static uint64_t limit_above(struct sb__parts *p, uint64_t off,
     return lim;
 }
 
+_Static_assert(SB__MAX_PARTS <= 64, "to_wake has a bit per fetcher");
+
 static void wake(struct sb__fetcher *f)
 {
-    sb__cond_signal(&f->cv);
+    f->parts->to_wake |= (uint64_t)1 << f->id;
+}
+
+/* The wakes decided so far, now (before mu is let go in a wait, which
+   could be for long). */
+static void flush_wakes_locked(struct sb__parts *p)
+{
+    uint64_t w = p->to_wake;
+    p->to_wake = 0;
+    for (unsigned i = 0; w != 0; i++, w >>= 1)
+        if (w & 1)
+            sb__cond_signal(&p->f[i].cv);
+    if (p->recheck) {
+        p->recheck = false;
+        sb__wait_recheck(&p->b->wait);
+    }
+}
+
+/* f waits on its cv: whatever it decided to wake is woken first. */
+static void wait_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    flush_wakes_locked(p);
+    sb__cond_wait(&f->cv, &p->mu);
+}
+
+void sb__parts_unlock(struct sb__parts *p)
+{
+    sb__assert_held(&p->mu);
+    uint64_t w = p->to_wake;
+    bool recheck = p->recheck;
+    p->to_wake = 0;
+    p->recheck = false;
+    sb__mutex_unlock(&p->mu);
+    /* A signal after the unlock: the fetcher checks its state under mu
+       when it wakes, so one that no longer waits, or waits again, loses
+       nothing; and cv lives until every fetcher is joined. */
+    for (unsigned i = 0; w != 0; i++, w >>= 1)
+        if (w & 1)
+            sb__cond_signal(&p->f[i].cv);
+    if (recheck)
+        sb__wait_recheck(&p->b->wait);
 }
 
 static void wake_all(struct sb__parts *p)
 {
     for (unsigned i = 0; i < p->nthreads; i++)
         wake(&p->f[i]);
+}
+
+/* Wakes the fetchers that wait on a seam (step_locked), and no other:
+   every part's first bytes come here, and waking every idle fetcher for
+   each would have them all take the lock to find nothing to do. */
+static void wake_seam(struct sb__parts *p)
+{
+    if (p->seam_waiters == 0)
+        return;
+    for (unsigned i = 0; i < p->nthreads; i++)
+        if (p->f[i].seam_wait)
+            wake(&p->f[i]);
+}
+
+/* f waits on a seam until woken. */
+static void seam_wait_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    p->seam_waiters++;
+    f->seam_wait = true;
+    wait_locked(p, f);
+    f->seam_wait = false;
+    p->seam_waiters--;
 }
 
 /* Whether a running fetcher extends the run that ends at end now (one
@@ -199,21 +268,63 @@ static void cancel_part_locked(struct sb__fetcher *f)
     }
 }
 
+static void schedule_locked(struct sb__parts *p);
+
+/* f's thread, with every signal blocked (the application's handlers run
+   on its own threads): 0 or an errno. */
+static int make_thread(struct sb__parts *p, struct sb__fetcher *f)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    int rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc != 0)
+        return rc;
+    rc = sb__fault(SB__FAULT_THREAD);
+    if (rc == 0)
+        rc = pthread_create(&f->thread, NULL, p->thread_main, f);
+    sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
+    return rc;
+}
+
+/*
+ * Each fetcher thread makes the next one's thread, idle until the policy
+ * needs it: made there, without mu, rather than by start_locked under mu
+ * when a part is wanted, where it would make the read wait for it and
+ * hold up everyone who needs mu (a drain's fetchers were seen to make a
+ * far read's return wait a few milliseconds).  It does so first thing
+ * when its own job is the first stream (which can wait that long), else
+ * when it has nothing to do: a part to open comes first.  The fetcher
+ * made is counted in nthreads and marked starting meanwhile, so that
+ * free_fetcher passes it over (and a read waits for it rather than make
+ * another); its thread is joined after its maker's (the lower id), which
+ * has set started by then.  mu is let go meanwhile: the caller looks at
+ * its state again.
+ */
+static void start_next_locked(struct sb__fetcher *self)
+{
+    struct sb__parts *p = self->parts;
+    if (self->made_next)
+        return;
+    self->made_next = true; /* one try: a thread that fails is made later */
+    if (p->off || !running(p) || p->nthreads >= p->max_parts)
+        return;
+    struct sb__fetcher *f = &p->f[p->nthreads++];
+    f->starting = true;
+    sb__parts_unlock(p);
+    int rc = make_thread(p, f);
+    sb__mutex_lock(&p->mu);
+    f->starting = false;
+    f->started = rc == 0; /* none: start_locked tries again when needed */
+    schedule_locked(p); /* a read may have waited for this fetcher */
+}
+
 /* Give f a thread if it has none yet.  Returns false if none could be
    made (the fetcher then stays unused). */
 static bool start_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
     if (f->started)
         return true;
-    sigset_t all, old;
-    sigfillset(&all);
-    if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
-        return false;
-    int rc = sb__fault(SB__FAULT_THREAD);
-    if (rc == 0)
-        rc = pthread_create(&f->thread, NULL, p->thread_main, f);
-    sb__check(pthread_sigmask(SIG_SETMASK, &old, NULL));
-    if (rc != 0)
+    if (make_thread(p, f) != 0)
         return false;
     f->started = true;
     if (f->id >= p->nthreads)
@@ -221,15 +332,27 @@ static bool start_locked(struct sb__parts *p, struct sb__fetcher *f)
     return true;
 }
 
-/* A free fetcher: an idle one, else one that has no thread yet. */
+/* Whether a fetcher is being given its thread (start_next_locked),
+   which runs the policy once it has it. */
+static bool coming(const struct sb__parts *p)
+{
+    for (unsigned i = 0; i < p->nthreads; i++)
+        if (p->f[i].starting)
+            return true;
+    return false;
+}
+
+/* A free fetcher: an idle one, else one that has no thread yet; none
+   while one is coming (making another here, under mu, is what
+   start_next_locked spares). */
 static struct sb__fetcher *free_fetcher(struct sb__parts *p)
 {
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *f = &p->f[i];
-        if (f->started && f->st == SB__F_IDLE && !f->stop)
+        if (f->started ? f->st == SB__F_IDLE && !f->stop : !f->starting)
             return f;
     }
-    if (p->nthreads < p->max_parts)
+    if (p->nthreads < p->max_parts && !coming(p))
         return &p->f[p->nthreads];
     return NULL;
 }
@@ -529,6 +652,8 @@ static void schedule_locked(struct sb__parts *p)
         struct sb__fetcher *f = p->off ? NULL : free_fetcher(p);
         if (f != NULL && assign_locked(p, f, m, w->need, r, false))
             continue;
+        if (f == NULL && !p->off && coming(p))
+            continue; /* a thread being made runs this again once it is */
         /* max_parts 1 without a first stream of the source's own is one
            part at a time, moved like any other: held by read_ahead where
            it is, it would leave this read waiting for good. */
@@ -586,7 +711,7 @@ void sb__parts_want(sb_buffer *b, struct sb__want *w, uint64_t off,
     p->wants = w;
     w->linked = true;
     schedule_locked(p);
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
 }
 
 void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
@@ -594,7 +719,7 @@ void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
     struct sb__parts *p = parts_of(b);
     sb__mutex_lock(&p->mu);
     unwant_locked(p, w);
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
 }
 
 void sb__parts_poke(sb_buffer *b)
@@ -605,7 +730,7 @@ void sb__parts_poke(sb_buffer *b)
     sb__mutex_lock(&p->mu);
     wake_all(p);
     schedule_locked(p);
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
 }
 
 /* ---- the fetchers' steps --------------------------------------------------- */
@@ -613,6 +738,8 @@ void sb__parts_poke(sb_buffer *b)
 bool sb__parts_next_job_locked(struct sb__fetcher *f)
 {
     struct sb__parts *p = f->parts;
+    if (f->first && f->st == SB__F_ASSIGNED)
+        start_next_locked(f); /* the first stream can wait for it */
     for (;;) {
         if (!running(p))
             return false;
@@ -621,7 +748,11 @@ bool sb__parts_next_job_locked(struct sb__fetcher *f)
         schedule_locked(p);
         if (f->st == SB__F_ASSIGNED)
             return true;
-        sb__cond_wait(&f->cv, &p->mu);
+        if (!f->made_next) {
+            start_next_locked(f); /* nothing to do: the next thread */
+            continue;
+        }
+        wait_locked(p, f);
     }
 }
 
@@ -647,6 +778,7 @@ bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
         t.tv_nsec -= 1000000000L;
     }
     while (running(p)) {
+        flush_wakes_locked(p);
         int e = pthread_cond_timedwait(&f->cv, &p->mu, &t);
         if (e == ETIMEDOUT)
             break;
@@ -821,8 +953,7 @@ void sb__parts_left_locked(struct sb__fetcher *f)
     f->ext_lo = SB__UNKNOWN;
     f->first = false;
     f->meet = false;
-    if (p->seam_waiters > 0)
-        wake_all(p); /* a run they wait on stopped growing */
+    wake_seam(p); /* a run they wait on stopped growing */
 }
 
 void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r)
@@ -965,9 +1096,7 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
             if (len != SB__UNKNOWN && whole > len - f->at)
                 whole = len - f->at;
             if (k < whole && growing(p, held)) {
-                p->seam_waiters++;
-                sb__cond_wait(&f->cv, &p->mu);
-                p->seam_waiters--;
+                seam_wait_locked(p, f);
                 continue;
             }
             f->cmp_end = f->at + k;
@@ -986,9 +1115,7 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
             }
             if (f->ext_lo == SB__UNKNOWN)
                 return SB__STEP_STOP;
-            p->seam_waiters++;
-            sb__cond_wait(&f->cv, &p->mu);
-            p->seam_waiters--;
+            seam_wait_locked(p, f);
             continue;
         }
         if (must_pause_locked(p, f)) {
@@ -997,10 +1124,9 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
                 f->paused_at = mono_ns();
                 p->pauses++;
                 p->npaused++;
-                if (p->seam_waiters > 0)
-                    wake_all(p); /* its run stops growing for now */
+                wake_seam(p); /* its run stops growing for now */
             }
-            sb__cond_wait(&f->cv, &p->mu);
+            wait_locked(p, f);
             continue;
         }
         uint64_t room = f->limit - f->at;
@@ -1148,13 +1274,12 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
                 return;
             }
             f->ext_lo = lo;
-            wake_all(p); /* a fetcher may wait for this seam */
+            wake_seam(p); /* a fetcher may wait for this seam */
         }
     } else if (f->ext_lo != 0 && n > 0) {
         sb__extents_grow_locked(&p->ext, f->ext_lo, hi);
     }
-    if (p->seam_waiters > 0)
-        wake_all(p); /* a fetcher waits for these bytes to compare */
+    wake_seam(p); /* a fetcher waits for these bytes to compare */
     f->at = lo + n;
     uint64_t len = sb__parts_length(p);
     if (f->ext_lo == 0) {
@@ -1163,7 +1288,7 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
         if (len != SB__UNKNOWN && hi >= len)
             end_locked(p);
     } else {
-        sb__wait_recheck(&p->b->wait);
+        p->recheck = true; /* readers far off: once mu is let go */
     }
     if (past)
         fail_locked(p, EFBIG); /* the bytes up to max_size stay */
@@ -1382,7 +1507,7 @@ int sb__parts_start(sb_buffer *b)
     bool ok = start_locked(p, f);
     if (!ok)
         f->st = SB__F_IDLE;
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
     return ok ? 0 : -EAGAIN;
 }
 
@@ -1396,7 +1521,7 @@ void sb__parts_cancel(sb_buffer *b)
     for (unsigned i = 0; i < p->nthreads; i++)
         cancel_part_locked(&p->f[i]);
     wake_all(p);
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
 }
 
 void sb__parts_join(sb_buffer *b)
@@ -1407,7 +1532,7 @@ void sb__parts_join(sb_buffer *b)
     sb__parts_cancel(b);
     sb__mutex_lock(&p->mu);
     unsigned n = p->nthreads;
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
     for (unsigned i = 0; i < n; i++)
         if (p->f[i].started)
             sb__check(pthread_join(p->f[i].thread, NULL));
@@ -1462,5 +1587,5 @@ void sb__parts_stats(sb_buffer *b, sb_stats *out)
                    + (stale ? 0 : sb__extents_count_locked(&p->ext));
     uint64_t len = sb__parts_exact_length(p);
     out->length = len == SB__UNKNOWN ? 0 : len;
-    sb__mutex_unlock(&p->mu);
+    sb__parts_unlock(p);
 }

@@ -46,6 +46,9 @@ struct sb__fetcher {
     unsigned id;
     pthread_t thread;
     bool started;           /* thread is joinable */
+    bool starting;          /* its thread is being made (parts.c,
+                                   start_next_locked) */
+    bool made_next;         /* this one's thread made the next one's */
     pthread_cond_t cv;      /* the fetcher waits here: idle, paused,
                                between retries, for a seam's bytes */
 
@@ -73,6 +76,8 @@ struct sb__fetcher {
     bool probed;            /* read once past the length (and got 0) */
     bool progressed;        /* it stored bytes before its last failure */
     bool paused;            /* waits for flow control now */
+    bool seam_wait;         /* waits for another run's bytes or end (one
+                               of parts.seam_waiters) */
     uint64_t paused_at;     /* since when (CLOCK_MONOTONIC, ns) */
     bool delivered;         /* its stream gave bytes since it opened */
     uint64_t cmp_end;       /* [at, cmp_end): bytes to compare, not store */
@@ -117,7 +122,8 @@ struct sb__parts {
 
     /* Under mu. */
     struct sb__fetcher f[SB__MAX_PARTS];
-    unsigned nthreads;              /* fetchers [0, nthreads) have threads */
+    unsigned nthreads;              /* fetchers [0, nthreads) have threads
+                                       (or are being given one) */
     struct sb__want *wants;
     bool off;                       /* open_at refused: no more parts */
     bool over;                      /* the stream is over: fetchers leave */
@@ -129,6 +135,11 @@ struct sb__parts {
                                        max_retained), as the producer's */
     unsigned npaused;               /* fetchers paused now */
     unsigned seam_waiters;          /* fetchers waiting for a seam's bytes */
+    uint64_t to_wake;               /* fetchers (a bit each) to signal once
+                                       mu is let go (sb__parts_unlock):
+                                       signalled under it, each would wake
+                                       only to wait for mu */
+    bool recheck;                   /* far readers to recheck, likewise */
     uint64_t fetched, refetched;
 };
 
@@ -216,6 +227,10 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc);
 bool sb__parts_retry_pause_locked(struct sb__fetcher *f);
 /* The spill file exists (made under mu, so one fetcher makes it). */
 int sb__parts_spill_locked(struct sb__fetcher *f);
+
+/* Lets mu go, then wakes the fetchers and readers that what was done
+   under it concerns.  Every unlock of mu goes through here. */
+void sb__parts_unlock(struct sb__parts *p);
 
 /* fetch.c: a fetcher thread's body (arg: its struct sb__fetcher). */
 void *sb__fetcher_main(void *arg);
