@@ -314,8 +314,12 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * the extent it met, and once the length is known, idle fetchers take the
  * largest gap (or split the largest stretch a running fetcher still has
  * ahead of it), so a server that limits each connection's rate is drained
- * over max_parts connections.  With read_ahead a fetcher goes on only
- * while demand asks for it (below).
+ * over max_parts connections.  A read that waits for a part to open
+ * comes first: until that part has given its first bytes, no part opens
+ * to drain and fetchers that no read needs pause, so that a far read's
+ * round trip does not share the source (or the CPUs) with the drain.
+ * With read_ahead a fetcher goes on only while demand asks for it
+ * (below).
  *
  * Seams.  Wherever two fetchers' bytes meet, the buffer compares 4 KiB
  * across the seam (fewer where the stream, or what the other fetcher has

@@ -20,6 +20,12 @@
  * length is known), so a rate-limited server is drained over max_parts
  * connections.
  *
+ * A read that waits for a part to open comes first: until that part has
+ * given its first bytes, no drain part opens and fetchers that no read
+ * needs pause (drain_held), so that the far read has the server, the
+ * connections and the CPUs to itself for its round trip; the drain goes
+ * on once the read is served.
+ *
  * Wakes: what is decided under mu wakes fetchers (to_wake) and far
  * readers (recheck) only once mu is let go (sb__parts_unlock), or before
  * a fetcher waits itself: a thread woken under mu would only wake to wait
@@ -622,6 +628,29 @@ static void repair_seams_locked(struct sb__parts *p)
     }
 }
 
+/*
+ * Whether a read waits for a part that has not given its first bytes:
+ * one opening for it, or open and not yet delivering.  Then the drain
+ * holds off (no part opens for it, and fetchers no read needs pause) so
+ * that the part's round trip has the source and the CPUs to itself.  A
+ * read that no fetcher reaches yet holds nothing: the fetchers must go on,
+ * or none might come free for it; nor one that waits only for a seam to
+ * be compared (every byte held), which a fetcher that comes free repairs.
+ */
+static bool drain_held_locked(struct sb__parts *p)
+{
+    uint64_t len = sb__parts_length(p);
+    for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
+        uint64_t m = first_missing(p->b, w->off, w->need);
+        if (m >= w->need || (len != SB__UNKNOWN && m >= len))
+            continue;
+        const struct sb__fetcher *r = reaching(p, m);
+        if (r != NULL && !(r->st == SB__F_RUNNING && (r->delivered || r->first)))
+            return true;
+    }
+    return false;
+}
+
 static void schedule_locked(struct sb__parts *p)
 {
     sb__assert_held(&p->mu);
@@ -675,7 +704,11 @@ static void schedule_locked(struct sb__parts *p)
     }
     if (!p->off)
         repair_seams_locked(p);
-    if (p->off || !draining(p))
+    bool was_held = p->drain_held;
+    p->drain_held = draining(p) && drain_held_locked(p);
+    if (was_held && !p->drain_held)
+        wake_all(p); /* fetchers paused for it go on */
+    if (p->off || !draining(p) || p->drain_held)
         return;
     struct sb__fetcher *f;
     while ((f = free_fetcher(p)) != NULL && fill_locked(p, f))
@@ -719,6 +752,8 @@ void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
     struct sb__parts *p = parts_of(b);
     sb__mutex_lock(&p->mu);
     unwant_locked(p, w);
+    if (p->drain_held)
+        schedule_locked(p); /* it may have held the drain */
     sb__parts_unlock(p);
 }
 
@@ -999,6 +1034,8 @@ static uint64_t retained_locked(struct sb__parts *p)
 
 static bool must_pause_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
+    if (p->drain_held && f->demand <= f->at)
+        return true;
     if (p->read_ahead != 0 && !draining(p)) {
         /* A reader's demand in its reach carries it on, but only within
            its seek gap: a read farther on has a part of its own opening
@@ -1198,6 +1235,8 @@ void sb__parts_compared_locked(struct sb__fetcher *f, size_t n, bool equal)
         /* It met held bytes and they match: its run and theirs are one.
            The step that follows stops it. */
         join_locked(p, f->ext_lo, f->met);
+        if (p->drain_held)
+            schedule_locked(p); /* the join may end the hold */
         return;
     }
     /* It opened before a run no one extends: it grows that run now. */
@@ -1292,6 +1331,8 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
     }
     if (past)
         fail_locked(p, EFBIG); /* the bytes up to max_size stay */
+    else if (p->drain_held)
+        schedule_locked(p); /* these bytes may end the hold */
 }
 
 void sb__parts_ended_locked(struct sb__fetcher *f, int rc)

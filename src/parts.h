@@ -140,6 +140,8 @@ struct sb__parts {
                                        signalled under it, each would wake
                                        only to wait for mu */
     bool recheck;                   /* far readers to recheck, likewise */
+    bool drain_held;                /* a read waits for a part's first
+                                       bytes: no drain part opens */
     uint64_t fetched, refetched;
 };
 
