@@ -2,9 +2,9 @@
 /*
  * test_ranged.c - ranged sources (sb_source.open_at): the rules of the
  * header's "Ranged sources" that hold when nothing fails.  A far read
- * waits for one part, not for the bytes before it; two fetchers meet at a
- * compared seam and fetch no byte twice beyond it; idle fetchers split the
- * largest gap; max_parts, the options' errors, the first stream from
+ * waits for one part, not for the bytes before it, and holds the drain
+ * until that part's bytes come; two fetchers meet at a compared seam and
+ * fetch no byte twice beyond it; idle fetchers split the largest gap; max_parts, the options' errors, the first stream from
  * open_at; read_ahead, SB_RELEASE and max_retained with parts; views and
  * armed SB_NONBLOCK readers on far extents; 64 threads of random reads;
  * and a table of options that never change the bytes.
@@ -779,6 +779,72 @@ static void rand_reads(void *arg)
     free(buf);
 }
 
+/* ---- a far read comes first --------------------------------------------------------- */
+
+struct far_read {
+    sb_buffer *b;
+    uint64_t off;
+    int rc;
+};
+
+static void far_read_call(void *arg)
+{
+    struct far_read *r = arg;
+    r->rc = pat_read(r->b, r->off, 4 * KB, 4 * KB);
+}
+
+/*
+ * The header: a read that waits for a part to open comes first.  The far
+ * part is held at the gate before its first byte; meanwhile the first
+ * stream pauses (the pause in the stats is the event) and no part opens
+ * to drain, though the part has reported the length and three fetchers
+ * are idle.  Once the part's bytes come, the drain goes on over parts
+ * and the whole stream is right.  Without the hold the first stream never
+ * pauses here (no read_ahead, no max_retained) and drain parts open at
+ * once.
+ */
+static void test_far_read_holds_the_drain(void **state)
+{
+    (void)state;
+    const uint64_t len = 16 * MB;
+    const uint64_t far = 12 * MB;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->rate = 4 * MB; /* the first stream alone: 3 s to the far read */
+    seek_gate(s, far, far + 1);
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 4, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    struct far_read *r = fx_calloc(sizeof *r);
+    *r = (struct far_read){b, far, -1};
+    bg_call *bg = fx_bg(far_read_call, r);
+    assert_non_null(bg);
+    /* The far part has opened (the length is known from it) and waits at
+       the gate for its first byte. */
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    assert_true(wait_stat(b, paused, 1, WAIT_LONG_MS));
+    assert_int_equal(seek_opens(s), 1);
+    assert_int_equal(seek_opens_in(s, far, far), 1);
+    sb_stats st = stats(b);
+    assert_int_equal(st.length, len);
+    assert_int_equal(st.parts_opened, 1);
+    seek_release(s);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(r->rc, 0);
+    /* The drain goes on, over parts. */
+    uint64_t total = 0;
+    assert_int_equal(sb_wait_end(b, &total), 0);
+    assert_int_equal(total, len);
+    st = stats(b);
+    assert_true(st.parts_opened >= 2);
+    for (uint64_t off = 0; off < len; off += 1 * MB)
+        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 /* 64 threads of random reads, max_parts 8, a paced source with latency:
    parts open, move and meet under TSan; every byte is checked, no stream
    is closed twice, and at most 8 streams ran at once. */
@@ -926,6 +992,7 @@ int main(void)
         FX_TEST(test_max_parts_64_open_at_alone),
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_one_part_moves_to_each_read),
+        FX_TEST(test_far_read_holds_the_drain),
         FX_TEST(test_read_ahead_ramps_up),
         FX_TEST(test_release_and_max_retained_with_parts),
         FX_TEST(test_view_of_far_extent),
