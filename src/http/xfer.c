@@ -78,6 +78,7 @@ struct sb__xfer {
     bool paused;                /* the callback answered PAUSE */
     bool resume;                /* the reader asks the pumper to resume */
     bool reading;               /* a read copies out of the stage */
+    bool discard;               /* being freed: the callback takes all */
     char *stage;
     size_t stage_cap, stage_pos, stage_len;
     char errbuf[CURL_ERROR_SIZE];
@@ -308,6 +309,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     struct sb__xfer *x = ud;
     size_t n = size * nmemb;
 
+    if (x->discard)
+        return n;
     if (stopped(x))
         return CURL_WRITEFUNC_ERROR;
     take_final(x); /* a body: these headers were the last */
@@ -738,6 +741,15 @@ static void xfer_free(struct sb__xfer *x, bool keep_hub)
     struct sb__xfer_hub *h = x->hub;
     if (x->added) {
         token_take(h);
+        if (x->paused) {
+            /* libcurl 7.88 frees the piece a paused transfer keeps only
+               when the transfer is done with its connection, so it leaks
+               when another transfer still uses that connection (an
+               HTTP/2 stream's; curl issue 10971): hand it over, to be
+               dropped, before the transfer goes. */
+            x->discard = true;
+            (void)curl_easy_pause(x->easy, CURLPAUSE_CONT);
+        }
         (void)curl_multi_remove_handle(h->multi, x->easy);
         if (x->prev != NULL)
             x->prev->next = x->next;
