@@ -30,7 +30,10 @@
  * holds the server back), and the read that empties the stage asks the
  * pumper to resume it (curl_easy_pause belongs to the driving thread).
  * A read copies out of the stage without the lock (x->reading): the
- * callback then only appends in place, never moves the stage.
+ * callback then only appends in place, never moves the stage.  Until
+ * the first read, the stage holds one piece: the pump that waits for the
+ * headers stops as soon as the body begins, and sb_open_url returns
+ * rather than stage a quarter of a megabyte nobody has asked for yet.
  */
 #include "xfer.h"
 
@@ -78,6 +81,8 @@ struct sb__xfer {
     bool paused;                /* the callback answered PAUSE */
     bool resume;                /* the reader asks the pumper to resume */
     bool reading;               /* a read copies out of the stage */
+    bool was_read;              /* a read came: until then the stage holds
+                                   one piece (the headers' pump stops) */
     bool discard;               /* being freed: the callback takes all */
     char *stage;
     size_t stage_cap, stage_pos, stage_len;
@@ -315,7 +320,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         return CURL_WRITEFUNC_ERROR;
     take_final(x); /* a body: these headers were the last */
     size_t unread = x->stage_len - x->stage_pos;
-    if ((unread > 0 && unread + n > STAGE_MAX)
+    if ((unread > 0 && (unread + n > STAGE_MAX || !x->was_read))
         || (x->reading && x->stage_len + n > x->stage_cap)) {
         /* Full; or a read copies out of it and there is no room at its
            tail, which is the only place the stage may change then. */
@@ -679,6 +684,7 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
             sb__http_unlock(&h->mu);
             return -ECANCELED;
         }
+        x->was_read = true;
         size_t unread = x->stage_len - x->stage_pos;
         if (unread > 0 && cap > 0) {
             size_t n = unread < cap ? unread : cap;
