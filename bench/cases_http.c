@@ -32,9 +32,10 @@
  *   F1 and F2 "wire": libcurl sending ours' requests, against the same
  *      limit: for F1 sb_open_url's GET (to its first body bytes) and then
  *      a part's, "Range: bytes=off-" on a new connection, to the 4 KiB;
- *      for F2 each read a part's request on a new connection (64 KiB:
- *      a part asks for its read alone when it continues no run), read
- *      to its end.  What the way the source asks costs, before anything the
+ *      for F2 each read a part's request (its 64 KiB and the seam's 4 KiB:
+ *      a part asks for its read alone when it continues no run) on one
+ *      kept-alive connection a thread, as the source keeps them for its
+ *      parts.  What the way the source asks costs, before anything the
  *      library does with the bytes.
  *
  * With --http-log, the server's log is emptied before each measurement and
@@ -62,9 +63,10 @@
 #define F2_READS 32
 #define F2_SIZE (64 * KiB)
 #define F1_SIZE 4096
-/* What a part of F2 asks for (streambuffer.h, read_ahead: the read, the
-   read_ahead, the seek gap, at least a chunk; and the seam's 4 KiB). */
-#define F2_WIRE F2_SIZE
+/* What a part of F2 asks for: the read alone (it continues no run, so it
+   has earned no read_ahead), and the 4 KiB past it that the HTTP source
+   adds to every bounded part for the seam. */
+#define F2_WIRE (F2_SIZE + 4 * KiB)
 
 /* ---- the object, as the server has it ---------------------------------------------- */
 
@@ -364,19 +366,19 @@ struct f2 {
 static void f2_thread(void *arg, int idx)
 {
     struct f2 *f = arg;
-    unsigned char *buf = malloc(F2_SIZE);
+    unsigned char *buf = malloc(F2_WIRE);
     if (buf == NULL)
         die("out of memory");
     uint64_t x = f->seed * 64 + (uint64_t)idx;
-    struct sink s = { .buf = buf, .cap = F2_SIZE };
-    if (f->b == NULL && !f->wire)
+    struct sink s = { .buf = buf, .cap = f->wire ? F2_WIRE : F2_SIZE };
+    if (f->b == NULL)
         f->h[idx] = easy_new();
     for (int i = 0; i < F2_READS; i++) {
         uint64_t off = splitmix64(&x) % (f->len - F2_SIZE);
         if (f->wire) {
-            CURL *h = easy_new(); /* a part: its own connection */
-            easy_first(h, &s, off, F2_WIRE, true);
-            curl_easy_cleanup(h);
+            /* A part's request, on a kept-alive connection as the source
+               keeps them for its parts. */
+            easy_get(f->h[idx], &s, off, F2_WIRE);
         } else if (f->b == NULL) {
             easy_get(f->h[idx], &s, off, F2_SIZE);
         } else if (sb_pread(f->b, buf, F2_SIZE, off) != (ssize_t)F2_SIZE) {
