@@ -313,8 +313,9 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * read_ahead the stream drains to its end: a stopped fetcher reopens past
  * the extent it met, and once the length is known, idle fetchers take the
  * largest gap (or split the largest stretch a running fetcher still has
- * ahead of it), so a server that limits each connection's rate is drained
- * over max_parts connections.  A read that waits for a part to open
+ * ahead of it, once that fetcher's rate has been measured: about 50 ms of
+ * its reading), so a server that limits each connection's rate is
+ * drained over max_parts connections.  A read that waits for a part to open
  * comes first: until that part has given its first bytes, no part opens
  * to drain and fetchers that no read needs pause, so that a far read's
  * round trip does not share the source (or the CPUs) with the drain.

@@ -551,10 +551,16 @@ static bool fill_locked(struct sb__parts *p, struct sb__fetcher *f)
         return assign_locked(p, f, best_at, best_at, NULL, false);
     if (len == SB__UNKNOWN || p->max_retained != 0)
         return false; /* a split would fetch ahead of the window */
+    /* A stretch is split only once its fetcher's rate is known: until
+       then the seek gap, by which a split is judged worth its round trip,
+       is a guess; and a far read that comes right after the open (the
+       length known from the start) finds the source and the CPUs free of
+       drain parts (bench-http F1). */
     struct sb__fetcher *big = NULL;
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *g = &p->f[i];
-        if (g->st != SB__F_RUNNING || g->stop || g->limit > len)
+        if (g->st != SB__F_RUNNING || g->stop || g->limit > len
+            || !(g->rate > 0))
             continue;
         if (big == NULL || g->limit - g->at > big->limit - big->at)
             big = g;
@@ -645,7 +651,8 @@ static bool drain_held_locked(struct sb__parts *p)
         if (m >= w->need || (len != SB__UNKNOWN && m >= len))
             continue;
         const struct sb__fetcher *r = reaching(p, m);
-        if (r != NULL && !(r->st == SB__F_RUNNING && (r->delivered || r->first)))
+        if (r != NULL
+            && !(r->st == SB__F_RUNNING && (r->delivered || r->first)))
             return true;
     }
     return false;
@@ -1290,6 +1297,7 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
     }
     uint64_t lo = f->at, hi = lo + n;
     p->fetched += n;
+    bool unrated = !(f->rate > 0);
     f->delivered = true;
     measure_locked(f, n, t0, t1);
     if (first_bytes) {
@@ -1331,8 +1339,8 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
     }
     if (past)
         fail_locked(p, EFBIG); /* the bytes up to max_size stay */
-    else if (p->drain_held)
-        schedule_locked(p); /* these bytes may end the hold */
+    else if (p->drain_held || (unrated && f->rate > 0 && draining(p)))
+        schedule_locked(p); /* the hold may end; its reach may split */
 }
 
 void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
