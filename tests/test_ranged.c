@@ -333,8 +333,8 @@ static void test_length_known_from_the_start(void **state)
     fx_close(b);
 
     /* Known from the start, the length lets free fetchers split the
-       drain at once: a paced first stream (2 s alone) and no read at all,
-       yet four streams run. */
+       drain (once the first stream's rate is measured): a paced first
+       stream (2 s alone) and no read at all, yet four streams run. */
     seek_src *u = fx_seek(32 * MB);
     u->report_len = 0;
     u->first = SEEK_FIRST_READ;
@@ -343,6 +343,25 @@ static void test_length_known_from_the_start(void **state)
                      .mem_limit = 4 * MB, .tmp_dir = fx_scratch()};
     b = open_seek(u, &o3);
     assert_non_null(b);
+    assert_true(wait_stat(b, parts_active, 4, WAIT_LONG_MS));
+    fx_close(b);
+
+    /* But not before: while the first stream is held at the gate before
+       its first byte, its rate unknown, no part opens to split it; once
+       released, it is split. */
+    seek_src *v = fx_seek(32 * MB);
+    v->report_len = 0;
+    v->first = SEEK_FIRST_READ;
+    v->rate = 16 * MB;
+    v->gate_first_only = 1;
+    seek_gate(v, 0, 1);
+    b = open_seek(v, &o3);
+    assert_non_null(b);
+    assert_true(seek_wait_blocked(v, 1, WAIT_LONG_MS));
+    /* An absence, so a bound: unheld, the split opens a part within a
+       millisecond or two of the open; 300 ms is ample. */
+    assert_false(seek_wait_opens(v, 1, 300));
+    seek_release(v);
     assert_true(wait_stat(b, parts_active, 4, WAIT_LONG_MS));
     fx_close(b);
 
