@@ -48,7 +48,8 @@ struct sb__fetcher {
     bool started;           /* thread is joinable */
     bool starting;          /* its thread is being made (parts.c,
                                    start_next_locked) */
-    bool made_next;         /* this one's thread made the next one's */
+    bool made_next;         /* its thread made (or tried to make) the
+                               next one's */
     pthread_cond_t cv;      /* the fetcher waits here: idle, paused,
                                between retries, for a seam's bytes */
 
