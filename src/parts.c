@@ -160,19 +160,25 @@ static void wake(struct sb__fetcher *f)
     f->parts->to_wake |= (uint64_t)1 << f->id;
 }
 
+/* Signal the fetchers of the bits in w, and recheck far readers. */
+static void send_wakes(struct sb__parts *p, uint64_t w, bool recheck)
+{
+    for (unsigned i = 0; w != 0; i++, w >>= 1)
+        if (w & 1)
+            sb__cond_signal(&p->f[i].cv);
+    if (recheck)
+        sb__wait_recheck(&p->b->wait);
+}
+
 /* The wakes decided so far, now (before mu is let go in a wait, which
    could be for long). */
 static void flush_wakes_locked(struct sb__parts *p)
 {
     uint64_t w = p->to_wake;
+    bool recheck = p->recheck;
     p->to_wake = 0;
-    for (unsigned i = 0; w != 0; i++, w >>= 1)
-        if (w & 1)
-            sb__cond_signal(&p->f[i].cv);
-    if (p->recheck) {
-        p->recheck = false;
-        sb__wait_recheck(&p->b->wait);
-    }
+    p->recheck = false;
+    send_wakes(p, w, recheck);
 }
 
 /* f waits on its cv: whatever it decided to wake is woken first. */
@@ -193,11 +199,7 @@ void sb__parts_unlock(struct sb__parts *p)
     /* A signal after the unlock: the fetcher checks its state under mu
        when it wakes, so one that no longer waits, or waits again, loses
        nothing; and cv lives until every fetcher is joined. */
-    for (unsigned i = 0; w != 0; i++, w >>= 1)
-        if (w & 1)
-            sb__cond_signal(&p->f[i].cv);
-    if (recheck)
-        sb__wait_recheck(&p->b->wait);
+    send_wakes(p, w, recheck);
 }
 
 static void wake_all(struct sb__parts *p)
@@ -635,6 +637,20 @@ static void repair_seams_locked(struct sb__parts *p)
 }
 
 /*
+ * The first byte want w waits for, in *m; false when it waits for none
+ * that a part could bring (all held, past the length, or released).
+ */
+static bool want_missing_locked(struct sb__parts *p, const struct sb__want *w,
+                                uint64_t *m)
+{
+    uint64_t len = sb__parts_length(p);
+    *m = first_missing(p->b, w->off, w->need);
+    if (*m >= w->need || (len != SB__UNKNOWN && *m >= len))
+        return false;
+    return !((p->b->flags & SB_RELEASE) && *m < sb__wait_floor(&p->b->wait));
+}
+
+/*
  * Whether a read waits for a part that has not given its first bytes:
  * one opening for it, or open and not yet delivering.  Then the drain
  * holds off (no part opens for it, and fetchers no read needs pause) so
@@ -645,10 +661,9 @@ static void repair_seams_locked(struct sb__parts *p)
  */
 static bool drain_held_locked(struct sb__parts *p)
 {
-    uint64_t len = sb__parts_length(p);
     for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
-        uint64_t m = first_missing(p->b, w->off, w->need);
-        if (m >= w->need || (len != SB__UNKNOWN && m >= len))
+        uint64_t m;
+        if (!want_missing_locked(p, w, &m))
             continue;
         const struct sb__fetcher *r = reaching(p, m);
         if (r != NULL
@@ -663,13 +678,9 @@ static void schedule_locked(struct sb__parts *p)
     sb__assert_held(&p->mu);
     if (!running(p))
         return;
-    uint64_t floor = sb__wait_floor(&p->b->wait);
-    uint64_t len = sb__parts_length(p);
     for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
-        uint64_t m = first_missing(p->b, w->off, w->need);
-        if (m >= w->need || (len != SB__UNKNOWN && m >= len))
-            continue;
-        if ((p->b->flags & SB_RELEASE) && m < floor)
+        uint64_t m;
+        if (!want_missing_locked(p, w, &m))
             continue;
         struct sb__fetcher *r = reaching(p, m);
         /* A fetcher whose own bytes start at m (after the seam it compares

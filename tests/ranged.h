@@ -61,14 +61,18 @@ static inline int ranged_stat_reached(void *arg)
                                           (want)},                            \
                (timeout_ms))
 
-/* sb_pread of n bytes at off returns want and they are version 0's. */
-static inline int pat_read(sb_buffer *b, uint64_t off, size_t n, ssize_t want)
+/* sb_pread of n bytes at off returns want and they are version 0's;
+   with timeout_ms >= 0, sb_pread_timed (a read that would wait for good
+   fails here, not in the harness's timeout). */
+static inline int pat_read_timed(sb_buffer *b, uint64_t off, size_t n,
+                                 ssize_t want, int timeout_ms)
 {
     unsigned char *buf = malloc(n ? n : 1);
     if (buf == NULL)
         return -1;
     errno = 0;
-    ssize_t got = sb_pread(b, buf, n, off);
+    ssize_t got = timeout_ms < 0 ? sb_pread(b, buf, n, off)
+                                 : sb_pread_timed(b, buf, n, off, timeout_ms);
     int rc = 0;
     if (got != want) {
         fprintf(stderr, "pread(%zu at %llu): %zd (errno %d), want %zd\n", n,
@@ -82,6 +86,12 @@ static inline int pat_read(sb_buffer *b, uint64_t off, size_t n, ssize_t want)
     }
     free(buf);
     return rc;
+}
+
+/* The same, blocking. */
+static inline int pat_read(sb_buffer *b, uint64_t off, size_t n, ssize_t want)
+{
+    return pat_read_timed(b, off, n, want, -1);
 }
 
 /* The whole stream, read in pieces of step, is len bytes of version 0. */

@@ -4,10 +4,11 @@
  * header's "Ranged sources" that hold when nothing fails.  A far read
  * waits for one part, not for the bytes before it, and holds the drain
  * until that part's bytes come; two fetchers meet at a compared seam and
- * fetch no byte twice beyond it; idle fetchers split the largest gap; max_parts, the options' errors, the first stream from
- * open_at; read_ahead, SB_RELEASE and max_retained with parts; views and
- * armed SB_NONBLOCK readers on far extents; 64 threads of random reads;
- * and a table of options that never change the bytes.
+ * fetch no byte twice beyond it; idle fetchers split the largest gap;
+ * max_parts, the options' errors, the first stream from open_at;
+ * read_ahead, SB_RELEASE and max_retained with parts; views and armed
+ * SB_NONBLOCK readers on far extents; 64 threads of random reads; and a
+ * table of options that never change the bytes.
  *
  * Nothing here waits on the clock: the source's events (open_at calls,
  * gates, closes) and the stats (waiting, parts_active, pauses) are what
@@ -489,23 +490,6 @@ static void test_max_parts_one_means_no_parts(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
-/* A read of n at off within WAIT_LONG_MS: its bytes right, or -1 (a read
-   that would wait for good fails here, not in the harness's timeout). */
-static int pat_read_soon(sb_buffer *b, uint64_t off, size_t n)
-{
-    unsigned char *buf = malloc(n);
-    if (buf == NULL)
-        return -1;
-    errno = 0;
-    ssize_t got = sb_pread_timed(b, buf, n, off, WAIT_LONG_MS);
-    int rc = got == (ssize_t)n && pat_mismatches(buf, n, off) == 0 ? 0 : -1;
-    if (rc != 0)
-        fprintf(stderr, "pread_timed(%zu at %llu): %zd (errno %d)\n", n,
-                (unsigned long long)off, got, errno);
-    free(buf);
-    return rc;
-}
-
 /*
  * max_parts 1 with open_at alone: one part at a time, moved to a far read
  * like any other.  read_ahead pauses the one fetcher past each read; a
@@ -523,10 +507,10 @@ static void test_one_part_moves_to_each_read(void **state)
                     .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    assert_int_equal(pat_read_soon(b, 0, 4 * KB), 0);
-    assert_int_equal(pat_read_soon(b, 2 * MB, 4 * KB), 0);
-    assert_int_equal(pat_read_soon(b, 1 * MB, 4 * KB), 0);
-    assert_int_equal(pat_read_soon(b, 3 * MB, 4 * KB), 0);
+    assert_int_equal(pat_read_timed(b, 0, 4 * KB, 4 * KB, WAIT_LONG_MS), 0);
+    assert_int_equal(pat_read_timed(b, 2 * MB, 4 * KB, 4 * KB, WAIT_LONG_MS), 0);
+    assert_int_equal(pat_read_timed(b, 1 * MB, 4 * KB, 4 * KB, WAIT_LONG_MS), 0);
+    assert_int_equal(pat_read_timed(b, 3 * MB, 4 * KB, 4 * KB, WAIT_LONG_MS), 0);
     /* One stream at a time.  (Where the 1 MiB read's bytes came from
        depends on timing: a part opened there, or the one fetcher went on
        to 2 MiB through it when it could not be moved, comparing a seam.) */
