@@ -181,11 +181,25 @@ static void flush_wakes_locked(struct sb__parts *p)
     send_wakes(p, w, recheck);
 }
 
+static void wake_all(struct sb__parts *p);
+
+/* A hold's end woke one fetcher for all (release_locked): this one wakes
+   the rest. */
+static void pass_release_locked(struct sb__parts *p)
+{
+    if (p->wake_rest) {
+        p->wake_rest = false;
+        wake_all(p);
+    }
+}
+
 /* f waits on its cv: whatever it decided to wake is woken first. */
 static void wait_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
+    pass_release_locked(p);
     flush_wakes_locked(p);
     sb__cond_wait(&f->cv, &p->mu);
+    pass_release_locked(p);
 }
 
 void sb__parts_unlock(struct sb__parts *p)
@@ -658,11 +672,20 @@ static bool want_missing_locked(struct sb__parts *p, const struct sb__want *w,
  * read that no fetcher reaches yet holds nothing: the fetchers must go on,
  * or none might come free for it; nor one that waits only for a seam to
  * be compared (every byte held), which a fetcher that comes free repairs.
+ * The hold lasts while a blocked read past the watermark has its bytes
+ * and has not yet unwanted: it is woken, and the drain let go at the
+ * part's first bytes would take the CPUs it needs to return (on two
+ * cores it waited a millisecond or two to run).  Its run from off is
+ * whole, so its wait is over (sb__wait_recheck), and its unwant ends
+ * the hold.  Not an armed reader's: it may not read for long.
  */
 static bool drain_held_locked(struct sb__parts *p)
 {
     for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
         uint64_t m;
+        if (w->blocked && w->off > filled_of(p)
+            && sb__parts_run(p->b, w->off) >= w->need)
+            return true;
         if (!want_missing_locked(p, w, &m))
             continue;
         const struct sb__fetcher *r = reaching(p, m);
@@ -671,6 +694,29 @@ static bool drain_held_locked(struct sb__parts *p)
             return true;
     }
     return false;
+}
+
+/*
+ * The hold ended: the fetchers it paused go on.  Often a reader ends it
+ * (its read is answered), and waking every fetcher would cost it their
+ * futex calls and, on a busy machine, its CPU to the woken threads before
+ * it returns (bench-http F1 lost milliseconds so).  So it wakes one that
+ * waits, and that one wakes the rest (pass_release_locked) on its own
+ * thread.  A fetcher checks wake_rest under mu whenever it is about to
+ * wait, takes a step or looks for a job, so none sleeps through it; when
+ * none waits, the first to come back to mu passes it on.
+ */
+static void release_locked(struct sb__parts *p)
+{
+    p->wake_rest = true;
+    for (unsigned i = 0; i < p->nthreads; i++) {
+        struct sb__fetcher *g = &p->f[i];
+        bool waits = g->paused || g->seam_wait || g->st == SB__F_IDLE;
+        if (waits && !g->starting) {
+            wake(g);
+            return;
+        }
+    }
 }
 
 static void schedule_locked(struct sb__parts *p)
@@ -725,7 +771,7 @@ static void schedule_locked(struct sb__parts *p)
     bool was_held = p->drain_held;
     p->drain_held = draining(p) && drain_held_locked(p);
     if (was_held && !p->drain_held)
-        wake_all(p); /* fetchers paused for it go on */
+        release_locked(p);
     if (p->off || !draining(p) || p->drain_held)
         return;
     struct sb__fetcher *f;
@@ -791,6 +837,7 @@ void sb__parts_poke(sb_buffer *b)
 bool sb__parts_next_job_locked(struct sb__fetcher *f)
 {
     struct sb__parts *p = f->parts;
+    pass_release_locked(p);
     if (f->first && f->st == SB__F_ASSIGNED)
         start_next_locked(f); /* the first stream can wait for it */
     for (;;) {
@@ -833,10 +880,11 @@ bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
     while (running(p)) {
         flush_wakes_locked(p);
         int e = pthread_cond_timedwait(&f->cv, &p->mu, &t);
+        if (e != 0 && e != ETIMEDOUT)
+            abort(); /* see lock.h */
+        pass_release_locked(p);
         if (e == ETIMEDOUT)
             break;
-        if (e != 0)
-            abort(); /* see lock.h */
     }
     return running(p);
 }
@@ -1087,6 +1135,7 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
 enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                                     size_t *cap)
 {
+    pass_release_locked(f->parts);
     enum sb__step step = step_locked(f, chunk, cap);
     if (f->paused) {
         struct sb__parts *p = f->parts;

@@ -33,6 +33,8 @@ struct sb__want {
     uint64_t off, need;
     struct sb__want *prev, *next;
     bool linked;
+    bool blocked;   /* a thread sleeps on it (not an armed reader): it
+                       unwants as soon as its bytes are held */
 };
 
 enum sb__fetcher_state {
@@ -142,7 +144,11 @@ struct sb__parts {
                                        only to wait for mu */
     bool recheck;                   /* far readers to recheck, likewise */
     bool drain_held;                /* a read waits for a part's first
-                                       bytes: no drain part opens */
+                                       bytes, or a blocked one has them
+                                       and has not returned: no drain
+                                       part opens */
+    bool wake_rest;                 /* the hold ended: the first fetcher
+                                       to take mu wakes every one */
     uint64_t fetched, refetched;
 };
 

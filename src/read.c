@@ -68,7 +68,7 @@ again:
             if (rc == -EAGAIN)
                 sb__parts_want(b, (struct sb__want *)&r->want, off, off + least);
         } else {
-            struct sb__want want = { .linked = false };
+            struct sb__want want = { .linked = false, .blocked = true };
             sb__parts_want(b, &want, off, off + least);
             rc = sb__wait_range(&b->wait, off, off + least, off + n, timeout_ms);
             sb__parts_unwant(b, &want);

@@ -848,6 +848,127 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
+struct wait_end_call {
+    sb_buffer *b;
+    int rc;
+    uint64_t total;
+};
+
+static void wait_end_call(void *arg)
+{
+    struct wait_end_call *w = arg;
+    w->rc = sb_wait_end(w->b, &w->total);
+}
+
+/* The drain reaches the end by itself: the watermark gets to len within
+   WAIT_LONG_MS * 3, watched through the stats, which (unlike
+   sb_wait_end, which demands everything and so wakes every fetcher)
+   touch nothing.  Then sb_wait_end answers; if it did not, the buffer is
+   cancelled so that the call returns, and the test fails. */
+static void assert_drains(sb_buffer *b, uint64_t len)
+{
+    assert_true(wait_stat(b, filled, len, WAIT_LONG_MS * 3));
+    struct wait_end_call *w = fx_calloc(sizeof *w);
+    *w = (struct wait_end_call){b, -2, 0};
+    bg_call *bg = fx_bg(wait_end_call, w);
+    assert_non_null(bg);
+    int in_time = bg_wait(bg, WAIT_LONG_MS);
+    if (!in_time)
+        sb_cancel(b);
+    bg_join(bg);
+    assert_true(in_time);
+    assert_int_equal(w->rc, 0);
+    assert_int_equal(w->total, len);
+}
+
+/*
+ * The hold is for a read that returns at once with its bytes: an armed
+ * reader whose range has come may not read for long (its event loop
+ * decides), and it holds nothing.  Here it never reads: the drain still
+ * goes on to the end.  Were an armed reader's want to hold the drain like
+ * a blocked read's, every fetcher would stay paused and the drain would
+ * never end.
+ */
+static void test_armed_reader_does_not_hold_the_drain(void **state)
+{
+    (void)state;
+    const uint64_t len = 16 * MB;
+    const uint64_t far = 12 * MB;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->rate = 8 * MB; /* each stream: the first alone takes 1.5 s to far */
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 4, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    int pfd = sb_poll_fd(b);
+    assert_true(pfd >= 0);
+    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
+    assert_non_null(r);
+    fx_track(r, NULL, fx_reader_close);
+    unsigned char buf[4096];
+    assert_fails_with(sb_reader_pread(r, buf, sizeof buf, far), EAGAIN);
+    struct pollfd pl = {.fd = pfd, .events = POLLIN};
+    assert_int_equal(poll(&pl, 1, WAIT_LONG_MS), 1);
+    sb_reader *ready[4];
+    assert_int_equal(sb_poll_ready(b, ready, 4), 1);
+    assert_ptr_equal(ready[0], r);
+    /* Its bytes are held, far past the watermark, and it does not read. */
+    assert_true(stats(b).filled < far);
+    assert_drains(b, len);
+    assert_int_equal(sb_reader_pread(r, buf, sizeof buf, far), sizeof buf);
+    assert_int_equal(pat_mismatches(buf, sizeof buf, far), 0);
+    for (uint64_t off = 0; off < len; off += 1 * MB)
+        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    /* The teardown closes the reader, then the buffer. */
+}
+
+/*
+ * A hold's end wakes every fetcher it paused, though the reader that ends
+ * it wakes only one (which wakes the rest).  Four fetchers drain; a far
+ * read moves one of them, whose part is held at the gate before its first
+ * byte; the other three pause (the event waited on).  Once the read has
+ * its bytes and returns, all of them must go on: the drain ends.  A
+ * fetcher left asleep would leave its stretch unfetched for good.
+ */
+static void test_hold_end_wakes_every_paused_fetcher(void **state)
+{
+    (void)state;
+    const uint64_t len = 32 * MB;
+    const uint64_t far = 29 * MB + 12345;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->rate = 4 * MB; /* a stream: 8 s for the whole, alone */
+    seek_gate(s, far, far + 1);
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 4, .seek_gap = 64 * KB,
+                    .length_hint = len, .flags = SB_LENGTH_KNOWN,
+                    .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    /* The drain runs over every fetcher (once the first one's rate is
+       known, its stretch is split). */
+    assert_true(wait_stat(b, parts_active, 4, WAIT_LONG_MS));
+    struct far_read *r = fx_calloc(sizeof *r);
+    *r = (struct far_read){b, far, -1};
+    bg_call *bg = fx_bg(far_read_call, r);
+    assert_non_null(bg);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    /* Nothing paused before (no read_ahead, no max_retained): three
+       pauses are the three other fetchers'. */
+    assert_true(wait_stat(b, pauses, 3, WAIT_LONG_MS));
+    assert_true(stats(b).parts_moved >= 1);
+    seek_release(s);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(r->rc, 0);
+    assert_drains(b, len);
+    for (uint64_t off = 0; off < len; off += 1 * MB)
+        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 /* 64 threads of random reads, max_parts 8, a paced source with latency:
    parts open, move and meet under TSan; every byte is checked, no stream
    is closed twice, and at most 8 streams ran at once. */
@@ -996,6 +1117,8 @@ int main(void)
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_one_part_moves_to_each_read),
         FX_TEST(test_far_read_holds_the_drain),
+        FX_TEST(test_armed_reader_does_not_hold_the_drain),
+        FX_TEST(test_hold_end_wakes_every_paused_fetcher),
         FX_TEST(test_read_ahead_ramps_up),
         FX_TEST(test_release_and_max_retained_with_parts),
         FX_TEST(test_view_of_far_extent),
