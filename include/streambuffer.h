@@ -178,8 +178,9 @@ typedef struct sb_options {
        0: no cap. */
     uint64_t max_size;
     /* Directory for the spill file, which is created only once the stream
-       outgrows mem_limit.  The string is copied.  NULL: $TMPDIR if set and
-       not empty, else "/tmp". */
+       outgrows mem_limit (or, with parts, a read waits for bytes past
+       it).  The string is copied.  NULL: $TMPDIR if set and not empty,
+       else "/tmp". */
     const char *tmp_dir;
     /* Most bytes the producer asks the source for at once.  0: 64 KiB. */
     size_t chunk_size;

@@ -38,6 +38,12 @@ static int source_errno(long r)
     return r < 0 && r >= -4095 ? (int)-r : EIO;
 }
 
+/* A fetcher's bounce buffer: a chunk, in whole pages. */
+static size_t bounce_size(size_t chunk)
+{
+    return (chunk + 4095) / 4096 * 4096;
+}
+
 /* What a fetcher keeps across its steps without the lock. */
 struct cursor {
     struct sb__fetcher *f;
@@ -104,10 +110,7 @@ static int store(struct cursor *c, uint64_t off, const unsigned char *data,
     if (in_place || n == 0)
         return 0;
     if (off + n > b->spool.mem_cap) {
-        struct sb__parts *p = b->parts;
-        sb__mutex_lock(&p->mu);
-        int rc = sb__parts_spill_locked(c->f);
-        sb__parts_unlock(p);
+        int rc = sb__parts_spill(b);
         if (rc < 0)
             return rc;
     }
@@ -257,8 +260,7 @@ static void run_locked(struct cursor *c)
             in_place = true;
         } else {
             if (c->bounce == NULL
-                && (c->bounce = sb__aligned_alloc(4096, (chunk + 4095) / 4096 * 4096))
-                       == NULL) {
+                && (c->bounce = sb__aligned_alloc(4096, bounce_size(chunk))) == NULL) {
                 sb__mutex_lock(&p->mu);
                 sb__wait_finish(&b->wait, ENOMEM);
                 return;
@@ -303,6 +305,12 @@ void *sb__fetcher_main(void *arg)
     struct cursor c = { .f = arg };
     struct sb__parts *p = c.f->parts;
     c.b = p->b;
+    /* A fetcher made ahead of its job has the time to get its bounce
+       buffer now, rather than when its part's first bytes are in (a new
+       thread's first allocation makes its malloc arena).  One that
+       cannot gets it on first use, which reports the failure. */
+    if (c.f->id > 0)
+        c.bounce = sb__aligned_alloc(4096, bounce_size(c.b->chunk_size));
     sb__mutex_lock(&p->mu);
     while (sb__parts_next_job_locked(c.f)) {
         if (!open_part_locked(&c))

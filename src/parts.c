@@ -1526,9 +1526,30 @@ void sb__parts_ended_locked(struct sb__fetcher *f, int rc)
     sb__wait_recheck(&p->b->wait);
 }
 
-int sb__parts_spill_locked(struct sb__fetcher *f)
+int sb__parts_spill(sb_buffer *b)
 {
-    return sb__spool_make_file(&f->parts->b->spool);
+    struct sb__parts *p = parts_of(b);
+    struct sb__spool *s = &b->spool;
+    sb__mutex_lock(&p->mu);
+    bool have = s->fd >= 0;
+    sb__parts_unlock(p);
+    if (have)
+        return 0;
+    /* fd is set under both locks: under spill_mu it can be read alone. */
+    sb__mutex_lock(&p->spill_mu);
+    int rc = 0;
+    if (s->fd < 0) {
+        int fd = sb__spool_new_file(s);
+        if (fd >= 0) {
+            sb__mutex_lock(&p->mu);
+            sb__spool_set_file(s, fd);
+            sb__parts_unlock(p);
+        } else {
+            rc = fd;
+        }
+    }
+    sb__mutex_unlock(&p->spill_mu);
+    return rc;
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */
@@ -1550,9 +1571,17 @@ int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
         free(p);
         return rc;
     }
+    rc = -pthread_mutex_init(&p->spill_mu, NULL);
+    if (rc < 0) {
+        sb__check(pthread_mutex_destroy(&p->mu));
+        sb__extents_destroy(&p->ext);
+        free(p);
+        return rc;
+    }
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0
         || pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0) {
+        sb__check(pthread_mutex_destroy(&p->spill_mu));
         sb__check(pthread_mutex_destroy(&p->mu));
         sb__extents_destroy(&p->ext);
         free(p);
@@ -1573,6 +1602,7 @@ int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
     if (made < SB__MAX_PARTS) {
         while (made-- > 0)
             sb__check(pthread_cond_destroy(&p->f[made].cv));
+        sb__check(pthread_mutex_destroy(&p->spill_mu));
         sb__check(pthread_mutex_destroy(&p->mu));
         sb__extents_destroy(&p->ext);
         free(p);
@@ -1654,6 +1684,7 @@ void sb__parts_destroy(sb_buffer *b)
         return;
     for (unsigned i = 0; i < SB__MAX_PARTS; i++)
         sb__check(pthread_cond_destroy(&p->f[i].cv));
+    sb__check(pthread_mutex_destroy(&p->spill_mu));
     sb__check(pthread_mutex_destroy(&p->mu));
     sb__extents_destroy(&p->ext);
     free(p);

@@ -7,7 +7,8 @@
  * parts.c keeps the state and decides; fetch.c runs the fetcher threads
  * and does their I/O.  Everything here is under parts->mu but the extent
  * map's lookups, length and stale, which readers load without a lock.
- * Lock order: readers_mu, then parts->mu, then the wait's mu.
+ * Lock order: readers_mu, then parts->mu, then the wait's mu; spill_mu,
+ * which only sb__parts_spill takes, before parts->mu.
  */
 #ifndef SB_PARTS_H
 #define SB_PARTS_H
@@ -104,6 +105,10 @@ struct sb__fetcher {
 struct sb__parts {
     struct sb_buffer *b;
     pthread_mutex_t mu;
+    /* Held by whoever makes the spill file (sb__parts_spill), without
+       mu: the file is made once, and another thread that needs it waits
+       here for it.  Taken before mu, never under it. */
+    pthread_mutex_t spill_mu;
     struct sb__extents ext;         /* written under mu, read lock-free */
     _Atomic uint64_t length;        /* SB__UNKNOWN until a part reports it
                                        or a part ends */
@@ -191,6 +196,15 @@ void sb__parts_want(struct sb_buffer *b, struct sb__want *w, uint64_t off,
                     uint64_t need);
 void sb__parts_unwant(struct sb_buffer *b, struct sb__want *w);
 
+/* The spill file exists: made once, by whoever comes first, under
+   spill_mu and without mu (it is I/O), then installed under mu; another
+   caller meanwhile waits for it.  0 or -errno.  A fetcher calls it before
+   its first store past the memory region; a read that is to wait for
+   such bytes calls it too, while its part opens, so that the file's
+   creation (about a tenth of a far read's time on a fresh buffer) is
+   not in the way of the part's first bytes.  Any thread, without mu. */
+int sb__parts_spill(struct sb_buffer *b);
+
 /* The demand or the floor moved: paused fetchers look again. */
 void sb__parts_poke(struct sb_buffer *b);
 
@@ -234,8 +248,6 @@ void sb__parts_probed_locked(struct sb__fetcher *f, ssize_t r);
 void sb__parts_ended_locked(struct sb__fetcher *f, int rc);
 /* The pause before a retry: false if the stream is over meanwhile. */
 bool sb__parts_retry_pause_locked(struct sb__fetcher *f);
-/* The spill file exists (made under mu, so one fetcher makes it). */
-int sb__parts_spill_locked(struct sb__fetcher *f);
 
 /* Lets mu go, then wakes the fetchers and readers that what was done
    under it concerns.  Every unlock of mu goes through here. */

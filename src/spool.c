@@ -308,6 +308,17 @@ int sb__spool_make_file(struct sb__spool *s)
     return 0;
 }
 
+int sb__spool_new_file(const struct sb__spool *s)
+{
+    return spill_create(s->tmp_dir);
+}
+
+void sb__spool_set_file(struct sb__spool *s, int fd)
+{
+    assert(s->fd < 0);
+    s->fd = fd;
+}
+
 /* Fault in [off, off + len) of the memory region ahead of a store, by
    itself: a sparse writer's room is not past what was populated. */
 static void prefault_range(struct sb__spool *s, uint64_t off, size_t len)

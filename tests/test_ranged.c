@@ -848,6 +848,56 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
+struct fds_in {
+    const char *dir;
+    int want;
+};
+
+static int fds_in_reached(void *arg)
+{
+    struct fds_in *f = arg;
+    return fds_into_dir(f->dir) == f->want;
+}
+
+/*
+ * A read that waits for bytes past the memory region makes the spill
+ * file while its part opens, so that the part's first bytes are stored
+ * at once.  The part is held at the gate before its first byte; the file
+ * (an fd into tmp_dir) must appear meanwhile.  Without the read's making
+ * it, the first fetcher to store past memory would, and none does while
+ * the gate holds.
+ */
+static void test_far_read_makes_the_spill_file(void **state)
+{
+    (void)state;
+    const uint64_t len = 16 * MB;
+    const uint64_t far = 12 * MB;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->gate_first_only = 0;
+    seek_gate(s, 512 * KB, 0); /* every stream, past 512 KiB: in memory */
+    const char *dir = fx_scratch();
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 4, .tmp_dir = dir};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS)); /* the first */
+    assert_int_equal(fds_into_dir(dir), 0);
+    struct far_read *r = fx_calloc(sizeof *r);
+    *r = (struct far_read){b, far, -1};
+    bg_call *bg = fx_bg(far_read_call, r);
+    assert_non_null(bg);
+    assert_true(seek_wait_blocked(s, 2, WAIT_LONG_MS)); /* and the far part */
+    assert_true(poll_until(fds_in_reached, &(struct fds_in){dir, 1}, WAIT_LONG_MS));
+    seek_release(s);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(r->rc, 0);
+    assert_int_equal(fds_into_dir(dir), 1); /* one file, not two */
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 struct wait_end_call {
     sb_buffer *b;
     int rc;
@@ -1118,6 +1168,7 @@ int main(void)
         FX_TEST(test_one_part_moves_to_each_read),
         FX_TEST(test_far_read_holds_the_drain),
         FX_TEST(test_armed_reader_does_not_hold_the_drain),
+        FX_TEST(test_far_read_makes_the_spill_file),
         FX_TEST(test_hold_end_wakes_every_paused_fetcher),
         FX_TEST(test_read_ahead_ramps_up),
         FX_TEST(test_release_and_max_retained_with_parts),
