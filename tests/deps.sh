@@ -63,17 +63,28 @@ check_test() {
 # build the sdist and wheels offline (build, wheel), install them into a
 # fresh venv (venv, whose ensurepip is python3-venv's) and check the stubs
 # and the examples' types (mypy).  Debian's packages serve Debian's
-# interpreter only (sys.prefix /usr): another one is told so.
+# interpreter only (sys.prefix /usr): another one is told so.  The probes
+# run from / (py), where nothing shadows a module: from the repository,
+# "import build" found the build directory (a namespace package), so that
+# python3-build was never installed once make had run.
+py() {
+    case $PYTHON in
+    */*) pyabs=$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON") ;;
+    *) pyabs=$PYTHON ;;
+    esac
+    (cd / && "$pyabs" "$@")
+}
+
 check_python() {
     pyneed=""
-    inc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+    inc=$(py -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
     [ -n "$inc" ] && [ -f "$inc/Python.h" ] || pyneed="$pyneed python3-dev"
-    "$PYTHON" -c 'import pytest' >/dev/null 2>&1 || pyneed="$pyneed python3-pytest"
-    "$PYTHON" -c 'import setuptools, pip' >/dev/null 2>&1 || pyneed="$pyneed python3-pip"
-    "$PYTHON" -c 'import build' >/dev/null 2>&1 || pyneed="$pyneed python3-build"
-    "$PYTHON" -c 'import wheel' >/dev/null 2>&1 || pyneed="$pyneed python3-wheel"
-    "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || pyneed="$pyneed python3-venv"
-    "$PYTHON" -c 'import mypy.stubtest' >/dev/null 2>&1 || pyneed="$pyneed python3-mypy"
+    py -c 'import pytest' >/dev/null 2>&1 || pyneed="$pyneed python3-pytest"
+    py -c 'import setuptools, pip' >/dev/null 2>&1 || pyneed="$pyneed python3-pip"
+    py -c 'import build' >/dev/null 2>&1 || pyneed="$pyneed python3-build"
+    py -c 'import wheel' >/dev/null 2>&1 || pyneed="$pyneed python3-wheel"
+    py -c 'import ensurepip, venv' >/dev/null 2>&1 || pyneed="$pyneed python3-venv"
+    py -c 'import mypy.stubtest' >/dev/null 2>&1 || pyneed="$pyneed python3-mypy"
     [ -n "$pyneed" ] || return 0
     if "$PYTHON" -c 'import sys; sys.exit(sys.prefix != "/usr")' 2>/dev/null; then
         need "$pyneed" "Python.h/pytest/pip/build/wheel/venv/mypy"
