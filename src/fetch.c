@@ -10,8 +10,9 @@
  * the spool, the compare.  Fetchers write disjoint ranges (their reaches
  * never overlap), so they store at once without taking turns: in place in
  * the memory region where the whole room lies there, else through a
- * bounce buffer of their own and pwrite.  The spill file is made under
- * parts->mu so that one fetcher makes it.
+ * bounce buffer of their own and pwrite.  The spill file is made once,
+ * by the first thread that needs it (sb__parts_spill: a fetcher, or a
+ * read about to wait for bytes past memory), without parts->mu.
  *
  * A part is closed by the thread that opened it, once; its cancel (at most
  * once) may come from any thread: a move, sb_cancel.
@@ -48,7 +49,9 @@ static size_t bounce_size(size_t chunk)
 struct cursor {
     struct sb__fetcher *f;
     sb_buffer *b;
-    unsigned char *bounce;       /* chunk_size bytes; on first use */
+    unsigned char *bounce;       /* chunk_size bytes: at the thread's
+                                    start (fetchers but the first), else
+                                    on first use */
     unsigned char *held;         /* SB__SEAM bytes, for compares */
     const unsigned char *pend;   /* an iterator's chunk not yet used */
     size_t npend;

@@ -23,8 +23,9 @@
  * A read that waits for a part to open comes first: until that part has
  * given its first bytes, no drain part opens and fetchers that no read
  * needs pause (drain_held), so that the far read has the server, the
- * connections and the CPUs to itself for its round trip; the drain goes
- * on once the read is served.
+ * connections and the CPUs to itself for its round trip; a blocked read
+ * keeps the hold until it has woken and unwanted, and the drain goes on
+ * then.
  *
  * Wakes: what is decided under mu wakes fetchers (to_wake) and far
  * readers (recheck) only once mu is let go (sb__parts_unlock), or before
@@ -198,7 +199,9 @@ static void wait_locked(struct sb__parts *p, struct sb__fetcher *f)
 {
     pass_release_locked(p);
     flush_wakes_locked(p);
+    f->waiting = true;
     sb__cond_wait(&f->cv, &p->mu);
+    f->waiting = false;
     pass_release_locked(p);
 }
 
@@ -701,22 +704,23 @@ static bool drain_held_locked(struct sb__parts *p)
  * (its read is answered), and waking every fetcher would cost it their
  * futex calls and, on a busy machine, its CPU to the woken threads before
  * it returns (bench-http F1 lost milliseconds so).  So it wakes one that
- * waits, and that one wakes the rest (pass_release_locked) on its own
- * thread.  A fetcher checks wake_rest under mu whenever it is about to
- * wait, takes a step or looks for a job, so none sleeps through it; when
- * none waits, the first to come back to mu passes it on.
+ * sleeps on its cv (a paused one first), and that one wakes the rest
+ * (pass_release_locked) on its own thread.  A fetcher checks wake_rest
+ * under mu whenever it is about to wait, takes a step or looks for a
+ * job, so none sleeps through it; when none sleeps, the first to come
+ * back to mu passes it on.
  */
 static void release_locked(struct sb__parts *p)
 {
     p->wake_rest = true;
+    struct sb__fetcher *pick = NULL;
     for (unsigned i = 0; i < p->nthreads; i++) {
         struct sb__fetcher *g = &p->f[i];
-        bool waits = g->paused || g->seam_wait || g->st == SB__F_IDLE;
-        if (waits && !g->starting) {
-            wake(g);
-            return;
-        }
+        if (g->waiting && (pick == NULL || (g->paused && !pick->paused)))
+            pick = g;
     }
+    if (pick != NULL)
+        wake(pick);
 }
 
 static void schedule_locked(struct sb__parts *p)
@@ -878,8 +882,11 @@ bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
         t.tv_nsec -= 1000000000L;
     }
     while (running(p)) {
+        pass_release_locked(p);
         flush_wakes_locked(p);
+        f->waiting = true;
         int e = pthread_cond_timedwait(&f->cv, &p->mu, &t);
+        f->waiting = false;
         if (e != 0 && e != ETIMEDOUT)
             abort(); /* see lock.h */
         pass_release_locked(p);

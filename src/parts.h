@@ -35,7 +35,8 @@ struct sb__want {
     struct sb__want *prev, *next;
     bool linked;
     bool blocked;   /* a thread sleeps on it (not an armed reader): it
-                       unwants as soon as its bytes are held */
+                       unwants once its bytes are held and it has woken
+                       and run */
 };
 
 enum sb__fetcher_state {
@@ -80,6 +81,8 @@ struct sb__fetcher {
     bool probed;            /* read once past the length (and got 0) */
     bool progressed;        /* it stored bytes before its last failure */
     bool paused;            /* waits for flow control now */
+    bool waiting;           /* asleep on cv now (wait_locked, the retry
+                               pause): a signal reaches it */
     bool seam_wait;         /* waits for another run's bytes or end (one
                                of parts.seam_waiters) */
     uint64_t paused_at;     /* since when (CLOCK_MONOTONIC, ns) */
@@ -198,11 +201,11 @@ void sb__parts_unwant(struct sb_buffer *b, struct sb__want *w);
 
 /* The spill file exists: made once, by whoever comes first, under
    spill_mu and without mu (it is I/O), then installed under mu; another
-   caller meanwhile waits for it.  0 or -errno.  A fetcher calls it before
-   its first store past the memory region; a read that is to wait for
-   such bytes calls it too, while its part opens, so that the file's
-   creation (about a tenth of a far read's time on a fresh buffer) is
-   not in the way of the part's first bytes.  Any thread, without mu. */
+   caller meanwhile waits for it.  0 or -errno.  A fetcher calls it
+   before each store past the memory region (one look under mu once the
+   file is there); a blocking read that is to wait for such bytes calls
+   it too, while its part opens, so that the file's creation is not in
+   the way of the part's first bytes.  Any thread, without mu. */
 int sb__parts_spill(struct sb_buffer *b);
 
 /* The demand or the floor moved: paused fetchers look again. */

@@ -70,9 +70,10 @@ again:
         } else {
             struct sb__want want = { .linked = false, .blocked = true };
             sb__parts_want(b, &want, off, off + least);
-            /* While its part opens: the file it will store into.  A
-               failure is the fetcher's to meet and report. */
-            if (off + least > b->spool.mem_cap)
+            /* While its part opens: the file it will store into (not
+               for a read that will not wait).  A failure is the
+               fetcher's to meet and report. */
+            if (off + least > b->spool.mem_cap && timeout_ms != 0)
                 (void)sb__parts_spill(b);
             rc = sb__wait_range(&b->wait, off, off + least, off + n, timeout_ms);
             sb__parts_unwant(b, &want);

@@ -297,17 +297,6 @@ static int write_file(struct sb__spool *s, uint64_t off, const unsigned char *p,
     return 0;
 }
 
-int sb__spool_make_file(struct sb__spool *s)
-{
-    if (s->fd >= 0)
-        return 0;
-    int fd = spill_create(s->tmp_dir);
-    if (fd < 0)
-        return fd;
-    s->fd = fd;
-    return 0;
-}
-
 int sb__spool_new_file(const struct sb__spool *s)
 {
     return spill_create(s->tmp_dir);

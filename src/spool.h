@@ -134,9 +134,8 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
  * the spill file, once, before any of them writes past mem_cap (under a
  * lock of theirs); these touch no field of the spool but the bytes.
  *
- * sb__spool_make_file: the spill file exists (0), or -errno.
- * sb__spool_new_file, sb__spool_set_file: the same in two steps, so that
- *   the file is created (I/O) outside the callers' lock and installed
+ * sb__spool_new_file, sb__spool_set_file: the spill file in two steps,
+ *   so that it is created (I/O) outside the callers' lock and installed
  *   under it: a new spill file's descriptor, or -errno; then it is the
  *   spool's (which had none).
  * sb__spool_reserve_at: as sb__spool_reserve, but the room is faulted in
@@ -145,7 +144,6 @@ int sb__spool_write(struct sb__spool *s, uint64_t off, const void *data,
  *   -errno (a failure may have stored a prefix, which the caller does not
  *   publish).
  */
-int sb__spool_make_file(struct sb__spool *s);
 int sb__spool_new_file(const struct sb__spool *s);
 void sb__spool_set_file(struct sb__spool *s, int fd);
 unsigned char *sb__spool_reserve_at(struct sb__spool *s, uint64_t off,
