@@ -59,6 +59,7 @@ struct cursor {
     bool got_bytes;              /* the part gave a byte */
     bool own;                    /* it reads the source's own stream */
     bool own_ended;              /* ... which returned 0 or an error */
+    bool spill_seen;             /* the spill file exists (it stays) */
 };
 
 /* The stream the fetcher reads now: the source's own, or its part. */
@@ -112,10 +113,11 @@ static int store(struct cursor *c, uint64_t off, const unsigned char *data,
     sb_buffer *b = c->b;
     if (in_place || n == 0)
         return 0;
-    if (off + n > b->spool.mem_cap) {
+    if (off + n > b->spool.mem_cap && !c->spill_seen) {
         int rc = sb__parts_spill(b);
         if (rc < 0)
             return rc;
+        c->spill_seen = true;
     }
     return sb__spool_write_at(&b->spool, off, data, n);
 }

@@ -194,15 +194,27 @@ static void pass_release_locked(struct sb__parts *p)
     }
 }
 
-/* f waits on its cv: whatever it decided to wake is woken first. */
-static void wait_locked(struct sb__parts *p, struct sb__fetcher *f)
+/* f waits on its cv until woken, or until *until (CLOCK_MONOTONIC) when
+   until is not NULL: whatever it decided to wake is woken first.  false
+   when the deadline passed. */
+static bool wait_until_locked(struct sb__parts *p, struct sb__fetcher *f,
+                              const struct timespec *until)
 {
     pass_release_locked(p);
     flush_wakes_locked(p);
     f->waiting = true;
-    sb__cond_wait(&f->cv, &p->mu);
+    int e = until != NULL ? pthread_cond_timedwait(&f->cv, &p->mu, until)
+                          : pthread_cond_wait(&f->cv, &p->mu);
     f->waiting = false;
+    if (e != 0 && e != ETIMEDOUT)
+        abort(); /* see lock.h */
     pass_release_locked(p);
+    return e != ETIMEDOUT;
+}
+
+static void wait_locked(struct sb__parts *p, struct sb__fetcher *f)
+{
+    (void)wait_until_locked(p, f, NULL);
 }
 
 void sb__parts_unlock(struct sb__parts *p)
@@ -881,18 +893,8 @@ bool sb__parts_retry_pause_locked(struct sb__fetcher *f)
         t.tv_sec++;
         t.tv_nsec -= 1000000000L;
     }
-    while (running(p)) {
-        pass_release_locked(p);
-        flush_wakes_locked(p);
-        f->waiting = true;
-        int e = pthread_cond_timedwait(&f->cv, &p->mu, &t);
-        f->waiting = false;
-        if (e != 0 && e != ETIMEDOUT)
-            abort(); /* see lock.h */
-        pass_release_locked(p);
-        if (e == ETIMEDOUT)
-            break;
-    }
+    while (running(p) && wait_until_locked(p, f, &t))
+        ;
     return running(p);
 }
 
@@ -1388,12 +1390,13 @@ void sb__parts_stored_locked(struct sb__fetcher *f, size_t n, uint64_t t0,
                 return;
             }
             f->ext_lo = lo;
-            wake_seam(p); /* a fetcher may wait for this seam */
         }
     } else if (f->ext_lo != 0 && n > 0) {
         sb__extents_grow_locked(&p->ext, f->ext_lo, hi);
     }
-    wake_seam(p); /* a fetcher waits for these bytes to compare */
+    /* A fetcher may wait for these bytes to compare, or for this new
+       run's seam. */
+    wake_seam(p);
     f->at = lo + n;
     uint64_t len = sb__parts_length(p);
     if (f->ext_lo == 0) {

@@ -202,8 +202,8 @@ void sb__parts_unwant(struct sb_buffer *b, struct sb__want *w);
 /* The spill file exists: made once, by whoever comes first, under
    spill_mu and without mu (it is I/O), then installed under mu; another
    caller meanwhile waits for it.  0 or -errno.  A fetcher calls it
-   before each store past the memory region (one look under mu once the
-   file is there); a blocking read that is to wait for such bytes calls
+   before its first store past the memory region (the file stays until
+   the buffer goes); a blocking read that is to wait for such bytes calls
    it too, while its part opens, so that the file's creation is not in
    the way of the part's first bytes.  Any thread, without mu. */
 int sb__parts_spill(struct sb_buffer *b);

@@ -802,6 +802,22 @@ static void far_read_call(void *arg)
     r->rc = pat_read(r->b, r->off, 4 * KB, 4 * KB);
 }
 
+/* 4 KiB at off read on a background thread; its rc in (*r)->rc once the
+   call has returned. */
+static bg_call *far_read_bg(sb_buffer *b, uint64_t off, struct far_read **r)
+{
+    *r = fx_calloc(sizeof **r);
+    **r = (struct far_read){b, off, -1};
+    return fx_bg(far_read_call, *r);
+}
+
+/* Every byte of the stream, 1 MiB at a time, is version 0's. */
+static void assert_whole(sb_buffer *b, uint64_t len)
+{
+    for (uint64_t off = 0; off < len; off += 1 * MB)
+        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+}
+
 /*
  * The header: a read that waits for a part to open comes first.  The far
  * part is held at the gate before its first byte; meanwhile the first
@@ -825,9 +841,8 @@ static void test_far_read_holds_the_drain(void **state)
                     .max_parts = 4, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    struct far_read *r = fx_calloc(sizeof *r);
-    *r = (struct far_read){b, far, -1};
-    bg_call *bg = fx_bg(far_read_call, r);
+    struct far_read *r;
+    bg_call *bg = far_read_bg(b, far, &r);
     assert_non_null(bg);
     /* The far part has opened (the length is known from it) and waits at
        the gate for its first byte. */
@@ -848,8 +863,7 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(total, len);
     st = stats(b);
     assert_true(st.parts_opened >= 2);
-    for (uint64_t off = 0; off < len; off += 1 * MB)
-        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    assert_whole(b, len);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
 }
@@ -889,9 +903,8 @@ static void test_far_read_makes_the_spill_file(void **state)
     assert_non_null(b);
     assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS)); /* the first */
     assert_int_equal(fds_into_dir(dir), 0);
-    struct far_read *r = fx_calloc(sizeof *r);
-    *r = (struct far_read){b, far, -1};
-    bg_call *bg = fx_bg(far_read_call, r);
+    struct far_read *r;
+    bg_call *bg = far_read_bg(b, far, &r);
     assert_non_null(bg);
     assert_true(seek_wait_blocked(s, 2, WAIT_LONG_MS)); /* and the far part */
     assert_true(poll_until(fds_in_reached, &(struct fds_in){dir, 1}, WAIT_LONG_MS));
@@ -979,8 +992,7 @@ static void test_armed_reader_does_not_hold_the_drain(void **state)
     assert_drains(b, len);
     assert_int_equal(sb_reader_pread(r, buf, sizeof buf, far), sizeof buf);
     assert_int_equal(pat_mismatches(buf, sizeof buf, far), 0);
-    for (uint64_t off = 0; off < len; off += 1 * MB)
-        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    assert_whole(b, len);
     /* The teardown closes the reader, then the buffer. */
 }
 
@@ -1014,9 +1026,8 @@ static void test_hold_end_wakes_every_paused_fetcher(void **state)
     /* The drain runs over every fetcher (once the first one's rate is
        known, its stretch is split). */
     assert_true(wait_stat(b, parts_active, 4, WAIT_LONG_MS));
-    struct far_read *r = fx_calloc(sizeof *r);
-    *r = (struct far_read){b, far, -1};
-    bg_call *bg = fx_bg(far_read_call, r);
+    struct far_read *r;
+    bg_call *bg = far_read_bg(b, far, &r);
     assert_non_null(bg);
     assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
     /* Nothing paused before (no read_ahead, no max_retained): three
@@ -1028,8 +1039,7 @@ static void test_hold_end_wakes_every_paused_fetcher(void **state)
     bg_join(bg);
     assert_int_equal(r->rc, 0);
     assert_drains(b, len);
-    for (uint64_t off = 0; off < len; off += 1 * MB)
-        assert_int_equal(pat_read(b, off, 1 * MB, 1 * MB), 0);
+    assert_whole(b, len);
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
 }
