@@ -319,7 +319,13 @@ sb_buffer *sb_open(const sb_source *src, const sb_options *opts);
  * drained over max_parts connections.  A read that waits for a part to open
  * comes first: until that part has given its first bytes, no part opens
  * to drain and fetchers that no read needs pause, so that a far read's
- * round trip does not share the source (or the CPUs) with the drain.
+ * round trip does not share the source (or the CPUs) with the drain.  A
+ * fetcher thread that sleeps while the drain is held so sleeps under
+ * SCHED_BATCH, and is back under SCHED_OTHER as soon as it runs: the
+ * read that ends the hold wakes it, and the kernel never lets a
+ * SCHED_BATCH thread preempt the thread that woke it.  A fetcher thread
+ * under another policy (it has the policy of the thread that made it:
+ * the one that called sb_open, a reader, or another fetcher) keeps it.
  * With read_ahead a fetcher goes on only while demand asks for it
  * (below).
  *

@@ -44,6 +44,8 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +196,46 @@ static void pass_release_locked(struct sb__parts *p)
     }
 }
 
+/*
+ * A fetcher that sleeps while a far read holds the drain sleeps under
+ * SCHED_BATCH, and is back under SCHED_OTHER as soon as it runs again.
+ * The read that ends the hold (its unwant, once it has its bytes) wakes
+ * the fetchers it held; a woken SCHED_OTHER thread may preempt its waker,
+ * and on two cores the read then waited a millisecond or more to return
+ * (bench-http F1).  The kernel never lets a SCHED_BATCH thread preempt on
+ * its wake-up.  Only for the sleep: a fetcher woken by its socket must
+ * preempt what runs, or a far read's part would wait for the tick.  A
+ * thread under another policy (real-time, SCHED_IDLE: the application's
+ * choice, inherited from the thread that made it) is left as it is; so is
+ * one the system will not switch (best effort).  Returns whether it
+ * switched.  Called by f's own thread, with mu held: two system calls,
+ * which do not block, a hold's sleep.
+ */
+static bool sleep_as_batch(struct sb__parts *p, struct sb__fetcher *f,
+                           bool on)
+{
+#ifdef SCHED_BATCH
+    struct sched_param sp;
+    int policy;
+    if (on && (!p->drain_held || f->other == 0))
+        return false;
+    if (f->other < 0) {
+        f->other = pthread_getschedparam(pthread_self(), &policy, &sp) == 0
+                   && policy == SCHED_OTHER;
+        if (!f->other)
+            return false;
+    }
+    memset(&sp, 0, sizeof sp);
+    return pthread_setschedparam(pthread_self(), on ? SCHED_BATCH : SCHED_OTHER,
+                                 &sp) == 0;
+#else
+    (void)p;
+    (void)f;
+    (void)on;
+    return false;
+#endif
+}
+
 /* f waits on its cv until woken, or until *until (CLOCK_MONOTONIC) when
    until is not NULL: whatever it decided to wake is woken first.  false
    when the deadline passed. */
@@ -203,8 +245,11 @@ static bool wait_until_locked(struct sb__parts *p, struct sb__fetcher *f,
     pass_release_locked(p);
     flush_wakes_locked(p);
     f->waiting = true;
+    bool batch = sleep_as_batch(p, f, true);
     int e = until != NULL ? pthread_cond_timedwait(&f->cv, &p->mu, until)
                           : pthread_cond_wait(&f->cv, &p->mu);
+    if (batch)
+        (void)sleep_as_batch(p, f, false);
     f->waiting = false;
     if (e != 0 && e != ETIMEDOUT)
         abort(); /* see lock.h */
@@ -1605,6 +1650,7 @@ int sb__parts_init(sb_buffer *b, uint32_t max_parts, uint32_t retries,
         f->st = SB__F_IDLE;
         f->ext_lo = SB__UNKNOWN;
         f->moved_for = SB__UNKNOWN;
+        f->other = -1;
         if (pthread_cond_init(&f->cv, &ca) != 0)
             break;
     }

@@ -54,6 +54,9 @@ struct sb__fetcher {
                                    start_next_locked) */
     bool made_next;         /* its thread made (or tried to make) the
                                next one's */
+    signed char other;      /* its thread's policy is SCHED_OTHER: 1 yes,
+                               0 no, -1 not yet looked at (wait_until_locked;
+                               only the thread itself) */
     pthread_cond_t cv;      /* the fetcher waits here: idle, paused,
                                between retries, for a seam's bytes */
 

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 static double mono_ns(void)
 {
@@ -53,6 +55,7 @@ static void note_thread(seek_part *p)
     if (!p->have_thread) {
         p->thread = self;
         p->have_thread = 1;
+        atomic_store(&p->tid, (int)syscall(SYS_gettid));
     } else if (!pthread_equal(p->thread, self)) {
         violation(p->s, "a part's callback on another thread than its open",
                   p);
@@ -316,6 +319,7 @@ static int seek_open_at(void *ctx, uint64_t off, uint64_t end,
         s->opens_ok++;
         p->thread = pthread_self();
         p->have_thread = 1;
+        atomic_store(&p->tid, (int)syscall(SYS_gettid));
         if (s->iter)
             part->next = part_next;
         else
@@ -625,6 +629,19 @@ uint64_t seek_lowest_open(seek_src *s)
             lo = s->offs[i];
     pthread_mutex_unlock(&s->mu);
     return lo;
+}
+
+int seek_thread_id(seek_src *s, int first, uint64_t start)
+{
+    int tid = 0;
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->nparts && tid == 0; i++) {
+        seek_part *p = s->parts[i];
+        if (first ? p->is_first : !p->is_first && p->start == start)
+            tid = atomic_load(&p->tid);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return tid;
 }
 
 int seek_check(seek_src *s, int all_closed)

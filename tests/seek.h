@@ -114,6 +114,7 @@ struct seek_part {
     double t0_ns;          /* when its first byte may go (monotonic ns) */
     pthread_t thread;      /* the thread that opened it */
     int have_thread;
+    atomic_int tid;        /* that thread's id (gettid), once known */
     unsigned char *scratch; /* next-style: the chunk, overwritten per call */
     size_t scratch_cap;
     atomic_int cancelled;
@@ -154,6 +155,9 @@ int seek_open_now(seek_src *s);
 uint64_t seek_delivered_in(seek_src *s, uint64_t lo, uint64_t hi);
 /* The lowest off asked of open_at (UINT64_MAX if none). */
 uint64_t seek_lowest_open(seek_src *s);
+/* The thread id (gettid) of the fetcher that reads the first stream
+   (first) or the part opened at start; 0 while there is none. */
+int seek_thread_id(seek_src *s, int first, uint64_t start);
 
 /*
  * Every rule a stream's callbacks must see kept, counted over all parts

@@ -19,6 +19,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 
 /* ---- a far read -------------------------------------------------------------------- */
 
@@ -868,6 +869,112 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
+/* The first stream's fetcher policy (sched_getscheduler) while a far
+   read holds the drain, and after; the far part's while it is held
+   before its first byte (in the source's read, not asleep on its cv). */
+struct hold_policies {
+    int first_held, part_held, first_after;
+};
+
+/* sb_open over the seek source, on the thread that runs this (its policy
+   is what the first fetcher inherits): set idle first if asked. */
+struct open_call {
+    seek_src *s;
+    sb_options o;
+    int idle;
+    int policy_rc;
+    sb_buffer *b;
+};
+
+static void open_call(void *arg)
+{
+    struct open_call *c = arg;
+    struct sched_param sp = {0};
+    if (c->idle)
+        c->policy_rc = sched_setscheduler(0, SCHED_IDLE, &sp);
+    sb_source src = seek_source(c->s);
+    c->b = sb_open(&src, &c->o);
+}
+
+static struct hold_policies hold_policies(int idle)
+{
+    const uint64_t len = 4 * MB;
+    const uint64_t far = 3 * MB;
+    seek_src *s = fx_seek(len);
+    s->first = SEEK_FIRST_READ;
+    s->rate = 4 * MB; /* the first stream alone: 750 ms to the far read */
+    seek_gate(s, far, far + 1);
+    struct open_call *c = fx_calloc(sizeof *c);
+    c->s = s;
+    c->o = (sb_options){.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                        .max_parts = 2, .tmp_dir = fx_scratch()};
+    c->idle = idle;
+    bg_call *ob = fx_bg(open_call, c);
+    assert_non_null(ob);
+    assert_true(bg_wait(ob, WAIT_LONG_MS));
+    bg_join(ob);
+    assert_int_equal(c->policy_rc, 0);
+    sb_buffer *b = fx_buffer(c->b);
+    assert_non_null(b);
+    /* The first stream's fetcher has read (its thread is known). */
+    assert_true(wait_stat(b, filled, 64 * KB, WAIT_LONG_MS));
+    struct far_read *r;
+    bg_call *bg = far_read_bg(b, far, &r);
+    assert_non_null(bg);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    /* The stats are read under the lock the fetcher lets go of only in
+       its wait: once it shows paused, the fetcher sleeps as it will. */
+    assert_true(wait_stat(b, paused, 1, WAIT_LONG_MS));
+    struct hold_policies h;
+    int first = seek_thread_id(s, 1, 0), part = seek_thread_id(s, 0, far);
+    assert_true(first > 0 && part > 0);
+    h.first_held = sched_getscheduler(first);
+    h.part_held = sched_getscheduler(part);
+    seek_release(s);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(r->rc, 0);
+    /* The first stream goes on (the watermark is its alone): its fetcher
+       has woken and runs, or sleeps in the source or in a wait of its own
+       that no hold makes. */
+    assert_true(wait_stat(b, filled, stats(b).filled + 64 * KB, WAIT_LONG_MS));
+    h.first_after = sched_getscheduler(first);
+    uint64_t total = 0;
+    assert_int_equal(sb_wait_end(b, &total), 0);
+    assert_int_equal(total, len);
+    assert_whole(b, len);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+    return h;
+}
+
+/*
+ * A fetcher that sleeps while a far read holds the drain sleeps under
+ * SCHED_BATCH (so that the read's return, which wakes it, keeps its CPU),
+ * and only then: the far part's fetcher, blocked in its source, and the
+ * first stream's once the hold is over, run under SCHED_OTHER as the
+ * thread that made them.  Without the switch the held fetcher shows
+ * SCHED_OTHER.
+ */
+static void test_held_fetchers_sleep_as_batch(void **state)
+{
+    (void)state;
+    struct hold_policies h = hold_policies(0);
+    assert_int_equal(h.first_held, SCHED_BATCH);
+    assert_int_equal(h.part_held, SCHED_OTHER);
+    assert_int_equal(h.first_after, SCHED_OTHER);
+}
+
+/* A fetcher made by a thread under another policy keeps it, held or not:
+   the application chose it (here SCHED_IDLE, which any thread may take). */
+static void test_held_fetchers_keep_other_policies(void **state)
+{
+    (void)state;
+    struct hold_policies h = hold_policies(1);
+    assert_int_equal(h.first_held, SCHED_IDLE);
+    assert_int_equal(h.first_after, SCHED_IDLE);
+}
+
 struct fds_in {
     const char *dir;
     int want;
@@ -1192,6 +1299,8 @@ int main(void)
         FX_TEST(test_max_parts_one_means_no_parts),
         FX_TEST(test_one_part_moves_to_each_read),
         FX_TEST(test_far_read_holds_the_drain),
+        FX_TEST(test_held_fetchers_sleep_as_batch),
+        FX_TEST(test_held_fetchers_keep_other_policies),
         FX_TEST(test_armed_reader_does_not_hold_the_drain),
         FX_TEST(test_far_read_makes_the_spill_file),
         FX_TEST(test_hold_end_wakes_every_paused_fetcher),
