@@ -380,12 +380,17 @@ static int make_thread(struct sb__parts *p, struct sb__fetcher *f)
  * free_fetcher passes it over (and a read waits for it rather than make
  * another); its thread is joined after its maker's (the lower id), which
  * has set started by then.  mu is let go meanwhile: the caller looks at
- * its state again.
+ * its state again.  Not while a far read holds the drain: the thread is
+ * for the drain, and making it then takes a CPU from the read's part
+ * (bench-http F1, on two cores).  The hold's end wakes the fetchers, and
+ * the one that would have made it does: an idle one in its wait for a
+ * job (next_job), the first stream's at its next step.  Were it never
+ * made, the policy would make it under mu when the drain needs it.
  */
 static void start_next_locked(struct sb__fetcher *self)
 {
     struct sb__parts *p = self->parts;
-    if (self->made_next)
+    if (self->made_next || p->drain_held)
         return;
     self->made_next = true; /* one try: a thread that fails is made later */
     if (p->off || !running(p) || p->nthreads >= p->max_parts)
@@ -909,7 +914,7 @@ bool sb__parts_next_job_locked(struct sb__fetcher *f)
         schedule_locked(p);
         if (f->st == SB__F_ASSIGNED)
             return true;
-        if (!f->made_next) {
+        if (!f->made_next && !p->drain_held) {
             start_next_locked(f); /* nothing to do: the next thread */
             continue;
         }
@@ -1190,6 +1195,8 @@ enum sb__step sb__parts_step_locked(struct sb__fetcher *f, size_t chunk,
                                     size_t *cap)
 {
     pass_release_locked(f->parts);
+    if (f->first && !f->made_next && !f->parts->drain_held)
+        start_next_locked(f); /* held back by a hold (start_next_locked) */
     enum sb__step step = step_locked(f, chunk, cap);
     if (f->paused) {
         struct sb__parts *p = f->parts;
