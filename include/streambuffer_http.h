@@ -137,10 +137,13 @@ sb_buffer *sb_open_url(const char *url, const sb_options *opts,
  * blocks until its final headers are in (see the rules above for what it
  * returns: 0; -ESPIPE, -ESTALE; -ENOENT, -EACCES, -EIO, -ECONNREFUSED,
  * ... as for sb_open_url; -ECANCELED after cancel).  Sends nothing
- * itself.  Each part's read copies what has arrived, pumping its own
- * transfer until at least one byte is there (0 at its end, or a negative
- * errno); its cancel makes a read in progress (and every later one)
- * return -ECANCELED at once, from any thread; its close frees it.  The
+ * itself.  Each part is iterator-style (next; read is NULL): its next
+ * lends what has arrived, pumping its own transfer until at least one
+ * byte is there, and returns 1 with a chunk that stays valid until its
+ * next call or its close (0 at its end, or a negative errno); the buffer
+ * stores from the chunk without a copy of its own.  Its cancel makes a
+ * next in progress (and every later one) return -ECANCELED at once, from
+ * any thread; its close frees it.  The
  * source's cancel does that to every part and to every open_at in
  * progress, and makes later ones fail with -ECANCELED.  Close every part
  * before the source's close.  url and *http are copied.

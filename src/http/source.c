@@ -155,12 +155,12 @@ static struct sb__xfer_hub *take_spare(struct src *s)
     return h;
 }
 
-static ssize_t part_read(void *ctx, void *buf, size_t cap)
+static int part_next(void *ctx, const void **chunk, size_t *len)
 {
     struct part *p = ctx;
     if (p->x == NULL)
         return atomic_load(&p->s->stop) ? -ECANCELED : 0;
-    return sb__xfer_read(p->x, buf, cap);
+    return sb__xfer_next(p->x, chunk, len);
 }
 
 static void part_cancel(void *ctx)
@@ -424,7 +424,7 @@ fail:
 static void fill_part(struct part *p, sb_source *part)
 {
     memset(part, 0, sizeof *part);
-    part->read = part_read;
+    part->next = part_next; /* stored from the stage: no copy of ours */
     part->cancel = part_cancel;
     part->close = part_close;
     part->ctx = p;
@@ -479,10 +479,10 @@ static void src_close(void *ctx)
 }
 
 /* sb_open_url's first stream, read through the source itself. */
-static ssize_t first_read(void *ctx, void *buf, size_t cap)
+static int first_next(void *ctx, const void **chunk, size_t *len)
 {
     struct src *s = ctx;
-    return part_read(s->first, buf, cap);
+    return part_next(s->first, chunk, len);
 }
 
 /* The buffer reads the first stream no more (parts hold the rest): its
@@ -623,7 +623,7 @@ SB_API sb_buffer *sb_open_url(const char *url, const sb_options *opts,
        rest: a core without parts reads it as a plain stream. */
     sb_source src;
     memset(&src, 0, sizeof src);
-    src.read = first_read;
+    src.next = first_next;
     src.done = first_done;
     /* No parts possible (Accept-Ranges: none, a weak ETag alone...): a
        plain source, and the buffer starts no fetchers for nothing. */

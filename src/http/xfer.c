@@ -29,7 +29,8 @@
  * that piece and stops reading that transfer (TCP, or HTTP/2's window,
  * holds the server back), and the read that empties the stage asks the
  * pumper to resume it (curl_easy_pause belongs to the driving thread).
- * A read copies out of the stage without the lock (x->reading): the
+ * A read is lent the stage's unread bytes, which the core stores from
+ * without a copy of its own, until its next call (x->reading): the
  * callback then only appends in place, never moves the stage.  Until
  * the first read, the stage holds one piece: the pump that waits for the
  * headers stops as soon as the body begins, and sb_open_url returns
@@ -80,7 +81,10 @@ struct sb__xfer {
     int err;                    /* a multi-level failure's errno */
     bool paused;                /* the callback answered PAUSE */
     bool resume;                /* the reader asks the pumper to resume */
-    bool reading;               /* a read copies out of the stage */
+    bool reading;               /* the stage's unread bytes are lent to the
+                                   reader (sb__xfer_next) until its next
+                                   call: the stage is not moved */
+    size_t lent;                /* how many */
     bool was_read;              /* a read came: until then the stage holds
                                    one piece (the headers' pump stops) */
     bool discard;               /* being freed: the callback takes all */
@@ -673,12 +677,32 @@ bool sb__xfer_hub_idle(struct sb__xfer_hub *h)
     return idle;
 }
 
-ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
+/* With hub.mu held: the lent bytes are read; an empty stage starts over
+   and a paused transfer is to be resumed. */
+static void give_back_locked(struct sb__xfer *x)
 {
     struct sb__xfer_hub *h = x->hub;
-    if (cap > SSIZE_MAX)
-        cap = SSIZE_MAX;
+    if (!x->reading)
+        return;
+    x->reading = false;
+    x->stage_pos += x->lent;
+    x->lent = 0;
+    if (x->stage_pos == x->stage_len)
+        x->stage_pos = x->stage_len = 0;
+    if (x->paused && !x->resume && x->stage_len == x->stage_pos) {
+        /* Empty: the pumper resumes it (the driving thread's call); a
+           poll in progress wakes for it. */
+        x->resume = true;
+        if (h->pumping)
+            (void)curl_multi_wakeup(h->multi);
+    }
+}
+
+int sb__xfer_next(struct sb__xfer *x, const void **chunk, size_t *len)
+{
+    struct sb__xfer_hub *h = x->hub;
     sb__http_lock(&h->mu);
+    give_back_locked(x);
     for (;;) {
         if (stopped(x)) {
             sb__http_unlock(&h->mu);
@@ -686,31 +710,14 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
         }
         x->was_read = true;
         size_t unread = x->stage_len - x->stage_pos;
-        if (unread > 0 && cap > 0) {
-            size_t n = unread < cap ? unread : cap;
-            const char *from = x->stage + x->stage_pos;
-            /* The copy without the lock: the pumper only appends now. */
+        if (unread > 0) {
+            /* Lent until the next call: the pumper only appends now. */
             x->reading = true;
+            x->lent = unread;
+            *chunk = x->stage + x->stage_pos;
+            *len = unread;
             sb__http_unlock(&h->mu);
-            memcpy(buf, from, n);
-            sb__http_lock(&h->mu);
-            x->reading = false;
-            x->stage_pos += n;
-            if (x->stage_pos == x->stage_len)
-                x->stage_pos = x->stage_len = 0;
-            if (x->paused && !x->resume && x->stage_len == x->stage_pos) {
-                /* Empty: the pumper resumes it (the driving thread's
-                   call); a poll in progress wakes for it. */
-                x->resume = true;
-                if (h->pumping)
-                    (void)curl_multi_wakeup(h->multi);
-            }
-            sb__http_unlock(&h->mu);
-            return (ssize_t)n;
-        }
-        if (cap == 0) {
-            sb__http_unlock(&h->mu);
-            return 0;
+            return 1;
         }
         if (x->paused) {
             if (!x->resume) {
@@ -721,7 +728,7 @@ ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap)
         } else if (x->done || h->broken != 0) {
             int e = done_errno(x);
             sb__http_unlock(&h->mu);
-            return -(ssize_t)e;
+            return -e;
         }
         /* Paused and asked to resume, it is not answered: the next round
            resumes it. */

@@ -90,8 +90,10 @@ const char *sb__xfer_url(struct sb__xfer *x);
 bool sb__xfer_h2(struct sb__xfer *x, bool *cleartext);
 /* Whether no transfer is on h now. */
 bool sb__xfer_hub_idle(struct sb__xfer_hub *h);
-/* Up to cap body bytes: >0, 0 at the end, or -errno. */
-ssize_t sb__xfer_read(struct sb__xfer *x, void *buf, size_t cap);
+/* The next body bytes, as sb_source.next: 1 with *chunk and *len (the
+   stage's unread bytes, lent until the next call or sb__xfer_free), 0 at
+   the end, or -errno.  The owner's thread only. */
+int sb__xfer_next(struct sb__xfer *x, const void **chunk, size_t *len);
 /* Any thread, at any time before sb__xfer_free: a pump in progress and
    every later one return -ECANCELED. */
 void sb__xfer_cancel(struct sb__xfer *x);
