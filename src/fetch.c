@@ -258,10 +258,14 @@ static void run_locked(struct cursor *c)
         }
 
         (void)sb__give_back(b, true);
-        void *room;
+        /* Room for a read: the spool itself, or the bounce buffer.  An
+           iterator lends its own chunk, stored from where it is. */
+        void *room = NULL;
         bool in_place = false;
-        if (step == SB__STEP_STORE && stream_of(c)->read != NULL
-            && (room = sb__spool_reserve_at(&b->spool, at, cap)) != NULL) {
+        if (stream_of(c)->read == NULL) {
+            /* next: no room */
+        } else if (step == SB__STEP_STORE
+                   && (room = sb__spool_reserve_at(&b->spool, at, cap)) != NULL) {
             in_place = true;
         } else {
             if (c->bounce == NULL
@@ -313,8 +317,11 @@ void *sb__fetcher_main(void *arg)
     /* A fetcher made ahead of its job has the time to get its bounce
        buffer now, rather than when its part's first bytes are in (a new
        thread's first allocation makes its malloc arena).  One that
-       cannot gets it on first use, which reports the failure. */
-    if (c.f->id > 0)
+       cannot gets it on first use, which reports the failure.  Not for
+       a source whose own stream is an iterator: its parts most likely
+       are too, and an iterator needs none (a read-style part gets one
+       on first use). */
+    if (c.f->id > 0 && p->src->next == NULL)
         c.bounce = sb__aligned_alloc(4096, bounce_size(c.b->chunk_size));
     sb__mutex_lock(&p->mu);
     while (sb__parts_next_job_locked(c.f)) {
