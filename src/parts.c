@@ -825,8 +825,15 @@ static void schedule_locked(struct sb__parts *p)
             wake(v);
             continue;
         }
-        /* No part can open for it (parts off, no thread to be had, every
-           fetcher needed): the fetcher that reaches m goes on to it. */
+        /* Every fetcher busy and needed: the read waits for one to come
+           free (unwant runs this again).  Raising the demand of the one
+           that reaches m would have it stream all the way there under
+           read_ahead: tens of megabytes nobody asked for (bench-http F2
+           saw parts asking 60 MB for a 64 KiB read). */
+        if (f == NULL && !p->off)
+            continue;
+        /* No part can open for it (parts off, no thread to be had): the
+           fetcher that reaches m goes on to it. */
         if (r != NULL && w->need > r->demand) {
             r->demand = w->need;
             wake(r);
@@ -882,8 +889,10 @@ void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
     struct sb__parts *p = parts_of(b);
     sb__mutex_lock(&p->mu);
     unwant_locked(p, w);
-    if (p->drain_held)
-        schedule_locked(p); /* it may have held the drain */
+    /* It may have held the drain, or needed a fetcher that another read
+       waits for (schedule_locked: every fetcher busy and needed). */
+    if (p->drain_held || p->wants != NULL)
+        schedule_locked(p);
     sb__parts_unlock(p);
 }
 
@@ -1290,6 +1299,16 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
                 p->pauses++;
                 p->npaused++;
                 wake_seam(p); /* its run stops growing for now */
+                /* A read that found every fetcher busy and needed waits
+                   for one to come free: a paused one may be moved to it
+                   now (it was not while it compared a seam, or opened).
+                   The policy may also raise this one's demand, and its
+                   wake of f would be lost on f's own thread: look again
+                   before sleeping. */
+                if (p->wants != NULL) {
+                    schedule_locked(p);
+                    continue;
+                }
             }
             wait_locked(p, f);
             continue;

@@ -869,6 +869,54 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(seek_check(s, 1), 0);
 }
 
+/*
+ * The header: with max_parts fetchers busy and each needed by a read, a
+ * read waits for one to come free.  Two reads hold both fetchers at their
+ * gates before their first bytes; a third read between them gets a part
+ * of its own once one is free, and the fetcher below it does not stream
+ * there meanwhile.  It used to: the read raised that fetcher's demand,
+ * and under read_ahead it then asked for, and fetched, everything up to
+ * the read (bench-http F2 saw parts of 60 MB for reads of 64 KiB).
+ */
+static void test_busy_fetchers_make_a_read_wait(void **state)
+{
+    (void)state;
+    const uint64_t len = 64 * MB;
+    const uint64_t a = 8 * MB, c = 20 * MB, d = 40 * MB;
+    seek_src *s = fx_seek(len); /* the first stream is open_at(0) */
+    seek_gate(s, a, a + 1);
+    seek_gate(s, d, d + 1);
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 2, .read_ahead = 64 * KB,
+                    .seek_gap = 64 * KB, .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    struct far_read *ra, *rd, *rc;
+    bg_call *ba = far_read_bg(b, a, &ra);
+    assert_non_null(ba);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    bg_call *bd = far_read_bg(b, d, &rd);
+    assert_non_null(bd);
+    assert_true(seek_wait_blocked(s, 2, WAIT_LONG_MS));
+    bg_call *bc = far_read_bg(b, c, &rc);
+    assert_non_null(bc);
+    assert_true(wait_stat(b, waiting, 3, WAIT_LONG_MS));
+    seek_release(s);
+    assert_true(bg_wait(ba, WAIT_LONG_MS));
+    assert_true(bg_wait(bd, WAIT_LONG_MS));
+    assert_true(bg_wait(bc, WAIT_LONG_MS));
+    bg_join(ba);
+    bg_join(bd);
+    bg_join(bc);
+    assert_int_equal(ra->rc, 0);
+    assert_int_equal(rd->rc, 0);
+    assert_int_equal(rc->rc, 0);
+    assert_int_equal(seek_opens_in(s, c, c), 1);
+    assert_int_equal(seek_delivered_in(s, a + 1 * MB, c), 0);
+    fx_close(b);
+    assert_int_equal(seek_check(s, 1), 0);
+}
+
 /* The first stream's fetcher policy (sched_getscheduler) while a far
    read holds the drain, and after; the far part's while it is held
    before its first byte (in the source's read, not asleep on its cv). */
@@ -1300,6 +1348,7 @@ int main(void)
         FX_TEST(test_one_part_moves_to_each_read),
         FX_TEST(test_far_read_holds_the_drain),
         FX_TEST(test_held_fetchers_sleep_as_batch),
+        FX_TEST(test_busy_fetchers_make_a_read_wait),
         FX_TEST(test_held_fetchers_keep_other_policies),
         FX_TEST(test_armed_reader_does_not_hold_the_drain),
         FX_TEST(test_far_read_makes_the_spill_file),
