@@ -198,7 +198,8 @@ static void pass_release_locked(struct sb__parts *p)
 
 /*
  * A fetcher that sleeps while a far read holds the drain sleeps under
- * SCHED_BATCH, and is back under SCHED_OTHER as soon as it runs again.
+ * SCHED_BATCH, and is back under SCHED_OTHER once it runs again (as
+ * soon as it has mu back).
  * The read that ends the hold (its unwant, once it has its bytes) wakes
  * the fetchers it held; a woken SCHED_OTHER thread may preempt its waker,
  * and on two cores the read then waited a millisecond or more to return
@@ -382,10 +383,12 @@ static int make_thread(struct sb__parts *p, struct sb__fetcher *f)
  * has set started by then.  mu is let go meanwhile: the caller looks at
  * its state again.  Not while a far read holds the drain: the thread is
  * for the drain, and making it then takes a CPU from the read's part
- * (bench-http F1, on two cores).  The hold's end wakes the fetchers, and
- * the one that would have made it does: an idle one in its wait for a
- * job (next_job), the first stream's at its next step.  Were it never
- * made, the policy would make it under mu when the drain needs it.
+ * (bench-http F1, on two cores).  Once the hold ends, the one that would
+ * have made it does (an idle one in its wait for a job, the first
+ * stream's at its next step), unless the policy has already given that
+ * fetcher a thread under mu, as it does for a fetcher without one when
+ * a read or the drain needs it (the drain's fill may do so on the thread
+ * whose unwant ended the hold).
  */
 static void start_next_locked(struct sb__fetcher *self)
 {
@@ -788,6 +791,7 @@ static void release_locked(struct sb__parts *p)
 static void schedule_locked(struct sb__parts *p)
 {
     sb__assert_held(&p->mu);
+    p->starved = false;
     if (!running(p))
         return;
     for (struct sb__want *w = p->wants; w != NULL; w = w->next) {
@@ -825,15 +829,19 @@ static void schedule_locked(struct sb__parts *p)
             wake(v);
             continue;
         }
-        /* Every fetcher busy and needed: the read waits for one to come
-           free (unwant runs this again).  Raising the demand of the one
-           that reaches m would have it stream all the way there under
-           read_ahead: tens of megabytes nobody asked for (bench-http F2
-           saw parts asking 60 MB for a 64 KiB read). */
-        if (f == NULL && !p->off)
+        /* Under read_ahead, every fetcher busy and needed: the read
+           waits for one to come free (starved: an unwant, a fetcher's
+           pause and a fetcher gone idle run this again).  Raising the
+           demand of the one that reaches m would have it ask for, and
+           fetch, everything up to the read: tens of megabytes nobody
+           asked for (bench-http F2 saw parts of 60 MB for reads of 64
+           KiB).  A drain fetches it all anyway: there the one that
+           reaches m goes on to it, as it does where no part can open
+           (parts off, no thread to be had). */
+        if (f == NULL && !p->off && !draining(p)) {
+            p->starved = true;
             continue;
-        /* No part can open for it (parts off, no thread to be had): the
-           fetcher that reaches m goes on to it. */
+        }
         if (r != NULL && w->need > r->demand) {
             r->demand = w->need;
             wake(r);
@@ -890,8 +898,8 @@ void sb__parts_unwant(sb_buffer *b, struct sb__want *w)
     sb__mutex_lock(&p->mu);
     unwant_locked(p, w);
     /* It may have held the drain, or needed a fetcher that another read
-       waits for (schedule_locked: every fetcher busy and needed). */
-    if (p->drain_held || p->wants != NULL)
+       waits for (starved). */
+    if (p->drain_held || p->starved)
         schedule_locked(p);
     sb__parts_unlock(p);
 }
@@ -1222,6 +1230,7 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
                                  size_t *cap)
 {
     struct sb__parts *p = f->parts;
+    bool looked = false; /* the policy ran before this step's pause */
     for (;;) {
         if (!running(p))
             return SB__STEP_QUIT;
@@ -1293,22 +1302,23 @@ static enum sb__step step_locked(struct sb__fetcher *f, size_t chunk,
             continue;
         }
         if (must_pause_locked(p, f)) {
+            if (!f->paused && !looked && p->starved) {
+                /* A read that found every fetcher busy and needed waits
+                   for one to come free: one about to pause may be moved
+                   to it now (it was not while it compared a seam, or
+                   opened).  Whatever the policy decides for f itself, its
+                   wake of f would be lost on f's own thread: look again
+                   before pausing. */
+                looked = true;
+                schedule_locked(p);
+                continue;
+            }
             if (!f->paused) {
                 f->paused = true;
                 f->paused_at = mono_ns();
                 p->pauses++;
                 p->npaused++;
                 wake_seam(p); /* its run stops growing for now */
-                /* A read that found every fetcher busy and needed waits
-                   for one to come free: a paused one may be moved to it
-                   now (it was not while it compared a seam, or opened).
-                   The policy may also raise this one's demand, and its
-                   wake of f would be lost on f's own thread: look again
-                   before sleeping. */
-                if (p->wants != NULL) {
-                    schedule_locked(p);
-                    continue;
-                }
             }
             wait_locked(p, f);
             continue;

@@ -158,6 +158,10 @@ struct sb__parts {
                                        bytes, or a blocked one has them
                                        and has not returned: no drain
                                        part opens */
+    bool starved;                   /* under read_ahead, a read waits for
+                                       a fetcher to come free (every one
+                                       busy and needed): an unwant or a
+                                       fetcher's pause runs the policy */
     bool wake_rest;                 /* the hold ended: the first fetcher
                                        to take mu wakes every one */
     uint64_t fetched, refetched;

@@ -326,8 +326,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     size_t unread = x->stage_len - x->stage_pos;
     if ((unread > 0 && (unread + n > STAGE_MAX || !x->was_read))
         || (x->reading && x->stage_len + n > x->stage_cap)) {
-        /* Full; or a read copies out of it and there is no room at its
-           tail, which is the only place the stage may change then. */
+        /* Full; or its unread bytes are lent to the reader and there is
+           no room at its tail, the only place the stage may change
+           then. */
         x->paused = true; /* libcurl keeps this piece for the resume */
         return CURL_WRITEFUNC_PAUSE;
     }
