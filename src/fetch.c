@@ -122,19 +122,29 @@ static int store(struct cursor *c, uint64_t off, const unsigned char *data,
     return sb__spool_write_at(&b->spool, off, data, n);
 }
 
-/* Compare n bytes at off, which are held, with data. */
+/*
+ * Compare n bytes at off, which are held, with data.  Under SB_RELEASE
+ * the floor may pass them after the policy chose the seam (a reader
+ * released behind itself): bytes below the floor read back as whatever
+ * giving them back left, and nobody can read them any more, so only
+ * those at or above the floor once they have been read count.  (The
+ * floor is raised before the bytes are given back.)
+ */
 static int compare(struct cursor *c, uint64_t off, const unsigned char *data,
                    size_t n, bool *equal)
 {
+    sb_buffer *b = c->b;
     if (c->held == NULL && (c->held = malloc(SB__SEAM)) == NULL)
         return -ENOMEM;
     *equal = true;
     while (n > 0) {
         size_t k = n < SB__SEAM ? n : (size_t)SB__SEAM;
-        int rc = sb__spool_read(&c->b->spool, c->held, k, off);
+        int rc = sb__spool_read(&b->spool, c->held, k, off);
         if (rc < 0)
             return rc;
-        if (memcmp(c->held, data, k) != 0)
+        uint64_t floor = (b->flags & SB_RELEASE) ? sb__wait_floor(&b->wait) : 0;
+        size_t skip = floor <= off ? 0 : floor - off < k ? (size_t)(floor - off) : k;
+        if (memcmp(c->held + skip, data + skip, k - skip) != 0)
             *equal = false;
         data += k;
         off += k;

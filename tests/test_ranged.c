@@ -936,6 +936,64 @@ static void test_busy_fetchers_make_a_read_wait(void **state)
     /* The teardown closes the reader, then the buffer. */
 }
 
+static int no_part_active(void *arg)
+{
+    sb_stats st;
+    return sb_get_stats(arg, &st) == 0 && st.parts_active == 0;
+}
+
+/*
+ * SB_RELEASE: the floor may pass a seam after the policy chose it.  A
+ * part opens 4 KiB before a run nobody extends, to compare the seam, and
+ * is held at the gate before its first byte; a reader then releases
+ * everything below the run's end, so the run's last 4 KiB are given back.
+ * The compare must not count them (nobody can read them any more): the
+ * stream goes on, and the read right after the run gets its bytes.  It
+ * failed with ESTALE, the given-back bytes reading back as zeros (found
+ * by a stress of armed readers releasing behind themselves).
+ */
+static void test_release_passes_a_seam(void **state)
+{
+    (void)state;
+    const uint64_t len = 8 * MB;
+    seek_src *s = fx_seek(len); /* the first stream is open_at(0) */
+    /* read_ahead past a chunk: the first part asks for less than the
+       fetcher would read, so it ends (and closes) rather than pause at
+       its end. */
+    sb_options o = {.mem_limit = 1 * MB, .chunk_size = 64 * KB,
+                    .max_parts = 2, .read_ahead = 256 * KB,
+                    .seek_gap = 64 * KB, .flags = SB_RELEASE,
+                    .tmp_dir = fx_scratch()};
+    sb_buffer *b = open_seek(s, &o);
+    assert_non_null(b);
+    sb_reader *r = sb_reader_open(b, 0);
+    assert_non_null(r);
+    fx_track(r, NULL, fx_reader_close);
+    unsigned char buf[4096];
+    assert_int_equal(sb_reader_pread(r, buf, sizeof buf, 0), sizeof buf);
+    /* The first part asked for the read's bytes or a chunk and ended (it
+       is closed, its fetcher idle): nobody extends [0, e). */
+    assert_true(seek_wait_closed(s, 1, WAIT_LONG_MS));
+    assert_true(poll_until(no_part_active, b, WAIT_LONG_MS));
+    uint64_t e = stats(b).filled;
+    assert_true(e >= 4 * KB && e < len);
+    seek_gate(s, e - 4 * KB, e - 4 * KB + 1);
+    struct far_read *rf;
+    bg_call *bg = far_read_bg(b, e, &rf);
+    assert_non_null(bg);
+    assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
+    assert_int_equal(seek_opens_in(s, e - 4 * KB, e - 4 * KB), 1);
+    assert_int_equal(sb_reader_release(r, e), 0);
+    seek_release(s);
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(rf->rc, 0);
+    sb_stats st = stats(b);
+    assert_int_equal(st.state, SB_RUNNING);
+    assert_int_equal(st.error, 0);
+    /* The teardown closes the reader, then the buffer. */
+}
+
 /* The first stream's fetcher policy (sched_getscheduler) while a far
    read holds the drain, and after; the far part's while it is held
    before its first byte (in the source's read, not asleep on its cv). */
@@ -1377,6 +1435,7 @@ int main(void)
         FX_TEST(test_hold_end_wakes_every_paused_fetcher),
         FX_TEST(test_read_ahead_ramps_up),
         FX_TEST(test_release_and_max_retained_with_parts),
+        FX_TEST(test_release_passes_a_seam),
         FX_TEST(test_view_of_far_extent),
         FX_TEST(test_armed_reader_on_far_extent),
         FX_TEST(test_many_threads_random_reads),
