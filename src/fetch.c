@@ -49,9 +49,9 @@ static size_t bounce_size(size_t chunk)
 struct cursor {
     struct sb__fetcher *f;
     sb_buffer *b;
-    unsigned char *bounce;       /* chunk_size bytes: at the thread's
-                                    start (fetchers but the first), else
-                                    on first use */
+    unsigned char *bounce;       /* chunk_size bytes, for read-style
+                                    streams: at the thread's start (see
+                                    sb__fetcher_main), else on first use */
     unsigned char *held;         /* SB__SEAM bytes, for compares */
     const unsigned char *pend;   /* an iterator's chunk not yet used */
     size_t npend;
@@ -269,15 +269,14 @@ static void run_locked(struct cursor *c)
 
         (void)sb__give_back(b, true);
         /* Room for a read: the spool itself, or the bounce buffer.  An
-           iterator lends its own chunk, stored from where it is. */
+           iterator needs none: it lends its own chunk, stored from where
+           it is. */
         void *room = NULL;
         bool in_place = false;
-        if (stream_of(c)->read == NULL) {
-            /* next: no room */
-        } else if (step == SB__STEP_STORE
-                   && (room = sb__spool_reserve_at(&b->spool, at, cap)) != NULL) {
+        if (stream_of(c)->read != NULL && step == SB__STEP_STORE
+            && (room = sb__spool_reserve_at(&b->spool, at, cap)) != NULL) {
             in_place = true;
-        } else {
+        } else if (stream_of(c)->read != NULL) {
             if (c->bounce == NULL
                 && (c->bounce = sb__aligned_alloc(4096, bounce_size(chunk))) == NULL) {
                 sb__mutex_lock(&p->mu);

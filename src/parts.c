@@ -1621,12 +1621,8 @@ int sb__parts_spill(sb_buffer *b)
 {
     struct sb__parts *p = parts_of(b);
     struct sb__spool *s = &b->spool;
-    sb__mutex_lock(&p->mu);
-    bool have = s->fd >= 0;
-    sb__parts_unlock(p);
-    if (have)
-        return 0;
-    /* fd is set under both locks: under spill_mu it can be read alone. */
+    /* fd is set under both locks: under spill_mu it can be read alone
+       (and a caller that finds the file being made waits for it here). */
     sb__mutex_lock(&p->spill_mu);
     int rc = 0;
     if (s->fd < 0) {

@@ -701,6 +701,30 @@ static void test_view_of_far_extent(void **state)
     assert_int_equal(stats(b).extents, 1);
 }
 
+/* An SB_NONBLOCK reader armed at off: its first read of n bytes there
+   finds none (EAGAIN).  The buffer's poll fd, made first, in *pfd. */
+static sb_reader *arm_at(sb_buffer *b, uint64_t off, void *buf, size_t n,
+                         int *pfd)
+{
+    *pfd = sb_poll_fd(b);
+    assert_true(*pfd >= 0);
+    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
+    assert_non_null(r);
+    fx_track(r, NULL, fx_reader_close);
+    assert_fails_with(sb_reader_pread(r, buf, n, off), EAGAIN);
+    return r;
+}
+
+/* Once the poll fd is readable (within WAIT_LONG_MS): the readers
+   sb_poll_ready gives, in ready[0..4), and their count; -1 if it is not. */
+static int poll_ready(sb_buffer *b, int pfd, sb_reader **ready)
+{
+    struct pollfd pl = {.fd = pfd, .events = POLLIN};
+    if (poll(&pl, 1, WAIT_LONG_MS) != 1)
+        return -1;
+    return (int)sb_poll_ready(b, ready, 4);
+}
+
 /* An armed SB_NONBLOCK reader is demand: its far range opens a part, it
    becomes ready, the poll fd is readable, and the answer is right. */
 static void test_armed_reader_on_far_extent(void **state)
@@ -718,18 +742,12 @@ static void test_armed_reader_on_far_extent(void **state)
                     .read_ahead = 64 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    int pfd = sb_poll_fd(b);
-    assert_true(pfd >= 0);
-    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
-    assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     unsigned char buf[8192];
-    assert_fails_with(sb_reader_pread(r, buf, sizeof buf, 12 * MB), EAGAIN);
+    int pfd;
+    sb_reader *r = arm_at(b, 12 * MB, buf, sizeof buf, &pfd);
     assert_true(seek_wait_open_in(s, 12 * MB - SEAM, 12 * MB, WAIT_LONG_MS));
-    struct pollfd pl = {.fd = pfd, .events = POLLIN};
-    assert_int_equal(poll(&pl, 1, WAIT_LONG_MS), 1);
     sb_reader *ready[4];
-    assert_int_equal(sb_poll_ready(b, ready, 4), 1);
+    assert_int_equal(poll_ready(b, pfd, ready), 1);
     assert_ptr_equal(ready[0], r);
     assert_int_equal(sb_reader_pread(r, buf, sizeof buf, 12 * MB),
                      sizeof buf);
@@ -812,6 +830,14 @@ static bg_call *far_read_bg(sb_buffer *b, uint64_t off, struct far_read **r)
     return fx_bg(far_read_call, *r);
 }
 
+/* The far read on bg returns in time, and right. */
+static void far_read_join(bg_call *bg, const struct far_read *r)
+{
+    assert_true(bg_wait(bg, WAIT_LONG_MS));
+    bg_join(bg);
+    assert_int_equal(r->rc, 0);
+}
+
 /* Every byte of the stream, 1 MiB at a time, is version 0's. */
 static void assert_whole(sb_buffer *b, uint64_t len)
 {
@@ -855,9 +881,7 @@ static void test_far_read_holds_the_drain(void **state)
     assert_int_equal(st.length, len);
     assert_int_equal(st.parts_opened, 1);
     seek_release(s);
-    assert_true(bg_wait(bg, WAIT_LONG_MS));
-    bg_join(bg);
-    assert_int_equal(r->rc, 0);
+    far_read_join(bg, r);
     /* The drain goes on, over parts. */
     uint64_t total = 0;
     assert_int_equal(sb_wait_end(b, &total), 0);
@@ -893,13 +917,9 @@ static void test_busy_fetchers_make_a_read_wait(void **state)
                     .seek_gap = 64 * KB, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    int pfd = sb_poll_fd(b);
-    assert_true(pfd >= 0);
-    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
-    assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     unsigned char buf[4096];
-    assert_fails_with(sb_reader_pread(r, buf, sizeof buf, a), EAGAIN);
+    int pfd;
+    sb_reader *r = arm_at(b, a, buf, sizeof buf, &pfd);
     assert_true(seek_wait_blocked(s, 1, WAIT_LONG_MS));
     struct far_read *rd, *rc;
     bg_call *bd = far_read_bg(b, d, &rd);
@@ -909,12 +929,8 @@ static void test_busy_fetchers_make_a_read_wait(void **state)
     assert_non_null(bc);
     assert_true(wait_stat(b, waiting, 2, WAIT_LONG_MS));
     seek_release(s);
-    assert_true(bg_wait(bd, WAIT_LONG_MS));
-    assert_true(bg_wait(bc, WAIT_LONG_MS));
-    bg_join(bd);
-    bg_join(bc);
-    assert_int_equal(rd->rc, 0);
-    assert_int_equal(rc->rc, 0);
+    far_read_join(bd, rd);
+    far_read_join(bc, rc);
     assert_int_equal(seek_opens_in(s, c, c), 1);
     assert_int_equal(seek_delivered_in(s, a + 1 * MB, c), 0);
     /* The armed reader's bytes come, if not already: its poll fd says
@@ -924,10 +940,8 @@ static void test_busy_fetchers_make_a_read_wait(void **state)
         got = sb_reader_pread(r, buf, sizeof buf, a);
         if (got < 0) {
             assert_int_equal(errno, EAGAIN);
-            struct pollfd pl = {.fd = pfd, .events = POLLIN};
-            assert_int_equal(poll(&pl, 1, WAIT_LONG_MS), 1);
-            sb_reader *ready[1];
-            (void)sb_poll_ready(b, ready, 1);
+            sb_reader *ready[4];
+            assert_true(poll_ready(b, pfd, ready) >= 0);
         }
     }
     assert_int_equal(got, sizeof buf);
@@ -985,9 +999,7 @@ static void test_release_passes_a_seam(void **state)
     assert_int_equal(seek_opens_in(s, e - 4 * KB, e - 4 * KB), 1);
     assert_int_equal(sb_reader_release(r, e), 0);
     seek_release(s);
-    assert_true(bg_wait(bg, WAIT_LONG_MS));
-    bg_join(bg);
-    assert_int_equal(rf->rc, 0);
+    far_read_join(bg, rf);
     sb_stats st = stats(b);
     assert_int_equal(st.state, SB_RUNNING);
     assert_int_equal(st.error, 0);
@@ -1056,9 +1068,7 @@ static struct hold_policies hold_policies(int policy)
     h.first_held = sched_getscheduler(first);
     h.part_held = sched_getscheduler(part);
     seek_release(s);
-    assert_true(bg_wait(bg, WAIT_LONG_MS));
-    bg_join(bg);
-    assert_int_equal(r->rc, 0);
+    far_read_join(bg, r);
     /* The first stream goes on (the watermark is its alone): its fetcher
        has woken and runs, or sleeps in the source or in a wait of its own
        that no hold makes. */
@@ -1144,9 +1154,7 @@ static void test_far_read_makes_the_spill_file(void **state)
     assert_true(seek_wait_blocked(s, 2, WAIT_LONG_MS)); /* and the far part */
     assert_true(poll_until(fds_in_reached, &(struct fds_in){dir, 1}, WAIT_LONG_MS));
     seek_release(s);
-    assert_true(bg_wait(bg, WAIT_LONG_MS));
-    bg_join(bg);
-    assert_int_equal(r->rc, 0);
+    far_read_join(bg, r);
     assert_int_equal(fds_into_dir(dir), 1); /* one file, not two */
     fx_close(b);
     assert_int_equal(seek_check(s, 1), 0);
@@ -1209,17 +1217,11 @@ static void test_armed_reader_does_not_hold_the_drain(void **state)
                     .max_parts = 4, .tmp_dir = fx_scratch()};
     sb_buffer *b = open_seek(s, &o);
     assert_non_null(b);
-    int pfd = sb_poll_fd(b);
-    assert_true(pfd >= 0);
-    sb_reader *r = sb_reader_open_flags(b, 0, SB_NONBLOCK);
-    assert_non_null(r);
-    fx_track(r, NULL, fx_reader_close);
     unsigned char buf[4096];
-    assert_fails_with(sb_reader_pread(r, buf, sizeof buf, far), EAGAIN);
-    struct pollfd pl = {.fd = pfd, .events = POLLIN};
-    assert_int_equal(poll(&pl, 1, WAIT_LONG_MS), 1);
+    int pfd;
+    sb_reader *r = arm_at(b, far, buf, sizeof buf, &pfd);
     sb_reader *ready[4];
-    assert_int_equal(sb_poll_ready(b, ready, 4), 1);
+    assert_int_equal(poll_ready(b, pfd, ready), 1);
     assert_ptr_equal(ready[0], r);
     /* Its bytes are held, far past the watermark, and it does not read. */
     assert_true(stats(b).filled <= 1 * MB);
@@ -1270,9 +1272,7 @@ static void test_hold_end_wakes_every_paused_fetcher(void **state)
     assert_true(wait_stat(b, pauses, 3, WAIT_LONG_MS));
     assert_true(stats(b).parts_moved >= 1);
     seek_release(s);
-    assert_true(bg_wait(bg, WAIT_LONG_MS));
-    bg_join(bg);
-    assert_int_equal(r->rc, 0);
+    far_read_join(bg, r);
     assert_drains(b, len);
     assert_whole(b, len);
     fx_close(b);

@@ -30,7 +30,7 @@
  * holds the server back), and the read that empties the stage asks the
  * pumper to resume it (curl_easy_pause belongs to the driving thread).
  * A read is lent the stage's unread bytes, which the core stores from
- * without a copy of its own, until its next call (x->reading): the
+ * without a copy of its own, until its next call (x->lent): the
  * callback then only appends in place, never moves the stage.  Until
  * the first read, the stage holds one piece: the pump that waits for the
  * headers stops as soon as the body begins, and sb_open_url returns
@@ -81,10 +81,10 @@ struct sb__xfer {
     int err;                    /* a multi-level failure's errno */
     bool paused;                /* the callback answered PAUSE */
     bool resume;                /* the reader asks the pumper to resume */
-    bool reading;               /* the stage's unread bytes are lent to the
+    size_t lent;                /* the stage's unread bytes lent to the
                                    reader (sb__xfer_next) until its next
-                                   call: the stage is not moved */
-    size_t lent;                /* how many */
+                                   call; while not 0 the stage is not
+                                   moved */
     bool was_read;              /* a read came: until then the stage holds
                                    one piece (the headers' pump stops) */
     bool discard;               /* being freed: the callback takes all */
@@ -325,14 +325,14 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     take_final(x); /* a body: these headers were the last */
     size_t unread = x->stage_len - x->stage_pos;
     if ((unread > 0 && (unread + n > STAGE_MAX || !x->was_read))
-        || (x->reading && x->stage_len + n > x->stage_cap)) {
+        || (x->lent != 0 && x->stage_len + n > x->stage_cap)) {
         /* Full; or its unread bytes are lent to the reader and there is
            no room at its tail, the only place the stage may change
            then. */
         x->paused = true; /* libcurl keeps this piece for the resume */
         return CURL_WRITEFUNC_PAUSE;
     }
-    if (x->reading) {
+    if (x->lent != 0) {
         memcpy(x->stage + x->stage_len, data, n);
         x->stage_len += n;
         return n;
@@ -683,9 +683,8 @@ bool sb__xfer_hub_idle(struct sb__xfer_hub *h)
 static void give_back_locked(struct sb__xfer *x)
 {
     struct sb__xfer_hub *h = x->hub;
-    if (!x->reading)
+    if (x->lent == 0)
         return;
-    x->reading = false;
     x->stage_pos += x->lent;
     x->lent = 0;
     if (x->stage_pos == x->stage_len)
@@ -713,7 +712,6 @@ int sb__xfer_next(struct sb__xfer *x, const void **chunk, size_t *len)
         size_t unread = x->stage_len - x->stage_pos;
         if (unread > 0) {
             /* Lent until the next call: the pumper only appends now. */
-            x->reading = true;
             x->lent = unread;
             *chunk = x->stage + x->stage_pos;
             *len = unread;
